@@ -1,0 +1,3 @@
+"""retrotread: guided backward-walking workouts on FTMS treadmills."""
+
+__version__ = "0.1.0"

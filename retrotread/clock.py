@@ -1,0 +1,65 @@
+"""The injected clock: monotonic seconds and sleeping until an absolute deadline.
+
+Everything that keeps time (the simulator's physics, the session loop, the watchdog)
+reads one ``Clock``. In production it is the asyncio loop's monotonic clock; in tests the
+same clock runs in virtual time (looptime fast-forwards the loop), so a 30-minute workout
+runs in milliseconds with exactly the same events. Schedule against absolute deadlines
+(``t0 + k * period``), never by adding up sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Monotonic seconds (arbitrary origin)."""
+        ...
+
+    async def sleep_until(self, deadline: float) -> None:
+        """Return at or after ``deadline`` (in this clock's seconds)."""
+        ...
+
+
+class LoopClock:
+    """The running asyncio loop's monotonic clock (virtual under looptime)."""
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def sleep_until(self, deadline: float) -> None:
+        delay = deadline - self.now()
+        await asyncio.sleep(delay if delay > 0 else 0)
+
+    async def sleep(self, seconds: float) -> None:
+        await self.sleep_until(self.now() + seconds)
+
+
+class ScaledClock:
+    """A clock that runs ``speedup`` times faster than the loop's (for demos)."""
+
+    def __init__(self, speedup: float) -> None:
+        if speedup <= 0:
+            raise ValueError("speedup must be positive")
+        self.speedup = speedup
+        self._origin: float | None = None
+
+    def _loop_time(self) -> float:
+        t = asyncio.get_running_loop().time()
+        if self._origin is None:
+            self._origin = t
+        return t
+
+    def now(self) -> float:
+        t = self._loop_time()
+        assert self._origin is not None
+        return self._origin + (t - self._origin) * self.speedup
+
+    async def sleep_until(self, deadline: float) -> None:
+        delay = (deadline - self.now()) / self.speedup
+        await asyncio.sleep(delay if delay > 0 else 0)
+
+    async def sleep(self, seconds: float) -> None:
+        await self.sleep_until(self.now() + seconds)
