@@ -1,0 +1,195 @@
+"""Typed events a session emits, and the bus that fans them out.
+
+The display, the session log (recorder) and the MQTT bridge subscribe. Subscribers are
+plain callables that must return quickly; an exception in one is logged and never
+reaches the control loop. Every event has ``time_s`` (the session clock's monotonic
+seconds) and a ``kind`` used as the ``type`` of its JSON record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from retrotread.envelope import Direction
+
+log = logging.getLogger(__name__)
+
+
+class UserCommand(enum.StrEnum):
+    """What a person (key press) or a remote (MQTT) may ask of a running session."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    TOGGLE_PAUSE = "toggle_pause"
+    READY = "ready"
+    STOP = "stop"
+    SKIP = "skip"
+    SPEED_UP = "speed_up"
+    SPEED_DOWN = "speed_down"
+
+
+class Outcome(enum.StrEnum):
+    COMPLETED = "completed"
+    STOPPED_BY_USER = "stopped_by_user"
+    WATCHDOG = "watchdog"
+    SAFETY_KEY = "safety_key"
+    INTERRUPTED = "interrupted"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = "event"
+    time_s: float
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready dict: ``{"type": kind, "t": time_s, ...fields}``."""
+        record: dict[str, Any] = {"type": self.kind, "t": round(self.time_s, 4)}
+        for field in dataclasses.fields(self):
+            if field.name == "time_s":
+                continue
+            value = getattr(self, field.name)
+            if isinstance(value, enum.Enum):
+                value = value.value
+            elif isinstance(value, float):
+                value = round(value, 4)
+            record[field.name] = value
+        return record
+
+
+@dataclass(frozen=True)
+class SessionStarted(Event):
+    kind: ClassVar[str] = "session_started"
+    profile_name: str
+    profile_path: str | None
+    device: str
+    simulated: bool
+    backward_ceiling_kmh: float
+    total_s: float
+    backward_s: float
+    distance_m: float
+
+
+@dataclass(frozen=True)
+class SegmentStarted(Event):
+    kind: ClassVar[str] = "segment_started"
+    index: int
+    label: str
+    direction: Direction
+    speed_kmh: float
+    duration_s: float
+    next_label: str | None
+    cue: str | None = None
+
+
+@dataclass(frozen=True)
+class Announcement(Event):
+    """Something to say to the person (screen, bell, voice)."""
+
+    kind: ClassVar[str] = "announcement"
+    text: str
+    level: str = "info"  # info | warning | alarm
+
+
+@dataclass(frozen=True)
+class TurnaroundPhase(Event):
+    kind: ClassVar[str] = "turnaround"
+    phase: str  # announce | ramp_down | stopped | ready_wait | countdown | start
+    to_direction: Direction
+    seconds_left: float | None = None
+
+
+@dataclass(frozen=True)
+class CommandSent(Event):
+    kind: ClassVar[str] = "command"
+    op_code: int
+    op: str
+    speed_kmh: float | None
+    facing: Direction
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CommandReplied(Event):
+    kind: ClassVar[str] = "reply"
+    op_code: int
+    op: str
+    result: str | None  # e.g. "SUCCESS"; None when there was no reply
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TelemetrySample(Event):
+    kind: ClassVar[str] = "telemetry"
+    speed_kmh: float | None
+    distance_m: int | None
+    elapsed_s: int | None
+    heart_rate_bpm: int | None
+    target_kmh: float
+    facing: Direction
+
+
+@dataclass(frozen=True)
+class MachineStatusChanged(Event):
+    kind: ClassVar[str] = "status"
+    status: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class UserAction(Event):
+    kind: ClassVar[str] = "user"
+    command: UserCommand
+    source: str  # key | remote | signal
+    accepted: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class WatchdogAction(Event):
+    kind: ClassVar[str] = "watchdog"
+    trigger: str
+    action: str  # stop | clamp | retarget | re_request_control | alarm | reconnect
+    detail: str
+
+
+@dataclass(frozen=True)
+class LinkStateChanged(Event):
+    kind: ClassVar[str] = "link"
+    connected: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SessionFinished(Event):
+    kind: ClassVar[str] = "session_finished"
+    outcome: Outcome
+    reason: str
+    elapsed_s: float
+    backward_s: float
+    distance_m: float
+    stop_sent: bool
+
+
+Subscriber = Callable[[Event], None]
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        self._subscribers.append(subscriber)
+        return lambda: self._subscribers.remove(subscriber)
+
+    def emit(self, event: Event) -> None:
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber(event)
+            except Exception:  # a subscriber must never break the control loop
+                log.exception("event subscriber %r failed on %s", subscriber, event.kind)

@@ -1,0 +1,490 @@
+"""The simulated treadmill: belt physics + the FTMS server state machine + faults.
+
+It implements :class:`retrotread.gatt.GattServer`, so any link (in-process, DIRCON over
+TCP) can reach it, and it runs on an injected clock, so a test can run an hour of belt
+time in well under a second. :meth:`SimulatedTreadmill.run` is its only task: it sends
+Treadmill Data at a fixed rate (split into notifications of at most 20 bytes, as a radio
+with the default MTU must) and delivers scheduled control point replies.
+
+Console actions (speed +/-, stop, start, safety key) and faults (telemetry stops, link
+drops, late or missing replies, refused commands, a runaway belt, km/h read as mph) are
+methods and attributes a test can use at any time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import heapq
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from retrotread import gatt
+from retrotread.clock import Clock
+from retrotread.errors import CodecError, GattError, UnsupportedOpCodeError
+from retrotread.ftms import codec
+from retrotread.sim.belt import Belt
+from retrotread.sim.presets import PRESETS, MachinePreset, Quirk
+from retrotread.units import KMH_PER_MPH
+
+log = logging.getLogger(__name__)
+
+MAX_NOTIFICATION_BYTES = 20  # ATT_MTU 23 - 3
+
+
+class MachineState(enum.StrEnum):
+    IDLE = "idle"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    SAFETY_STOP = "safety_stop"
+
+
+@dataclass
+class Faults:
+    """Faults a test can inject at any moment (all off by default)."""
+
+    telemetry_stopped: bool = False
+    """Treadmill Data notifications stop; the link stays up (a silent machine)."""
+    reply_delay_s: float | None = None
+    """Control point replies arrive this late (overrides the preset)."""
+    replies_lost: bool = False
+    """Control point writes are accepted but no reply ever comes."""
+    refuse_commands: codec.ResultCode | None = None
+    """Every control point request except Request Control gets this result."""
+    runaway_kmh: float | None = None
+    """The belt runs to this speed on its own and ignores speed commands."""
+    kmh_read_as_mph: bool = False
+    """Set Target Speed values are read as mph (so the belt runs 1.609 times too fast)."""
+    ignore_speed_commands: bool = False
+    """Set Target Speed is answered "success" and nothing changes."""
+
+
+@dataclass(order=True)
+class _Scheduled:
+    due_s: float
+    seq: int
+    action: Callable[[], None]
+
+
+class SimulatedTreadmill(gatt.GattServer):
+    def __init__(
+        self,
+        clock: Clock,
+        preset: MachinePreset | str = "generic",
+        *,
+        telemetry_interval_s: float = 1.0,
+        speed_noise_kmh: float = 0.0,
+        seed: int = 0,
+        serial_number: str = "RT-SIM-0001",
+        max_notification_bytes: int = MAX_NOTIFICATION_BYTES,
+    ) -> None:
+        self.clock = clock
+        self.preset = PRESETS[preset] if isinstance(preset, str) else preset
+        self.telemetry_interval_s = telemetry_interval_s
+        self.serial_number = serial_number
+        self.max_notification_bytes = max_notification_bytes
+        self.faults = Faults()
+        self.belt = Belt(
+            acceleration_kmh_per_s=self.preset.acceleration_kmh_per_s,
+            deceleration_kmh_per_s=self.preset.deceleration_kmh_per_s,
+            noise_kmh=speed_noise_kmh,
+            seed=seed,
+        )
+        self.state = MachineState.IDLE
+        self.target_kmh = 0.0
+        """The target speed the machine holds (what Set Target Speed set)."""
+        self.safety_key_in = True
+        self.connections: list[gatt.ServerConnection] = []
+        self.controller: gatt.ServerConnection | None = None
+        self.requests: list[codec.ControlPointRequest] = []
+        """Every control point request decoded, in order (for tests and benchmarks)."""
+        self.request_times: list[float] = []
+        self.status_sent: list[codec.MachineStatus] = []
+        self.notifications_sent = 0
+        self._pending: dict[int, bool] = {}  # id(connection) -> a procedure is pending
+        self._schedule: list[_Scheduled] = []
+        self._seq = itertools.count()
+        self._wakeup = asyncio.Event()
+        self._started_at: float | None = None
+        self._elapsed_base_s = 0.0
+        self._closed = False
+        self._services = self._build_services()
+
+    # ------------------------------------------------------------------ GATT table
+    def _build_services(self) -> tuple[gatt.Service, ...]:
+        r, w, n, i = gatt.READ, gatt.WRITE, gatt.NOTIFY, gatt.INDICATE
+        chars = [
+            gatt.Characteristic(gatt.FITNESS_MACHINE_FEATURE, frozenset({r})),
+            gatt.Characteristic(gatt.TREADMILL_DATA, frozenset({n})),
+            gatt.Characteristic(gatt.TRAINING_STATUS, frozenset({r, n})),
+            gatt.Characteristic(gatt.SUPPORTED_SPEED_RANGE, frozenset({r})),
+            gatt.Characteristic(gatt.FITNESS_MACHINE_CONTROL_POINT, frozenset({w, i})),
+            gatt.Characteristic(gatt.FITNESS_MACHINE_STATUS, frozenset({n})),
+        ]
+        if self.preset.has_incline:
+            chars.insert(4, gatt.Characteristic(gatt.SUPPORTED_INCLINATION_RANGE, frozenset({r})))
+        info = [
+            gatt.Characteristic(gatt.MANUFACTURER_NAME, frozenset({r})),
+            gatt.Characteristic(gatt.MODEL_NUMBER, frozenset({r})),
+            gatt.Characteristic(gatt.SERIAL_NUMBER, frozenset({r})),
+        ]
+        return (
+            gatt.Service(gatt.FITNESS_MACHINE_SERVICE, tuple(chars)),
+            gatt.Service(gatt.DEVICE_INFORMATION_SERVICE, tuple(info)),
+        )
+
+    @property
+    def services(self) -> tuple[gatt.Service, ...]:
+        return self._services
+
+    def _char(self, uuid: str) -> gatt.Characteristic:
+        for service in self._services:
+            char = service.characteristic(uuid)
+            if char is not None:
+                return char
+        raise GattError(f"no characteristic {uuid} on the simulated treadmill",
+                        gatt.ATT_ATTRIBUTE_NOT_FOUND)
+
+    # ------------------------------------------------------------------ values
+    @property
+    def feature(self) -> codec.FitnessMachineFeature:
+        mf = codec.MachineFeature
+        machine = (mf.AVERAGE_SPEED | mf.TOTAL_DISTANCE | mf.ELEVATION_GAIN
+                   | mf.EXPENDED_ENERGY | mf.ELAPSED_TIME)
+        target = codec.TargetSettingFeature.SPEED
+        if self.preset.has_incline:
+            machine |= mf.INCLINATION
+            target |= codec.TargetSettingFeature.INCLINATION
+        return codec.FitnessMachineFeature(machine=machine, target=target)
+
+    @property
+    def speed_range(self) -> codec.SpeedRange:
+        p = self.preset
+        return codec.SpeedRange(min_kmh=p.min_kmh, max_kmh=p.max_kmh, increment_kmh=p.increment_kmh)
+
+    @property
+    def real_min_kmh(self) -> float:
+        extra = 0.5 if Quirk.MIN_SPEED_ABOVE_ADVERTISED in self.preset.quirks else 0.0
+        return self.preset.min_kmh + extra
+
+    def training_status(self) -> codec.TrainingStatus:
+        code = {
+            MachineState.IDLE: codec.TrainingStatusCode.IDLE,
+            MachineState.RUNNING: codec.TrainingStatusCode.MANUAL_MODE,
+            MachineState.PAUSED: codec.TrainingStatusCode.IDLE,
+            MachineState.STOPPED: codec.TrainingStatusCode.POST_WORKOUT,
+            MachineState.SAFETY_STOP: codec.TrainingStatusCode.IDLE,
+        }[self.state]
+        return codec.TrainingStatus(status=code)
+
+    def elapsed_s(self) -> int:
+        now = self.clock.now()
+        running = now - self._started_at if self._started_at is not None else 0.0
+        return int(self._elapsed_base_s + running)
+
+    def treadmill_data(self) -> codec.TreadmillData:
+        self.belt.advance_to(self.clock.now())
+        speed = round(self.belt.measured_kmh(), 2)
+        moving = self.belt.moving_time_s
+        average = round(self.belt.distance_m * 3.6 / moving, 2) if moving > 0 else 0.0
+        energy = int(self.belt.distance_m * 0.06)  # ~60 kcal per km walking
+        return codec.TreadmillData(
+            speed_kmh=speed,
+            average_speed_kmh=min(average, 655.35),
+            total_distance_m=int(self.belt.distance_m),
+            inclination_pct=0.0,
+            ramp_angle_deg=0.0,
+            positive_elevation_gain_m=0.0,
+            negative_elevation_gain_m=0.0,
+            total_energy_kcal=energy,
+            energy_per_hour_kcal=0xFFFF,
+            energy_per_minute_kcal=0xFF,
+            elapsed_time_s=min(self.elapsed_s(), 0xFFFF),
+        )
+
+    # ------------------------------------------------------------------ GattServer
+    def attach(self, connection: gatt.ServerConnection) -> None:
+        self.connections.append(connection)
+
+    def detach(self, connection: gatt.ServerConnection) -> None:
+        connection.closed = True
+        if connection in self.connections:
+            self.connections.remove(connection)
+        self._pending.pop(id(connection), None)
+        if self.controller is connection:
+            self.controller = None
+            stops = Quirk.STOPS_ON_DISCONNECT in self.preset.quirks
+            if stops and self.state is MachineState.RUNNING:
+                self._stop(codec.StopPause.STOP, notify=True)
+
+    def read(self, connection: gatt.ServerConnection, uuid: str) -> bytes:
+        char = self._char(uuid)
+        if gatt.READ not in char.properties:
+            raise GattError(f"characteristic {uuid} cannot be read", gatt.ATT_REQUEST_NOT_SUPPORTED)
+        values: dict[str, Callable[[], bytes]] = {
+            gatt.FITNESS_MACHINE_FEATURE: lambda: codec.encode_feature(self.feature),
+            gatt.TRAINING_STATUS: lambda: codec.encode_training_status(self.training_status()),
+            gatt.SUPPORTED_SPEED_RANGE: lambda: codec.encode_speed_range(self.speed_range),
+            gatt.SUPPORTED_INCLINATION_RANGE: lambda: codec.encode_inclination_range(
+                codec.InclinationRange(min_pct=0.0, max_pct=12.0, increment_pct=0.5)),
+            gatt.MANUFACTURER_NAME: lambda: self.preset.manufacturer.encode(),
+            gatt.MODEL_NUMBER: lambda: self.preset.model.encode(),
+            gatt.SERIAL_NUMBER: lambda: self.serial_number.encode(),
+        }
+        return values[uuid]()
+
+    def set_subscription(self, connection: gatt.ServerConnection, uuid: str, enabled: bool) -> None:
+        char = self._char(uuid)
+        if not char.properties & {gatt.NOTIFY, gatt.INDICATE}:
+            raise GattError(f"characteristic {uuid} has no notifications",
+                            gatt.ATT_REQUEST_NOT_SUPPORTED)
+        if enabled:
+            connection.subscriptions.add(uuid)
+        else:
+            connection.subscriptions.discard(uuid)
+
+    def write(self, connection: gatt.ServerConnection, uuid: str, data: bytes) -> None:
+        char = self._char(uuid)
+        if gatt.WRITE not in char.properties:
+            raise GattError(f"characteristic {uuid} cannot be written",
+                            gatt.ATT_WRITE_NOT_PERMITTED)
+        if gatt.FITNESS_MACHINE_CONTROL_POINT not in connection.subscriptions:
+            raise GattError("enable control point indications before writing to it",
+                            gatt.ATT_CCCD_IMPROPERLY_CONFIGURED)
+        if self._pending.get(id(connection)):
+            raise GattError("a control point procedure is already in progress",
+                            gatt.ATT_PROCEDURE_ALREADY_IN_PROGRESS)
+        self.belt.advance_to(self.clock.now())
+        response = self._handle_control_point(connection, data)
+        if self.faults.replies_lost:
+            return  # the write is acknowledged, no indication ever follows
+        delay = self.faults.reply_delay_s
+        if delay is None:
+            delay = 0.8 if Quirk.SLOW_REPLIES in self.preset.quirks else self.preset.reply_delay_s
+        self._pending[id(connection)] = True
+
+        def deliver() -> None:
+            self._pending.pop(id(connection), None)
+            if not connection.closed:
+                self._send(connection, gatt.FITNESS_MACHINE_CONTROL_POINT,
+                           codec.encode_control_point_response(response))
+
+        self._call_at(self.clock.now() + delay, deliver)
+
+    # ------------------------------------------------------------------ control point
+    def _handle_control_point(
+        self, connection: gatt.ServerConnection, data: bytes
+    ) -> codec.ControlPointResponse:
+        result = codec.ResultCode
+        op_code = data[0] if data else 0
+        try:
+            request = codec.decode_control_point(data)
+        except UnsupportedOpCodeError:
+            return codec.ControlPointResponse(op_code, result.OP_CODE_NOT_SUPPORTED)
+        except CodecError as exc:
+            log.info("simulator: invalid control point write %s: %s", data.hex(), exc)
+            return codec.ControlPointResponse(op_code, result.INVALID_PARAMETER)
+        self.requests.append(request)
+        self.request_times.append(self.clock.now())
+        op = request.op
+        if isinstance(request, codec.RequestControl):
+            if self.controller is not None and self.controller is not connection:
+                return codec.ControlPointResponse(op, result.CONTROL_NOT_PERMITTED)
+            self.controller = connection
+            return codec.ControlPointResponse(op, result.SUCCESS)
+        if self.controller is not connection:
+            return codec.ControlPointResponse(op, result.CONTROL_NOT_PERMITTED)
+        if self.faults.refuse_commands is not None:
+            return codec.ControlPointResponse(op, self.faults.refuse_commands)
+        if not self.safety_key_in and not isinstance(request, codec.StopOrPause | codec.Reset):
+            return codec.ControlPointResponse(op, result.OPERATION_FAILED)
+        match request:
+            case codec.Reset():
+                self._stop(codec.StopPause.STOP, notify=False)
+                self.state = MachineState.IDLE
+                self.target_kmh = 0.0
+                self._elapsed_base_s = 0.0
+                self.controller = None
+                self._broadcast_status(codec.StatusReset())
+            case codec.SetTargetSpeed(speed_kmh=speed):
+                return self._set_target_speed(speed)
+            case codec.SetTargetInclination(inclination_pct=incline):
+                if not self.preset.has_incline:
+                    return codec.ControlPointResponse(op, result.OP_CODE_NOT_SUPPORTED)
+                if not 0.0 <= incline <= 12.0:
+                    return codec.ControlPointResponse(op, result.INVALID_PARAMETER)
+                self._broadcast_status(codec.TargetInclineChanged(inclination_pct=incline))
+            case codec.StartOrResume():
+                self._start()
+            case codec.StopOrPause(action=action):
+                self._stop(action, notify=True)
+            case _:
+                return codec.ControlPointResponse(op, result.OP_CODE_NOT_SUPPORTED)
+        return codec.ControlPointResponse(op, result.SUCCESS)
+
+    def _set_target_speed(self, speed_kmh: float) -> codec.ControlPointResponse:
+        op = codec.ControlPointOp.SET_TARGET_SPEED
+        result = codec.ResultCode
+        if speed_kmh < self.real_min_kmh - 1e-9 or speed_kmh > self.preset.max_kmh + 1e-9:
+            return codec.ControlPointResponse(op, result.INVALID_PARAMETER)
+        if self.faults.ignore_speed_commands:
+            return codec.ControlPointResponse(op, result.SUCCESS)
+        if (Quirk.MUST_START_BEFORE_SPEED in self.preset.quirks
+                and self.state is not MachineState.RUNNING):
+            return codec.ControlPointResponse(op, result.SUCCESS)  # ignored, as reported
+        actual = speed_kmh * KMH_PER_MPH if self.faults.kmh_read_as_mph else speed_kmh
+        actual = min(actual, self.preset.max_kmh)
+        self.target_kmh = round(actual, 2)
+        if self.state is MachineState.RUNNING:
+            self._apply_belt_target()
+        self._broadcast_status(codec.TargetSpeedChanged(speed_kmh=round(speed_kmh, 2)))
+        return codec.ControlPointResponse(op, result.SUCCESS)
+
+    def _apply_belt_target(self) -> None:
+        target = self.faults.runaway_kmh if self.faults.runaway_kmh is not None else self.target_kmh
+        self.belt.set_target(target)
+
+    def _start(self) -> None:
+        if self.state is MachineState.RUNNING:
+            if Quirk.START_TOGGLES_PAUSE in self.preset.quirks:
+                self._stop(codec.StopPause.PAUSE, notify=True)
+            return
+        if self.target_kmh <= 0 or Quirk.START_AT_OWN_MINIMUM in self.preset.quirks:
+            self.target_kmh = self.real_min_kmh
+        self.state = MachineState.RUNNING
+        self._started_at = self.clock.now()
+        self._apply_belt_target()
+        self._broadcast_status(codec.StartedOrResumedByUser())
+
+    def _stop(self, action: codec.StopPause, *, notify: bool, emergency: bool = False) -> None:
+        if action is codec.StopPause.PAUSE and Quirk.IGNORES_PAUSE in self.preset.quirks:
+            action = codec.StopPause.STOP
+        if self._started_at is not None:
+            self._elapsed_base_s += self.clock.now() - self._started_at
+            self._started_at = None
+        self.belt.advance_to(self.clock.now())
+        self.belt.set_target(0.0, emergency=emergency)
+        if action is codec.StopPause.STOP:
+            self.state = MachineState.STOPPED
+            self.target_kmh = 0.0
+            if (Quirk.REQUEST_CONTROL_AFTER_STOP in self.preset.quirks
+                    and self.controller is not None):
+                self.controller = None
+                self._broadcast_status(codec.ControlPermissionLost())
+        else:
+            self.state = MachineState.PAUSED
+        if notify:
+            self._broadcast_status(codec.StoppedOrPausedByUser(action=action))
+
+    # ------------------------------------------------------------------ console
+    def console_speed_up(self, step_kmh: float = 0.5) -> None:
+        """Someone presses + on the console (only acts on a running belt)."""
+        if self.state is MachineState.RUNNING:
+            self._console_set(min(self.preset.max_kmh, self.target_kmh + step_kmh))
+
+    def console_speed_down(self, step_kmh: float = 0.5) -> None:
+        if self.state is MachineState.RUNNING:
+            self._console_set(max(self.real_min_kmh, self.target_kmh - step_kmh))
+
+    def _console_set(self, speed_kmh: float) -> None:
+        self.belt.advance_to(self.clock.now())
+        self.target_kmh = round(speed_kmh, 2)
+        self._apply_belt_target()
+        self._broadcast_status(codec.TargetSpeedChanged(speed_kmh=self.target_kmh))
+
+    def console_stop(self) -> None:
+        if self.state in (MachineState.RUNNING, MachineState.PAUSED):
+            self._stop(codec.StopPause.STOP, notify=True)
+
+    def console_start(self) -> None:
+        if self.safety_key_in and self.state is not MachineState.RUNNING:
+            self._start()
+
+    def pull_safety_key(self) -> None:
+        """The clip comes off: the belt stops hard and the machine refuses to restart."""
+        self.safety_key_in = False
+        self._stop(codec.StopPause.STOP, notify=False, emergency=True)
+        self.state = MachineState.SAFETY_STOP
+        self._broadcast_status(codec.StoppedBySafetyKey())
+
+    def insert_safety_key(self) -> None:
+        self.safety_key_in = True
+        if self.state is MachineState.SAFETY_STOP:
+            self.state = MachineState.IDLE
+
+    # ------------------------------------------------------------------ faults
+    def drop_links(self) -> None:
+        """Every connected central loses its link (radio out of range, cable pulled)."""
+        for connection in list(self.connections):
+            connection.drop()
+            self.detach(connection)
+
+    def start_runaway(self, speed_kmh: float = 22.0) -> None:
+        self.belt.advance_to(self.clock.now())
+        self.faults.runaway_kmh = min(speed_kmh, self.preset.max_kmh)
+        if self.state is not MachineState.RUNNING:
+            self.state = MachineState.RUNNING
+            self._started_at = self.clock.now()
+        self._apply_belt_target()
+
+    # ------------------------------------------------------------------ notifications
+    def _send(self, connection: gatt.ServerConnection, uuid: str, value: bytes) -> None:
+        if connection.closed or uuid not in connection.subscriptions:
+            return
+        self.notifications_sent += 1
+        connection.notify(uuid, value)
+
+    def _broadcast(self, uuid: str, value: bytes) -> None:
+        for connection in list(self.connections):
+            self._send(connection, uuid, value)
+
+    def _broadcast_status(self, status: codec.MachineStatus) -> None:
+        self.status_sent.append(status)
+        self._broadcast(gatt.FITNESS_MACHINE_STATUS, codec.encode_status(status))
+        self._broadcast(gatt.TRAINING_STATUS,
+                        codec.encode_training_status(self.training_status()))
+
+    def send_telemetry(self) -> None:
+        if self.faults.telemetry_stopped:
+            return
+        packets = codec.split_treadmill_data(
+            self.treadmill_data(), max_len=self.max_notification_bytes
+        )
+        for packet in packets:
+            self._broadcast(gatt.TREADMILL_DATA, packet)
+
+    # ------------------------------------------------------------------ scheduling
+    def _call_at(self, due_s: float, action: Callable[[], None]) -> None:
+        heapq.heappush(self._schedule, _Scheduled(due_s, next(self._seq), action))
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Send telemetry at a fixed rate and deliver scheduled replies until cancelled."""
+        next_telemetry = self.clock.now()
+        while not self._closed:
+            now = self.clock.now()
+            while self._schedule and self._schedule[0].due_s <= now:
+                heapq.heappop(self._schedule).action()
+            if now >= next_telemetry:
+                self.send_telemetry()
+                # Absolute deadlines: skip missed periods rather than bunching them.
+                periods = int((now - next_telemetry) // self.telemetry_interval_s) + 1
+                next_telemetry += periods * self.telemetry_interval_s
+            deadline = next_telemetry
+            if self._schedule:
+                deadline = min(deadline, self._schedule[0].due_s)
+            self._wakeup.clear()
+            sleeper = asyncio.ensure_future(self.clock.sleep_until(deadline))
+            waker = asyncio.ensure_future(self._wakeup.wait())
+            try:
+                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeper.cancel()
+                waker.cancel()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wakeup.set()

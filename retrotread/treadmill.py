@@ -1,0 +1,310 @@
+"""The FTMS client: the treadmill as the rest of the program sees it.
+
+Works over any :class:`retrotread.gatt.Link`. It discovers the Fitness Machine Service,
+reads the features and speed range, subscribes to telemetry, status and the control
+point, and sends commands. Every command waits for its Response Code (one procedure at a
+time, with a time-out) and turns a failure into a :class:`ControlPointError` or
+:class:`ControlPointTimeoutError` a person can act on. Telemetry and status reach callers
+as typed values through listeners, which must not block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from retrotread import gatt
+from retrotread.clock import Clock
+from retrotread.errors import (
+    CodecError,
+    ControlPointError,
+    ControlPointTimeoutError,
+    LinkError,
+    TreadmillError,
+)
+from retrotread.ftms import codec
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+DEFAULT_REPLY_TIMEOUT_S = 2.0
+
+_RESULT_HINTS = {
+    codec.ResultCode.OP_CODE_NOT_SUPPORTED: "the machine does not support this command",
+    codec.ResultCode.INVALID_PARAMETER: "the value is outside what the machine accepts",
+    codec.ResultCode.OPERATION_FAILED: "the machine could not do it now "
+    "(is the safety key in? is the belt in the right state?)",
+    codec.ResultCode.CONTROL_NOT_PERMITTED: "control not permitted: request control first, "
+    "or another app holds control",
+}
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    manufacturer: str | None = None
+    model: str | None = None
+    serial_number: str | None = None
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """One complete Treadmill Data record and the monotonic time it arrived."""
+
+    time_s: float
+    data: codec.TreadmillData
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    time_s: float
+    status: codec.MachineStatus
+
+
+@dataclass(frozen=True)
+class CommandReply:
+    time_s: float
+    request: codec.ControlPointRequest
+    response: codec.ControlPointResponse | None
+    error: str | None = None
+
+
+def describe_request(request: codec.ControlPointRequest) -> str:
+    name = type(request).__name__
+    if isinstance(request, codec.SetTargetSpeed):
+        return f"{name} {request.speed_kmh:.2f} km/h"
+    if isinstance(request, codec.StopOrPause):
+        return f"{name} ({request.action.name.lower()})"
+    return name
+
+
+class Treadmill:
+    def __init__(
+        self,
+        link: gatt.Link,
+        clock: Clock,
+        *,
+        reply_timeout_s: float = DEFAULT_REPLY_TIMEOUT_S,
+        pace_width: int = codec.PACE_WIDTH_UINT8,
+    ) -> None:
+        self.link = link
+        self.clock = clock
+        self.reply_timeout_s = reply_timeout_s
+        self.feature: codec.FitnessMachineFeature | None = None
+        self.speed_range: codec.SpeedRange | None = None
+        self.inclination_range: codec.InclinationRange | None = None
+        self.device_info = DeviceInfo()
+        self.has_control = False
+        self.latest: Telemetry | None = None
+        self.last_status: StatusEvent | None = None
+        self._assembler = codec.TreadmillDataAssembler(pace_width=pace_width)
+        self._lock = asyncio.Lock()
+        self._reply: asyncio.Future[codec.ControlPointResponse] | None = None
+        self._telemetry_listeners: list[Callable[[Telemetry], None]] = []
+        self._status_listeners: list[Callable[[StatusEvent], None]] = []
+        self._command_listeners: list[Callable[[CommandReply], None]] = []
+        self._sent_listeners: list[Callable[[float, codec.ControlPointRequest], None]] = []
+        self.decode_errors = 0
+
+    # ------------------------------------------------------------------ listeners
+    def on_telemetry(self, listener: Callable[[Telemetry], None]) -> None:
+        self._telemetry_listeners.append(listener)
+
+    def on_status(self, listener: Callable[[StatusEvent], None]) -> None:
+        self._status_listeners.append(listener)
+
+    def on_command(self, listener: Callable[[CommandReply], None]) -> None:
+        """Called with every command's outcome (reply, refusal or time-out)."""
+        self._command_listeners.append(listener)
+
+    def on_command_sent(self, listener: Callable[[float, codec.ControlPointRequest], None]) -> None:
+        self._sent_listeners.append(listener)
+
+    # ------------------------------------------------------------------ connection
+    async def connect(self) -> None:
+        """Connect the link, discover FTMS, read what the machine can do, subscribe."""
+        await self.link.connect()
+        self.link.on_disconnect(self._on_disconnect)
+        services = await self.link.discover()
+        by_uuid = {service.uuid: service for service in services}
+        ftms = by_uuid.get(gatt.FITNESS_MACHINE_SERVICE)
+        if ftms is None:
+            raise TreadmillError(
+                f"{self.link.description} has no Fitness Machine Service (0x1826): "
+                "is it an FTMS treadmill, and is FTMS enabled in its settings?"
+            )
+        for required in (gatt.TREADMILL_DATA, gatt.FITNESS_MACHINE_CONTROL_POINT):
+            if ftms.characteristic(required) is None:
+                raise TreadmillError(
+                    f"{self.link.description} lacks characteristic {required[4:8]}: "
+                    "it cannot be controlled as a treadmill"
+                )
+        self.feature = await self._read_optional(ftms, gatt.FITNESS_MACHINE_FEATURE,
+                                                 codec.decode_feature)
+        self.speed_range = await self._read_optional(ftms, gatt.SUPPORTED_SPEED_RANGE,
+                                                     codec.decode_speed_range)
+        self.inclination_range = await self._read_optional(
+            ftms, gatt.SUPPORTED_INCLINATION_RANGE, codec.decode_inclination_range)
+        info = by_uuid.get(gatt.DEVICE_INFORMATION_SERVICE)
+        if info is not None:
+            self.device_info = DeviceInfo(
+                manufacturer=await self._read_text(info, gatt.MANUFACTURER_NAME),
+                model=await self._read_text(info, gatt.MODEL_NUMBER),
+                serial_number=await self._read_text(info, gatt.SERIAL_NUMBER),
+            )
+        await self.link.subscribe(gatt.FITNESS_MACHINE_CONTROL_POINT, self._on_control_point)
+        await self.link.subscribe(gatt.TREADMILL_DATA, self._on_treadmill_data)
+        if ftms.characteristic(gatt.FITNESS_MACHINE_STATUS) is not None:
+            await self.link.subscribe(gatt.FITNESS_MACHINE_STATUS, self._on_status)
+
+    async def _read_optional(
+        self, service: gatt.Service, uuid: str, decode: Callable[[bytes], _T]
+    ) -> _T | None:
+        if service.characteristic(uuid) is None:
+            return None
+        raw = await self.link.read(uuid)
+        try:
+            return decode(raw)
+        except CodecError as exc:
+            log.warning("ignoring unreadable %s: %s", uuid[4:8], exc)
+            return None
+
+    async def _read_text(self, service: gatt.Service, uuid: str) -> str | None:
+        if service.characteristic(uuid) is None:
+            return None
+        try:
+            raw = await self.link.read(uuid)
+        except LinkError as exc:
+            log.info("could not read %s: %s", uuid[4:8], exc)
+            return None
+        return raw.decode("utf-8", errors="replace").strip("\x00 ") or None
+
+    async def close(self) -> None:
+        await self.link.close()
+
+    def _on_disconnect(self) -> None:
+        self._assembler.reset()
+        self.has_control = False
+        if self._reply is not None and not self._reply.done():
+            self._reply.set_exception(TreadmillError(f"{self.link.description}: link lost"))
+
+    # ------------------------------------------------------------------ notifications
+    def _on_treadmill_data(self, raw: bytes) -> None:
+        try:
+            record = self._assembler.feed(raw)
+        except CodecError as exc:
+            self.decode_errors += 1
+            log.warning("bad Treadmill Data %s: %s", raw.hex(), exc)
+            return
+        if record is None:
+            return
+        telemetry = Telemetry(self.clock.now(), record)
+        self.latest = telemetry
+        for listener in list(self._telemetry_listeners):
+            listener(telemetry)
+
+    def _on_status(self, raw: bytes) -> None:
+        try:
+            status = codec.decode_status(raw)
+        except CodecError as exc:
+            self.decode_errors += 1
+            log.warning("bad Fitness Machine Status %s: %s", raw.hex(), exc)
+            return
+        if isinstance(status, codec.ControlPermissionLost | codec.StatusReset):
+            self.has_control = False
+        event = StatusEvent(self.clock.now(), status)
+        self.last_status = event
+        for listener in list(self._status_listeners):
+            listener(event)
+
+    def _on_control_point(self, raw: bytes) -> None:
+        try:
+            response = codec.decode_control_point_response(raw)
+        except CodecError as exc:
+            self.decode_errors += 1
+            log.warning("bad control point response %s: %s", raw.hex(), exc)
+            return
+        if self._reply is not None and not self._reply.done():
+            self._reply.set_result(response)
+        else:
+            log.info("unsolicited control point response %s", raw.hex())
+
+    # ------------------------------------------------------------------ commands
+    async def command(
+        self, request: codec.ControlPointRequest, *, timeout_s: float | None = None
+    ) -> codec.ControlPointResponse:
+        """Send one control point request and wait for its Response Code."""
+        timeout = self.reply_timeout_s if timeout_s is None else timeout_s
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            self._reply = loop.create_future()
+            data = codec.encode_control_point(request)
+            sent_at = self.clock.now()
+            for listener in list(self._sent_listeners):
+                listener(sent_at, request)
+            try:
+                await self.link.write(gatt.FITNESS_MACHINE_CONTROL_POINT, data)
+                response = await asyncio.wait_for(self._reply, timeout)
+            except TimeoutError:
+                message = (f"{describe_request(request)}: no reply from the treadmill "
+                           f"within {timeout:.1f} s")
+                self._notify_reply(request, None, message)
+                raise ControlPointTimeoutError(message) from None
+            except (LinkError, TreadmillError) as exc:
+                self._notify_reply(request, None, str(exc))
+                raise
+            finally:
+                self._reply = None
+        self._notify_reply(request, response, None)
+        if response.request_op != request.op:
+            raise TreadmillError(
+                f"{describe_request(request)}: the treadmill answered a different request "
+                f"(op code 0x{response.request_op:02x})"
+            )
+        if response.result != codec.ResultCode.SUCCESS:
+            try:
+                result = codec.ResultCode(response.result)
+                hint = _RESULT_HINTS.get(result, result.name.lower())
+            except ValueError:
+                hint = f"unknown result code 0x{int(response.result):02x}"
+            raise ControlPointError(
+                f"the treadmill refused {describe_request(request)}: {hint}",
+                int(request.op), int(response.result),
+            )
+        if isinstance(request, codec.RequestControl):
+            self.has_control = True
+        elif isinstance(request, codec.Reset):
+            self.has_control = False
+        return response
+
+    def _notify_reply(self, request: codec.ControlPointRequest,
+                      response: codec.ControlPointResponse | None, error: str | None) -> None:
+        reply = CommandReply(self.clock.now(), request, response, error)
+        for listener in list(self._command_listeners):
+            listener(reply)
+
+    async def request_control(self) -> None:
+        await self.command(codec.RequestControl())
+
+    async def reset(self) -> None:
+        await self.command(codec.Reset())
+
+    async def set_target_speed(self, speed_kmh: float) -> None:
+        await self.command(codec.SetTargetSpeed(speed_kmh=speed_kmh))
+
+    async def start(self) -> None:
+        """Start or Resume (0x07). Never send this to a moving belt."""
+        await self.command(codec.StartOrResume())
+
+    async def stop(self) -> None:
+        await self.command(codec.StopOrPause(action=codec.StopPause.STOP))
+
+    async def pause(self) -> None:
+        await self.command(codec.StopOrPause(action=codec.StopPause.PAUSE))
+
+    def telemetry_age_s(self) -> float | None:
+        if self.latest is None:
+            return None
+        return self.clock.now() - self.latest.time_s
