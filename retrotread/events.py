@@ -193,3 +193,29 @@ class EventBus:
                 subscriber(event)
             except Exception:  # a subscriber must never break the control loop
                 log.exception("event subscriber %r failed on %s", subscriber, event.kind)
+
+
+@dataclass(frozen=True)
+class SessionSnapshot:
+    """The live state of a session, polled by the display (not an event)."""
+
+    time_s: float
+    state: str  # starting | running | turnaround | paused | waiting_ready | stopping | finished
+    facing: Direction
+    segment_index: int
+    segment_label: str
+    segment_elapsed_s: float
+    segment_duration_s: float
+    next_label: str | None
+    next_change_in_s: float | None
+    plan_elapsed_s: float
+    plan_total_s: float
+    target_kmh: float
+    measured_kmh: float | None
+    distance_m: float
+    heart_rate_bpm: int | None
+    backward_ceiling_kmh: float
+    banner: str  # e.g. "SIMULATED TREADMILL" or the device description
+    last_announcement: str | None
+    countdown_s: float | None
+    link_ok: bool
