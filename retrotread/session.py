@@ -1,0 +1,959 @@
+"""The session: the async control loop that drives one workout.
+
+It ticks at a steady rate (10 Hz by default) against absolute deadlines, follows the
+compiled plan, and sends Set Target Speed only when the quantized setpoint changes.
+Speeds pass three gates before they reach the wire: the plan (already inside the
+envelope), the session's own ramp limiter, and the commander's final envelope clamp for
+the direction the person faces. The watchdog (``retrotread.watchdog``) is consulted on
+every tick and from a task of its own (a stalled loop). Every path out ends with the belt
+commanded to stop: a planned ramp-down at the finish, an immediate Stop on error, Ctrl-C,
+SIGTERM or any watchdog trigger. A reconnect never restarts the belt.
+
+Commands go through :class:`Commander`, one task that owns the control point: speed
+requests coalesce to the latest, a Stop jumps the queue, and failures follow the rules
+in safety.md (one retry on time-out, one Request Control on lost permission, then stop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from retrotread.clock import Clock
+from retrotread.envelope import (
+    STOPPED_CONFIRM_S,
+    STOPPED_SPEED_KMH,
+    TURNAROUND_ANNOUNCE_S,
+    TURNAROUND_MAX_STOPPED_S,
+    Direction,
+    Envelope,
+    describe_kmh,
+)
+from retrotread.errors import (
+    ControlPointError,
+    ControlPointTimeoutError,
+    LinkError,
+    RetrotreadError,
+    TreadmillError,
+)
+from retrotread.events import (
+    Announcement,
+    CommandReplied,
+    CommandSent,
+    EventBus,
+    LinkStateChanged,
+    MachineStatusChanged,
+    Outcome,
+    SegmentStarted,
+    SessionFinished,
+    SessionSnapshot,
+    SessionStarted,
+    TelemetrySample,
+    TurnaroundPhase,
+    UserAction,
+    UserCommand,
+    WatchdogAction,
+)
+from retrotread.ftms import codec
+from retrotread.treadmill import CommandReply, StatusEvent, Telemetry, Treadmill
+from retrotread.units import quantize_down
+from retrotread.watchdog import Trigger, Watchdog, WatchdogLimits
+
+log = logging.getLogger(__name__)
+
+ReconnectFactory = Callable[[], Awaitable[Treadmill]]
+
+
+class State(enum.StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    TURN_STOPPING = "turnaround"  # ramped down, Pause sent, waiting for the belt to stop
+    WAITING_READY = "waiting_ready"
+    HOLD = "hold"
+    COUNTDOWN = "countdown"
+    PAUSED = "paused"
+    FINISHING = "finishing"
+    SAFE_STOP = "stopping"
+    RECONNECTING = "reconnecting"
+    FINISHED = "finished"
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    index: int
+    label: str
+    direction: Direction
+    speed_kmh: float
+    duration_s: float
+    cue: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    tick_hz: float = 10.0
+    ready_gate: str = "hold"  # "key": wait for READY at each turnaround; "hold": timed
+    hold_s: float = 10.0
+    countdown_s: float = 3.0
+    announce_s: float = TURNAROUND_ANNOUNCE_S
+    start_countdown_s: float = 3.0
+    wait_for_ready_at_start: bool = False  # real machines: an explicit user action first
+    stop_confirm_timeout_s: float = 15.0
+    reconnect_attempts: int = 5
+    reconnect_backoff_s: float = 0.5
+    telemetry_event_every: int = 1
+    user_step_kmh: float = 0.16  # 0.1 mph per +/- press
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    outcome: Outcome
+    reason: str
+    stop_sent: bool
+    stop_confirmed: bool
+    elapsed_s: float
+    backward_s: float
+    distance_m: float
+
+
+@dataclass(frozen=True)
+class _Intent:
+    kind: str  # speed | start | pause | stop | control
+    speed_kmh: float = 0.0
+    reason: str = ""
+
+
+def _step_segment(step: object) -> int:
+    for name in ("segment_index", "segment"):
+        value = getattr(step, name, None)
+        if isinstance(value, int):
+            return value
+    return -1
+
+
+class Commander:
+    """The one task that writes to the control point."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._pending: collections.deque[_Intent] = collections.deque()
+        self._wake = asyncio.Event()
+        self.last_sent_kmh: float | None = None
+        self.recent_kmh: collections.deque[float] = collections.deque(maxlen=8)
+        self.stop_sent = False
+        self.busy = False
+
+    def submit(self, intent: _Intent) -> None:
+        if intent.kind == "speed":
+            self._pending = collections.deque(i for i in self._pending if i.kind != "speed")
+            self.last_sent_kmh = intent.speed_kmh
+            self.recent_kmh.append(intent.speed_kmh)
+        elif intent.kind == "stop":
+            self._pending.clear()
+        self._pending.append(intent)
+        self._wake.set()
+
+    def idle(self) -> bool:
+        return not self._pending and not self.busy
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                intent = self._pending.popleft()
+                self.busy = True
+                try:
+                    await self._execute(intent)
+                finally:
+                    self.busy = False
+
+    def _request(self, intent: _Intent) -> codec.ControlPointRequest:
+        session = self.session
+        if intent.kind == "speed":
+            facing = session.facing
+            speed = session.envelope.clamp(facing, intent.speed_kmh)
+            if speed != intent.speed_kmh:  # the final gate caught something: say so
+                session.emit_watchdog(Trigger(
+                    "envelope", "clamp",
+                    f"{describe_kmh(intent.speed_kmh)} is outside the envelope facing "
+                    f"{facing.value}; sending {describe_kmh(speed)}",
+                ))
+            return codec.SetTargetSpeed(speed_kmh=speed)
+        if intent.kind == "start":
+            return codec.StartOrResume()
+        if intent.kind == "pause":
+            return codec.StopOrPause(action=codec.StopPause.PAUSE)
+        if intent.kind == "control":
+            return codec.RequestControl()
+        return codec.StopOrPause(action=codec.StopPause.STOP)
+
+    async def _execute(self, intent: _Intent) -> None:
+        session = self.session
+        if session.safety_key_stopped and intent.kind != "stop":
+            return
+        request = self._request(intent)
+        if intent.kind == "stop":
+            self.stop_sent = True
+        for attempt in (1, 2):
+            treadmill = session.treadmill
+            try:
+                await treadmill.command(request)
+                return
+            except ControlPointTimeoutError as exc:
+                if attempt == 1:
+                    continue
+                session.trigger(Trigger("no_reply", "stop", str(exc)))
+                return
+            except ControlPointError as exc:
+                not_permitted = exc.result_code == codec.ResultCode.CONTROL_NOT_PERMITTED
+                if not_permitted and attempt == 1:
+                    session.emit_watchdog(Trigger(
+                        "control_lost", "re_request_control", str(exc)))
+                    try:
+                        await treadmill.request_control()
+                    except RetrotreadError as again:
+                        session.trigger(Trigger("control_lost", "stop", str(again)))
+                        return
+                    continue
+                if (isinstance(request, codec.SetTargetSpeed)
+                        and exc.result_code == codec.ResultCode.INVALID_PARAMETER
+                        and session.raise_floor(request.speed_kmh)):
+                    return
+                if intent.kind == "stop":
+                    session.emit_watchdog(Trigger("stop_refused", "alarm", str(exc)))
+                    return
+                session.trigger(Trigger("command_refused", "stop", str(exc)))
+                return
+            except (LinkError, TreadmillError) as exc:
+                log.info("command %s failed on the link: %s", request, exc)
+                return
+
+
+class Session:
+    def __init__(
+        self,
+        *,
+        plan: object,
+        segments: list[SegmentInfo],
+        envelope: Envelope,
+        treadmill: Treadmill,
+        clock: Clock,
+        bus: EventBus,
+        settings: SessionSettings | None = None,
+        profile_name: str = "workout",
+        profile_path: str | None = None,
+        simulated: bool = False,
+        reconnect: ReconnectFactory | None = None,
+        watchdog_limits: WatchdogLimits | None = None,
+    ) -> None:
+        self.plan = plan
+        self.segments = segments
+        self.envelope = envelope
+        self.treadmill = treadmill
+        self.clock = clock
+        self.bus = bus
+        self.settings = settings or SessionSettings()
+        self.profile_name = profile_name
+        self.profile_path = profile_path
+        self.simulated = simulated
+        self.reconnect = reconnect
+        self.period_s = 1.0 / self.settings.tick_hz
+        self.watchdog = Watchdog(
+            backward_ceiling_kmh=envelope.ceiling_kmh(Direction.BACKWARD),
+            tick_period_s=self.period_s,
+            limits=watchdog_limits or WatchdogLimits(reply_timeout_s=treadmill.reply_timeout_s),
+        )
+        self.commander = Commander(self)
+        self.state = State.STARTING
+        self.facing = Direction.FORWARD
+        self.plan_time_s = 0.0
+        self.cmd_kmh = 0.0  # the ramp-limited continuous setpoint
+        self.user_offset_kmh = 0.0
+        self.floor_kmh = envelope.floor_kmh()
+        self.safety_key_stopped = False
+        self.belt_started_s = 0.0
+        self.belt_should_move = False
+        self.segment_index = -1
+        self.distance_m = 0.0
+        self.backward_s = 0.0
+        self.heart_rate_bpm: int | None = None
+        self.last_announcement: str | None = None
+        self.link_ok = True
+        self._ready = False
+        self._gate_until: float | None = None
+        self._stopped_since: float | None = None
+        self._stopped_at: float | None = None
+        self._announced_turn: set[int] = set()
+        self._countdown_said: int | None = None
+        self._turn_to: Direction = Direction.FORWARD
+        self._resume_plan_s: float | None = None
+        self._pending_trigger: Trigger | None = None
+        self._outcome: tuple[Outcome, str] | None = None
+        self._expect_machine_stop = False
+        self._expect_machine_start = False
+        self._last_tick_s: float | None = None
+        self._started_s = 0.0
+        self._stall_detected = False
+        self._telemetry_count = 0
+        self._distance_origin_m: float | None = None
+        self._stop_confirmed = False
+        self._bind(treadmill)
+
+    # ------------------------------------------------------------------ plumbing
+    def _bind(self, treadmill: Treadmill) -> None:
+        treadmill.on_telemetry(self._on_telemetry)
+        treadmill.on_status(self._on_status)
+        treadmill.on_command(self._on_command_reply)
+        treadmill.on_command_sent(self._on_command_sent)
+        treadmill.link.on_disconnect(self._on_link_lost)
+
+    def emit_watchdog(self, trigger: Trigger) -> None:
+        self.bus.emit(WatchdogAction(self.clock.now(), trigger.name, trigger.action,
+                                     trigger.detail))
+
+    def announce(self, text: str, level: str = "info") -> None:
+        self.last_announcement = text
+        self.bus.emit(Announcement(self.clock.now(), text, level))
+
+    def trigger(self, trigger: Trigger, outcome: Outcome = Outcome.WATCHDOG) -> None:
+        """A reason to stop at once (from the watchdog, the commander, a signal)."""
+        if self._pending_trigger is not None or self.state is State.FINISHED:
+            return
+        self._pending_trigger = trigger
+        if self._outcome is None:
+            self._outcome = (outcome, trigger.detail)
+        self.emit_watchdog(trigger)
+        if trigger.action == "stop":
+            self.announce(f"Stopping the belt: {trigger.detail}", "alarm")
+        self._enter_safe_stop()
+
+    def interrupt(self, reason: str) -> None:
+        """Ctrl-C, SIGTERM: a controlled stop before exit."""
+        self.trigger(Trigger("interrupted", "stop", reason), Outcome.INTERRUPTED)
+
+    def request(self, command: UserCommand, source: str = "key") -> bool:
+        """A person's (or a remote's) command. Returns whether it was accepted."""
+        accepted, detail = self._handle_user(command, source)
+        self.bus.emit(UserAction(self.clock.now(), command, source, accepted, detail))
+        return accepted
+
+    # ------------------------------------------------------------------ listeners
+    def _on_command_sent(self, time_s: float, request: codec.ControlPointRequest) -> None:
+        speed = request.speed_kmh if isinstance(request, codec.SetTargetSpeed) else None
+        self.bus.emit(CommandSent(time_s, int(request.op), type(request).__name__, speed,
+                                  self.facing))
+
+    def _on_command_reply(self, reply: CommandReply) -> None:
+        result = None
+        if reply.response is not None:
+            try:
+                result = codec.ResultCode(reply.response.result).name
+            except ValueError:
+                result = f"0x{int(reply.response.result):02x}"
+        self.bus.emit(CommandReplied(reply.time_s, int(reply.request.op),
+                                     type(reply.request).__name__, result, reply.error))
+
+    def _on_telemetry(self, telemetry: Telemetry) -> None:
+        data = telemetry.data
+        now = telemetry.time_s
+        self.watchdog.observe_telemetry(now, data.speed_kmh)
+        speed = data.speed_kmh
+        if speed is not None and speed <= STOPPED_SPEED_KMH:
+            if self._stopped_since is None:
+                self._stopped_since = now
+        elif speed is not None:
+            self._stopped_since = None
+        if data.total_distance_m is not None:
+            if self._distance_origin_m is None:
+                self._distance_origin_m = float(data.total_distance_m)
+            self.distance_m = max(0.0, data.total_distance_m - self._distance_origin_m)
+        if data.heart_rate_bpm is not None:
+            self.heart_rate_bpm = data.heart_rate_bpm
+        self._telemetry_count += 1
+        if self._telemetry_count % max(1, self.settings.telemetry_event_every) == 0:
+            self.bus.emit(TelemetrySample(
+                now, speed, data.total_distance_m, data.elapsed_time_s, data.heart_rate_bpm,
+                self.commander.last_sent_kmh or 0.0, self.facing,
+            ))
+
+    def _on_status(self, event: StatusEvent) -> None:
+        status = event.status
+        detail = ""
+        if isinstance(status, codec.TargetSpeedChanged):
+            detail = f"{status.speed_kmh:.2f} km/h"
+        elif isinstance(status, codec.StoppedOrPausedByUser):
+            detail = status.action.name.lower()
+        self.bus.emit(MachineStatusChanged(event.time_s, type(status).__name__, detail))
+        if self.state is State.FINISHED:
+            return
+        if isinstance(status, codec.StoppedBySafetyKey):
+            self.safety_key_stopped = True
+            self.announce("Safety key pulled: the workout is over.", "alarm")
+            self.trigger(Trigger("safety_key", "stop", "the machine reports its safety key "
+                                 "was pulled"), Outcome.SAFETY_KEY)
+        elif isinstance(status, codec.ControlPermissionLost):
+            if self.state not in (State.SAFE_STOP, State.FINISHING):
+                self.emit_watchdog(Trigger("control_lost", "re_request_control",
+                                           "the machine reports control permission lost"))
+                self.commander.submit(_Intent("control", reason="control lost"))
+        elif isinstance(status, codec.TargetSpeedChanged):
+            self._check_console_speed(event.time_s, status.speed_kmh)
+        elif isinstance(status, codec.StoppedOrPausedByUser):
+            if self._expect_machine_stop:
+                return
+            if status.action is codec.StopPause.STOP:
+                self.announce("The belt was stopped at the console.", "warning")
+                self.trigger(Trigger("console_stop", "stop", "stopped at the console"),
+                             Outcome.STOPPED_BY_USER)
+            elif self.state is State.RUNNING:
+                self._enter_paused("paused at the console")
+        elif isinstance(status, codec.StartedOrResumedByUser):
+            if self._expect_machine_start:
+                self._expect_machine_start = False
+                return
+            if self.state in (State.TURN_STOPPING, State.WAITING_READY, State.HOLD,
+                              State.COUNTDOWN, State.PAUSED):
+                self.trigger(Trigger("console_start", "stop",
+                                     "the belt was started at the console while it should "
+                                     "stand still"))
+
+    def _check_console_speed(self, now: float, speed_kmh: float) -> None:
+        if any(abs(speed_kmh - sent) < 0.011 for sent in self.commander.recent_kmh):
+            return
+        if self.state not in (State.RUNNING,):
+            return
+        allowed = self.envelope.is_allowed(self.facing, speed_kmh)
+        trigger = self.watchdog.console_change(now, speed_kmh, allowed)
+        if trigger.action == "stop":
+            self.trigger(trigger)
+            return
+        self.emit_watchdog(trigger)
+        self.commander.last_sent_kmh = None  # force the plan's speed out again
+
+    def _on_link_lost(self) -> None:
+        if self.state is State.FINISHED:
+            return
+        self.link_ok = False
+        self.bus.emit(LinkStateChanged(self.clock.now(), False,
+                                       f"{self.treadmill.link.description} lost"))
+        self.announce("Link to the treadmill lost: the belt may still be running. "
+                      "Hold the rails; pull the safety key if needed.", "alarm")
+        self.trigger(Trigger("link_lost", "stop",
+                             "the link to the treadmill was lost; reconnecting to stop the belt"))
+
+    # ------------------------------------------------------------------ user commands
+    def _handle_user(self, command: UserCommand, source: str) -> tuple[bool, str]:
+        active = self.state not in (State.FINISHED, State.SAFE_STOP, State.FINISHING,
+                                    State.RECONNECTING)
+        if command is UserCommand.STOP:
+            if not active:
+                return False, "already stopping"
+            self.trigger(Trigger("user_stop", "stop", f"stop requested ({source})"),
+                         Outcome.STOPPED_BY_USER)
+            return True, ""
+        if not active:
+            return False, "the session is ending"
+        if command is UserCommand.TOGGLE_PAUSE:
+            command = UserCommand.RESUME if self.state is State.PAUSED else UserCommand.PAUSE
+        if command is UserCommand.PAUSE:
+            if self.state is not State.RUNNING:
+                return False, f"cannot pause while {self.state.value}"
+            self._enter_paused(f"paused ({source})")
+            return True, ""
+        if command is UserCommand.RESUME:
+            if self.state is not State.PAUSED:
+                return False, "not paused"
+            self._resume_plan_s = self.plan_time_s
+            self._turn_to = self.facing
+            self._start_gate(after_pause=True)
+            return True, ""
+        if command is UserCommand.READY:
+            if self.state in (State.WAITING_READY, State.HOLD):
+                self._ready = True
+                return True, ""
+            return False, "nothing is waiting for ready"
+        if command is UserCommand.SKIP:
+            if self.state is not State.RUNNING:
+                return False, f"cannot skip while {self.state.value}"
+            return self._skip()
+        if command in (UserCommand.SPEED_UP, UserCommand.SPEED_DOWN):
+            if source != "key":
+                return False, "speed changes are only taken from the local keyboard"
+            if self.state is not State.RUNNING:
+                return False, "speed can only be adjusted while walking"
+            step = self.settings.user_step_kmh
+            self.user_offset_kmh += step if command is UserCommand.SPEED_UP else -step
+            base, _, _ = self.plan.setpoint_at(self.plan_time_s)  # type: ignore[attr-defined]
+            wanted = base + self.user_offset_kmh
+            ceiling = self.envelope.ceiling_kmh(self.facing)
+            if wanted > ceiling:
+                self.user_offset_kmh = ceiling - base
+                self.announce(f"Already at the {self.facing.value} ceiling "
+                              f"({describe_kmh(ceiling)}).", "warning")
+                return False, "at the ceiling"
+            if wanted < self.floor_kmh:
+                self.user_offset_kmh = self.floor_kmh - base
+                return False, "at the machine's lowest speed"
+            return True, f"offset {self.user_offset_kmh:+.2f} km/h"
+        return False, "unknown command"
+
+    def _skip(self) -> tuple[bool, str]:
+        steps = self.plan.steps  # type: ignore[attr-defined]
+        current = self.segment_index
+        for step in steps:
+            if _step_segment(step) > current and step.start_s > self.plan_time_s:
+                self.plan_time_s = step.start_s
+                return True, f"skipped to {step.start_s:.0f} s of the plan"
+        return False, "no further segment"
+
+    # ------------------------------------------------------------------ state changes
+    def _enter_paused(self, why: str) -> None:
+        self.state = State.PAUSED
+        self._expect_machine_stop = True
+        self.belt_should_move = False
+        self.watchdog.reset_speed_checks()
+        self.commander.submit(_Intent("pause", reason=why))
+        self.announce(f"Paused: {why}. Press space to resume.")
+
+    def _enter_safe_stop(self) -> None:
+        self.state = State.SAFE_STOP
+        self.belt_should_move = False
+        self._expect_machine_stop = True
+        if self.link_ok:
+            self.commander.submit(_Intent("stop", reason="safe stop"))
+
+    def raise_floor(self, refused_kmh: float) -> bool:
+        """The machine refused a speed near its floor: its real minimum is higher."""
+        increment = self.envelope.machine.increment_kmh
+        new_floor = round(max(self.floor_kmh, refused_kmh) + increment, 2)
+        if new_floor > self.envelope.ceiling_kmh(self.facing) or new_floor > self.floor_kmh + 2:
+            return False
+        self.floor_kmh = new_floor
+        self.commander.last_sent_kmh = None
+        self.emit_watchdog(Trigger("machine_floor", "clamp",
+                                   f"the machine refused {refused_kmh:.2f} km/h: using "
+                                   f"{new_floor:.2f} km/h as its lowest speed"))
+        return True
+
+    def _start_gate(self, *, after_pause: bool = False) -> None:
+        """The belt has stopped: the ready gate, then the countdown, then Start."""
+        if after_pause:
+            self.state = State.COUNTDOWN
+            self._gate_until = self.clock.now() + self.settings.countdown_s
+            self._countdown_said = None
+            return
+        self.state = State.WAITING_READY if self.settings.ready_gate == "key" else State.HOLD
+        self._ready = False
+        self._gate_until = self.clock.now() + self.settings.hold_s
+        self.bus.emit(TurnaroundPhase(self.clock.now(), "stopped", self._turn_to))
+        verb = "Press r when you are ready" if self.state is State.WAITING_READY else (
+            f"Starting again in {self.settings.hold_s:.0f} s (r to go sooner)")
+        self.announce(f"Hold the rails and turn around to face {self._turn_to.value}. "
+                      f"{verb}.", "warning")
+
+    # ------------------------------------------------------------------ the loop
+    async def run(self) -> SessionResult:
+        clock = self.clock
+        self._started_s = clock.now()
+        commander = asyncio.ensure_future(self.commander.run())
+        guard = asyncio.ensure_future(self._stall_guard())
+        reconnector: asyncio.Future[None] | None = None
+        cancelled = False
+        try:
+            self._emit_started()
+            await self._prepare()
+            period = self.period_s
+            t0 = clock.now()
+            self._last_tick_s = t0
+            k = 0
+            while self.state is not State.FINISHED:
+                k += 1
+                deadline = t0 + k * period
+                now = clock.now()
+                if deadline < now - period:  # fell behind: skip missed ticks, keep phase
+                    k += int((now - deadline) // period)
+                    deadline = t0 + k * period
+                await clock.sleep_until(deadline)
+                now = clock.now()
+                dt = now - (self._last_tick_s or now)
+                self._last_tick_s = now
+                self.watchdog.observe_tick(now)
+                if self.state is State.SAFE_STOP:
+                    if not self.link_ok and reconnector is None:
+                        reconnector = asyncio.ensure_future(self._reconnect_and_stop())
+                    if self._safe_stop_done(now):
+                        break
+                    continue
+                self._tick(now, dt)
+        except asyncio.CancelledError:
+            cancelled = True
+            if self._outcome is None:
+                self._outcome = (Outcome.INTERRUPTED, "cancelled")
+        except Exception as exc:
+            log.exception("session failed")
+            if self._outcome is None:
+                self._outcome = (Outcome.ERROR, f"{type(exc).__name__}: {exc}")
+        finally:
+            result = await self._finish(commander, guard, reconnector)
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
+
+    def _emit_started(self) -> None:
+        plan = self.plan
+        self.bus.emit(SessionStarted(
+            self.clock.now(), self.profile_name, self.profile_path,
+            self.treadmill.link.description, self.simulated,
+            self.envelope.ceiling_kmh(Direction.BACKWARD),
+            float(plan.total_s), float(plan.backward_s),  # type: ignore[attr-defined]
+            float(plan.distance_m),  # type: ignore[attr-defined]
+        ))
+
+    async def _prepare(self) -> None:
+        """Take control, check the belt stands still, count down, start."""
+        await self.treadmill.request_control()
+        if not self.simulated:
+            self.announce("Clip the safety key to your clothing. It is the only true "
+                          "emergency stop.", "warning")
+        deadline = self.clock.now() + 3.0
+        while self.treadmill.latest is None and self.clock.now() < deadline:
+            await self.clock.sleep_until(self.clock.now() + 0.1)
+        latest = self.treadmill.latest
+        if latest is not None and (latest.data.speed_kmh or 0) > STOPPED_SPEED_KMH:
+            raise TreadmillError(
+                f"the belt is already moving ({latest.data.speed_kmh:.2f} km/h): stop it at "
+                "the console, then start the workout again"
+            )
+        if self.settings.wait_for_ready_at_start:
+            self.state = State.WAITING_READY
+            self.announce("Stand on the side rails and press r to begin.")
+            while not self._ready and self._pending_trigger is None:
+                await self.clock.sleep_until(self.clock.now() + 0.1)
+            self._ready = False
+        first = self.plan.steps[0]  # type: ignore[attr-defined]
+        self._turn_to = first.direction
+        self.facing = first.direction
+        if self._pending_trigger is not None:
+            return
+        self.state = State.COUNTDOWN
+        self._gate_until = self.clock.now() + self.settings.start_countdown_s
+        self._countdown_said = None
+
+    def _tick(self, now: float, dt: float) -> None:
+        state = self.state
+        if state is State.RUNNING:
+            self._tick_running(now, dt)
+        elif state is State.TURN_STOPPING:
+            if self._confirmed_stopped(now):
+                self._stopped_at = now
+                self._start_gate()
+        elif state in (State.WAITING_READY, State.HOLD):
+            self._tick_gate(now)
+        elif state is State.COUNTDOWN:
+            self._tick_countdown(now)
+        elif state is State.FINISHING and (self._confirmed_stopped(now) or (
+                self._gate_until is not None and now > self._gate_until)):
+            self._stop_confirmed = self._confirmed_stopped(now)
+            self.state = State.FINISHED
+            if self._outcome is None:
+                self._outcome = (Outcome.COMPLETED, "workout completed")
+        if self.state in (State.RUNNING,) and self.belt_should_move:
+            trigger = self.watchdog.check(
+                now, commanded_kmh=self.commander.last_sent_kmh or self.cmd_kmh,
+                facing=self.facing, belt_should_move=True, started_s=self.belt_started_s,
+            )
+            if trigger is not None:
+                if trigger.action == "retarget":
+                    self.emit_watchdog(trigger)
+                    self.commander.last_sent_kmh = None
+                else:
+                    self.trigger(trigger)
+
+    def _confirmed_stopped(self, now: float) -> bool:
+        since = self._stopped_since
+        latest = self.treadmill.latest
+        if since is None or latest is None:
+            return False
+        return latest.time_s - since >= STOPPED_CONFIRM_S
+
+    def _tick_gate(self, now: float) -> None:
+        stopped_for = now - (self._stopped_at or now)
+        if stopped_for > TURNAROUND_MAX_STOPPED_S and not getattr(self, "_warned_long", False):
+            self._warned_long = True
+            self.announce("The belt has been stopped for 30 s: some consoles end the "
+                          "workout now; if yours did, restart it at the console.", "warning")
+        timed_out = self.state is State.HOLD and self._gate_until is not None and (
+            now >= self._gate_until)
+        if self._ready or timed_out:
+            self._ready = False
+            self._warned_long = False
+            self.state = State.COUNTDOWN
+            self._gate_until = now + self.settings.countdown_s
+            self._countdown_said = None
+            self.bus.emit(TurnaroundPhase(now, "countdown", self._turn_to,
+                                          self.settings.countdown_s))
+
+    def _tick_countdown(self, now: float) -> None:
+        assert self._gate_until is not None
+        left = self._gate_until - now
+        whole = int(left) + 1 if left > 0 else 0
+        if whole != self._countdown_said and whole > 0:
+            self._countdown_said = whole
+            self.announce(f"{self._turn_to.value.capitalize()} in {whole}")
+        if left > 0:
+            return
+        latest = self.treadmill.latest
+        if latest is not None and (latest.data.speed_kmh or 0) > STOPPED_SPEED_KMH:
+            self.trigger(Trigger("start_on_moving_belt", "stop",
+                                 "the belt is moving when it should stand still"))
+            return
+        # Start: never on a moving belt; begin at the start speed and ramp.
+        self.facing = self._turn_to
+        self._expect_machine_start = True
+        self._expect_machine_stop = False
+        self.commander.submit(_Intent("start", reason="countdown over"))
+        self.cmd_kmh = self.envelope.start_speed_kmh()
+        self.user_offset_kmh = 0.0
+        self.commander.last_sent_kmh = None
+        self.belt_should_move = True
+        self.belt_started_s = now
+        self.watchdog.reset_speed_checks()
+        self.watchdog.last_telemetry_s = None
+        self.bus.emit(TurnaroundPhase(now, "start", self._turn_to))
+        if self._resume_plan_s is not None:
+            self.plan_time_s = self._resume_plan_s
+            self._resume_plan_s = None
+        self.state = State.RUNNING
+        self._send_speed(self.cmd_kmh)
+
+    def _send_speed(self, speed_kmh: float) -> None:
+        quantized = quantize_down(speed_kmh, self.envelope.machine.increment_kmh)
+        quantized = max(quantized, self.floor_kmh)
+        if quantized != self.commander.last_sent_kmh:
+            self.commander.submit(_Intent("speed", quantized))
+
+    def _tick_running(self, now: float, dt: float) -> None:
+        plan = self.plan
+        self.plan_time_s = min(self.plan_time_s + dt, float(plan.total_s))  # type: ignore[attr-defined]
+        if self.facing is Direction.BACKWARD:
+            self.backward_s += dt
+        target, direction, step = plan.setpoint_at(self.plan_time_s)  # type: ignore[attr-defined]
+        segment = _step_segment(step)
+        if segment != self.segment_index and segment >= 0:
+            self._segment_changed(now, segment)
+        self._maybe_announce_turn(now)
+        kind = getattr(step, "kind", "hold")
+        if direction is not self.facing and kind not in ("turnaround_stop",):
+            # The plan wants the other direction: the belt must be stopped first.
+            self._begin_turn_stop(now, direction)
+            return
+        finishing = self.plan_time_s >= float(plan.total_s) - 1e-9  # type: ignore[attr-defined]
+        if target <= 0 or finishing:
+            if finishing:
+                self._begin_finish(now)
+            elif kind == "turnaround_stop" or target <= 0:
+                self._begin_turn_stop(now, self._next_direction(step))
+            return
+        stopping = kind in ("turnaround_stop", "finish_ramp")
+        wanted = target if stopping else target + self.user_offset_kmh
+        wanted = self.envelope.clamp(self.facing, wanted) if wanted > 0 else 0.0
+        self.cmd_kmh = self.envelope.ramp_step(self.facing, self.cmd_kmh, wanted, dt,
+                                               stopping=stopping)
+        self._send_speed(self.cmd_kmh)
+
+    def _next_direction(self, step: object) -> Direction:
+        steps = self.plan.steps  # type: ignore[attr-defined]
+        for later in steps:
+            if later.start_s >= getattr(step, "end_s", 0) and later.direction is not self.facing:
+                return later.direction
+        return self.facing
+
+    def _segment_changed(self, now: float, segment: int) -> None:
+        self.segment_index = segment
+        info = self.segments[segment] if 0 <= segment < len(self.segments) else None
+        if info is None:
+            return
+        nxt = self.segments[segment + 1].label if segment + 1 < len(self.segments) else None
+        self.bus.emit(SegmentStarted(now, segment, info.label, info.direction, info.speed_kmh,
+                                     info.duration_s, nxt, info.cue))
+        if info.cue:
+            self.announce(info.cue)
+
+    def _maybe_announce_turn(self, now: float) -> None:
+        for step in self.plan.steps:  # type: ignore[attr-defined]
+            if getattr(step, "kind", "") != "turnaround_stop":
+                continue
+            start = float(step.start_s)
+            if start in self._announced_turn or start < self.plan_time_s - 1:
+                continue
+            if start - self.plan_time_s <= self.settings.announce_s:
+                self._announced_turn.add(start)
+                to = self._next_direction(step)
+                self.bus.emit(TurnaroundPhase(now, "announce", to, start - self.plan_time_s))
+                self.announce("Turning around soon: the belt will stop.", "warning")
+            break
+
+    def _begin_turn_stop(self, now: float, to: Direction) -> None:
+        self._turn_to = to
+        self.state = State.TURN_STOPPING
+        self.belt_should_move = False
+        self._expect_machine_stop = True
+        self.watchdog.reset_speed_checks()
+        self.commander.submit(_Intent("pause", reason="turnaround"))
+        # Resume the plan after the turnaround's stop/hold/countdown steps.
+        steps = self.plan.steps  # type: ignore[attr-defined]
+        resume = self.plan_time_s
+        for step in steps:
+            if step.start_s >= self.plan_time_s - 1e-9 and step.direction is to and getattr(
+                    step, "kind", "") not in ("turnaround_stop", "turnaround_hold", "countdown"):
+                resume = float(step.start_s)
+                break
+        self._resume_plan_s = resume
+        self.bus.emit(TurnaroundPhase(now, "ramp_down", to))
+
+    def _begin_finish(self, now: float) -> None:
+        self.state = State.FINISHING
+        self.belt_should_move = False
+        self._expect_machine_stop = True
+        self.commander.submit(_Intent("stop", reason="workout complete"))
+        self._gate_until = now + self.settings.stop_confirm_timeout_s
+        self.announce("Workout complete. The belt is stopping.")
+
+    def _safe_stop_done(self, now: float) -> bool:
+        """In SAFE_STOP: repeat Stop until the machine confirms it, then finish."""
+        if not self.link_ok:
+            return False
+        if self._confirmed_stopped(now) or (self.safety_key_stopped and self.commander.stop_sent):
+            self._stop_confirmed = self._confirmed_stopped(now) or self.safety_key_stopped
+            return self.commander.idle()
+        started = getattr(self, "_safe_stop_started", None)
+        if started is None:
+            self._safe_stop_started = now
+            self._last_stop_repeat = now
+            return False
+        if now - self._last_stop_repeat >= 1.0 and self.commander.idle():
+            self._last_stop_repeat = now
+            self.commander.submit(_Intent("stop", reason="repeat until confirmed"))
+        if now - started > self.settings.stop_confirm_timeout_s:
+            self.announce("The machine does not confirm the stop: pull the safety key.",
+                          "alarm")
+            return True
+        return False
+
+    async def _stall_guard(self) -> None:
+        """A task of its own: stop the belt if the control loop stops ticking."""
+        while True:
+            await self.clock.sleep_until(self.clock.now() + self.period_s)
+            if self.state in (State.FINISHED, State.SAFE_STOP, State.RECONNECTING):
+                continue
+            trigger = self.watchdog.check_stall(self.clock.now())
+            if trigger is not None and not self._stall_detected:
+                self._stall_detected = True
+                self.trigger(trigger)
+
+    async def _reconnect_and_stop(self) -> None:
+        if self.reconnect is None:
+            self.announce("Cannot reconnect to the treadmill: stop the belt at the console "
+                          "or pull the safety key.", "alarm")
+            self.state = State.FINISHED
+            return
+        delay = self.settings.reconnect_backoff_s
+        for attempt in range(1, self.settings.reconnect_attempts + 1):
+            try:
+                treadmill = await self.reconnect()
+            except (RetrotreadError, OSError) as exc:
+                self.emit_watchdog(Trigger("link_lost", "reconnect",
+                                           f"attempt {attempt} failed: {exc}"))
+                await self.clock.sleep_until(self.clock.now() + delay)
+                delay = min(delay * 2, 8.0)
+                continue
+            self.treadmill = treadmill
+            self._bind(treadmill)
+            self.link_ok = True
+            self.bus.emit(LinkStateChanged(self.clock.now(), True,
+                                           f"reconnected to {treadmill.link.description}"))
+            self.emit_watchdog(Trigger("link_lost", "reconnect",
+                                       "reconnected: sending Stop at once, never resuming"))
+            self._stopped_since = None
+            self.commander.submit(_Intent("control", reason="after reconnect"))
+            self.commander.submit(_Intent("stop", reason="after reconnect"))
+            self.commander.stop_sent = False
+            return
+        self.announce("Could not reconnect: stop the belt at the console or pull the "
+                      "safety key.", "alarm")
+        self.state = State.FINISHED
+
+    async def _finish(self, commander: asyncio.Future[None], guard: asyncio.Future[None],
+                      reconnector: asyncio.Future[None] | None) -> SessionResult:
+        guard.cancel()
+        if reconnector is not None and not reconnector.done():
+            reconnector.cancel()
+        # Every way out ends with the belt commanded to stop.
+        if self.link_ok and not self.commander.stop_sent:
+            self.commander.submit(_Intent("stop", reason="session ending"))
+        if self.link_ok:
+            deadline = self.clock.now() + 2 * self.treadmill.reply_timeout_s + 1.0
+            while not self.commander.idle() and self.clock.now() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        commander.cancel()
+        for task in (commander, guard):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.state = State.FINISHED
+        outcome, reason = self._outcome or (Outcome.ERROR, "ended without an outcome")
+        elapsed = self.clock.now() - self._started_s
+        self.bus.emit(SessionFinished(self.clock.now(), outcome, reason, elapsed,
+                                      self.backward_s, self.distance_m,
+                                      self.commander.stop_sent))
+        return SessionResult(outcome, reason, self.commander.stop_sent, self._stop_confirmed,
+                             elapsed, self.backward_s, self.distance_m)
+
+    # ------------------------------------------------------------------ display
+    def snapshot(self, banner: str = "") -> SessionSnapshot:
+        now = self.clock.now()
+        info = (self.segments[self.segment_index]
+                if 0 <= self.segment_index < len(self.segments) else None)
+        nxt = (self.segments[self.segment_index + 1].label
+               if 0 <= self.segment_index + 1 < len(self.segments) else None)
+        seg_start, seg_end = self._segment_bounds()
+        latest = self.treadmill.latest
+        countdown = None
+        if self.state in (State.COUNTDOWN, State.HOLD) and self._gate_until is not None:
+            countdown = max(0.0, self._gate_until - now)
+        return SessionSnapshot(
+            time_s=now,
+            state=self.state.value,
+            facing=self.facing,
+            segment_index=self.segment_index,
+            segment_label=info.label if info else "starting",
+            segment_elapsed_s=max(0.0, self.plan_time_s - seg_start),
+            segment_duration_s=max(0.0, seg_end - seg_start),
+            next_label=nxt,
+            next_change_in_s=max(0.0, seg_end - self.plan_time_s) if info else None,
+            plan_elapsed_s=self.plan_time_s,
+            plan_total_s=float(self.plan.total_s),  # type: ignore[attr-defined]
+            target_kmh=self.commander.last_sent_kmh or 0.0,
+            measured_kmh=latest.data.speed_kmh if latest else None,
+            distance_m=self.distance_m,
+            heart_rate_bpm=self.heart_rate_bpm,
+            backward_ceiling_kmh=self.envelope.ceiling_kmh(Direction.BACKWARD),
+            banner=banner,
+            last_announcement=self.last_announcement,
+            countdown_s=countdown,
+            link_ok=self.link_ok,
+        )
+
+    def _segment_bounds(self) -> tuple[float, float]:
+        start, end = self.plan_time_s, self.plan_time_s
+        first = True
+        for step in self.plan.steps:  # type: ignore[attr-defined]
+            if _step_segment(step) == self.segment_index:
+                if first:
+                    start, first = float(step.start_s), False
+                end = float(step.end_s)
+        return start, end

@@ -1,0 +1,167 @@
+"""The watchdog: every reason to stop the belt, in one file a reader can audit.
+
+Pure rules over observations (no I/O, no clock of its own): the session feeds it the
+time, telemetry, what it commanded and what the machine said, and asks :meth:`check`
+what to do. The session carries out the answer. Thresholds come from
+``shared/docs/safety.md``:
+
+| trigger | threshold | action |
+|---|---|---|
+| control loop missed its deadlines | no tick for 3 periods | stop |
+| telemetry stale while the belt should move | no Treadmill Data for 3 s | stop |
+| measured > commanded + 0.5, or (backward) > ceiling + 0.3 km/h | 2 s | re-command; stop 2 s on |
+| commanded speed not reached | off by > 1.0 km/h for 15 s | stop |
+| a console button changed the speed | at once | clamp back; stop on the 3rd time in 60 s |
+| control point: no response | 2 s per command | one retry, then stop (in the commander) |
+| control permission lost / Control Not Permitted | at once | re-request control once, then stop |
+| stopped by safety key | at once | end the workout, nothing but Stop is ever sent again |
+| link lost | at once | alarm; reconnect and send Stop at once |
+| Ctrl-C, SIGTERM, an exception anywhere | at once | controlled stop before exit |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from retrotread.envelope import (
+    BACKWARD_OVERSPEED_MARGIN_KMH,
+    OVERSPEED_GRACE_S,
+    OVERSPEED_MARGIN_KMH,
+    Direction,
+)
+
+
+@dataclass(frozen=True)
+class WatchdogLimits:
+    missed_ticks: int = 3
+    telemetry_stale_s: float = 3.0
+    overspeed_margin_kmh: float = OVERSPEED_MARGIN_KMH
+    backward_overspeed_margin_kmh: float = BACKWARD_OVERSPEED_MARGIN_KMH
+    overspeed_grace_s: float = OVERSPEED_GRACE_S
+    underspeed_margin_kmh: float = 1.0
+    underspeed_grace_s: float = 15.0
+    console_changes_allowed: int = 2
+    console_window_s: float = 60.0
+    reply_timeout_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What the watchdog found: ``action`` is ``stop``, ``retarget`` or ``clamp``."""
+
+    name: str
+    action: str
+    detail: str
+
+
+@dataclass
+class Watchdog:
+    backward_ceiling_kmh: float
+    tick_period_s: float
+    limits: WatchdogLimits = field(default_factory=WatchdogLimits)
+    last_tick_s: float | None = None
+    last_telemetry_s: float | None = None
+    measured_kmh: float | None = None
+    _overspeed_since: float | None = None
+    _retargeted: bool = False
+    _underspeed_since: float | None = None
+    _console_changes: list[float] = field(default_factory=list)
+
+    def observe_tick(self, now: float) -> None:
+        self.last_tick_s = now
+
+    def observe_telemetry(self, now: float, speed_kmh: float | None) -> None:
+        self.last_telemetry_s = now
+        if speed_kmh is not None:
+            self.measured_kmh = speed_kmh
+
+    def check_stall(self, now: float) -> Trigger | None:
+        """Run from a task of its own: has the control loop stopped ticking?"""
+        if self.last_tick_s is None:
+            return None
+        allowed = self.limits.missed_ticks * self.tick_period_s
+        if now - self.last_tick_s > allowed:
+            return Trigger(
+                "loop_stalled", "stop",
+                f"the control loop has not ticked for {now - self.last_tick_s:.2f} s "
+                f"(limit {allowed:.2f} s)",
+            )
+        return None
+
+    def check(
+        self, now: float, *, commanded_kmh: float, facing: Direction, belt_should_move: bool,
+        started_s: float,
+    ) -> Trigger | None:
+        """Check telemetry against what was commanded. ``started_s``: when the belt was
+        last started (the stale rule counts from then if no telemetry came since)."""
+        if belt_should_move:
+            since = self.last_telemetry_s if self.last_telemetry_s is not None else started_s
+            since = max(since, started_s) if self.last_telemetry_s is None else since
+            if now - since > self.limits.telemetry_stale_s:
+                return Trigger(
+                    "telemetry_stale", "stop",
+                    f"no Treadmill Data for {now - since:.1f} s while the belt should move",
+                )
+        measured = self.measured_kmh
+        if measured is None:
+            return None
+        limit = commanded_kmh + self.limits.overspeed_margin_kmh
+        if facing is Direction.BACKWARD:
+            backward_limit = self.backward_ceiling_kmh + self.limits.backward_overspeed_margin_kmh
+            limit = min(limit, backward_limit)
+        if measured > limit:
+            if self._overspeed_since is None:
+                self._overspeed_since = now
+            over_for = now - self._overspeed_since
+            if over_for >= 2 * self.limits.overspeed_grace_s:
+                return Trigger(
+                    "overspeed", "stop",
+                    f"belt at {measured:.2f} km/h, limit {limit:.2f} km/h, for {over_for:.1f} s "
+                    "after re-commanding the target",
+                )
+            if over_for >= self.limits.overspeed_grace_s and not self._retargeted:
+                self._retargeted = True
+                return Trigger(
+                    "overspeed", "retarget",
+                    f"belt at {measured:.2f} km/h, limit {limit:.2f} km/h: commanding "
+                    f"{commanded_kmh:.2f} km/h again",
+                )
+        else:
+            self._overspeed_since = None
+            self._retargeted = False
+        if belt_should_move and commanded_kmh > 0 and (
+            commanded_kmh - measured > self.limits.underspeed_margin_kmh
+        ):
+            if self._underspeed_since is None:
+                self._underspeed_since = now
+            elif now - self._underspeed_since >= self.limits.underspeed_grace_s:
+                return Trigger(
+                    "speed_not_reached", "stop",
+                    f"commanded {commanded_kmh:.2f} km/h but the belt stays at {measured:.2f} "
+                    f"km/h after {now - self._underspeed_since:.0f} s",
+                )
+        else:
+            self._underspeed_since = None
+        return None
+
+    def reset_speed_checks(self) -> None:
+        """After a deliberate change of regime (pause, turnaround), restart the timers."""
+        self._overspeed_since = None
+        self._retargeted = False
+        self._underspeed_since = None
+
+    def console_change(self, now: float, speed_kmh: float, allowed: bool) -> Trigger:
+        """A speed change we did not command (console +/-)."""
+        window = self.limits.console_window_s
+        self._console_changes = [t for t in self._console_changes if now - t < window] + [now]
+        count = len(self._console_changes)
+        if count > self.limits.console_changes_allowed:
+            return Trigger(
+                "console_speed_change", "stop",
+                f"the console changed the speed {count} times within {window:.0f} s",
+            )
+        how = "inside the envelope" if allowed else "outside the envelope"
+        return Trigger(
+            "console_speed_change", "clamp",
+            f"the console set {speed_kmh:.2f} km/h ({how}): commanding the plan's speed again",
+        )
