@@ -1,0 +1,274 @@
+"""The ``retrotread`` command line: a thin shell over the library.
+
+Every command is a few lines calling the public API; errors of ours (bad profile, bad
+device string, a treadmill that refuses) print one clear message and exit non-zero with
+no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from retrotread import __version__
+from retrotread.errors import ProfileError, RetrotreadError
+
+EXIT_USAGE = 2
+
+DESCRIPTION = """\
+Guided backward-walking ("retro walking") interval workouts on FTMS smart treadmills.
+
+Walking backward is blind: retrotread caps backward speed at 2.0 mph, ramps every speed
+change, stops the belt for every turnaround, and stops it whenever anything goes quiet
+or wrong. The hardware safety key is still the only true emergency stop: clip it on.
+"""
+
+EPILOG = """\
+examples:
+  retrotread run profiles/first-session.yaml             # on the built-in simulator
+  retrotread run profiles/intervals.yaml --speedup 30    # a fast demo
+  retrotread plan profiles/intervals.yaml --units km/h   # what a profile will do
+  retrotread validate profiles/*.yaml                    # check hand-edited profiles
+  retrotread sim --port 36866                            # serve the simulator over TCP
+  retrotread run profiles/intervals.yaml --device dircon://127.0.0.1:36866
+"""
+
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "run", help="run a guided workout",
+        description="Run a guided workout from a YAML profile. The built-in simulated "
+        "treadmill is the default device, so you can try every profile without hardware.",
+        epilog="keys during a workout: space pause/resume, r ready, s or q stop, "
+        "+ and - adjust speed (within the safety envelope), n skip segment.\n"
+        "exit status: 0 completed or stopped by you, 3 stopped by the watchdog or the "
+        "safety key, 130 interrupted, 1 error, 2 bad input.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("profile", type=Path,
+                   help="workout profile (YAML), e.g. profiles/first-session.yaml")
+    p.add_argument("--device", default="sim", metavar="DEVICE",
+                   help="sim (default), sim:PRESET (generic, walking-pad, home-treadmill, "
+                   "coarse, strict-control), dircon://HOST:PORT, or ble:ADDRESS_OR_NAME")
+    p.add_argument("--speedup", type=float, default=1.0, metavar="N",
+                   help="play a simulated workout N times faster (demo; simulator only)")
+    p.add_argument("--log", type=Path, default=None, metavar="PATH",
+                   help="session log (JSON Lines); default: a new file in the user data dir")
+    p.add_argument("--no-ui", action="store_true",
+                   help="print one line per event instead of the live display "
+                   "(automatic when stdout is not a terminal)")
+    p.add_argument("--units", choices=["mph", "km/h"], default="mph",
+                   help="units shown first (both are always shown)")
+    p.add_argument("--voice", action="store_true",
+                   help="speak cues with espeak-ng when it is installed")
+    p.add_argument("--no-bell", action="store_true", help="do not ring the terminal bell")
+    p.add_argument("--backward-max", type=float, default=None, metavar="MPH",
+                   help="lower the backward speed cap (1.0 to 2.0 mph; it can never be raised)")
+    p.add_argument("--ready", choices=["key", "hold"], default=None,
+                   help="turnaround ready gate: wait for the r key, or a timed hold")
+    p.add_argument("--mqtt", default=None, metavar="URL",
+                   help="publish telemetry to an MQTT broker (mqtt://host:port or mqtts://); "
+                   "credentials from RETROTREAD_MQTT_USERNAME/PASSWORD or the config file")
+    p.add_argument("--mqtt-config", type=Path, default=None, metavar="FILE",
+                   help="TOML file with an [mqtt] table")
+
+
+def _add_sim(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from retrotread.sim.presets import PRESETS
+
+    presets = "; ".join(f"{name}: {preset.description}" for name, preset in PRESETS.items())
+    p = sub.add_parser(
+        "sim", help="serve the simulated treadmill over FTMS/TCP (Direct Connect)",
+        description="Serve the simulated treadmill over FTMS in the Wahoo Direct Connect "
+        "framing, so retrotread (--device dircon://HOST:PORT) or any other app that speaks "
+        f"it can drive it. Presets: {presets}.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=36866, help="TCP port (default 36866)")
+    p.add_argument("--preset", default="generic", choices=sorted(PRESETS),
+                   help="machine preset (default generic)")
+    p.add_argument("--noise", type=float, default=0.03, metavar="KMH",
+                   help="standard deviation of reported speed noise (default 0.03 km/h)")
+    p.add_argument("--mdns", action="store_true",
+                   help="advertise over mDNS as _wahoo-fitness-tnp._tcp (needs a network)")
+    p.add_argument("--telemetry-hz", type=float, default=1.0,
+                   help="Treadmill Data rate (default 1 Hz)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="retrotread", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"retrotread {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    _add_run(sub)
+    _add_sim(sub)
+    p = sub.add_parser("validate", help="check profile files",
+                       description="Check workout profiles; one line per problem with "
+                       "file:line:column and the field. Exit status 2 if any is invalid.")
+    p.add_argument("files", nargs="+", type=Path)
+    p = sub.add_parser("schema", help="print the profile JSON Schema (for editors)",
+                       description="Print the JSON Schema of workout profiles. Save it and "
+                       "add this first line to a profile for completion and checks in editors "
+                       "that use the YAML language server:\n"
+                       "  # yaml-language-server: $schema=PATH/TO/profile.schema.json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-o", "--output", type=Path, default=None, help="write to a file")
+    p = sub.add_parser("plan", help="show what a profile will do, as a table",
+                       description="Compile a profile into its plan (ramps and turnarounds "
+                       "inserted, every speed inside the safety envelope) and print it.")
+    p.add_argument("profile", type=Path)
+    p.add_argument("--units", choices=["mph", "km/h"], default="mph")
+    p.add_argument("--device", default="sim", metavar="DEVICE",
+                   help="quantize for this simulator preset's speed range (sim:PRESET)")
+    p.add_argument("--backward-max", type=float, default=None, metavar="MPH")
+    _add_optional_commands(sub)
+    return parser
+
+
+def _add_optional_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Commands whose modules may be absent in a partial install."""
+    with contextlib.suppress(ImportError):
+        from retrotread import scan as scan_module
+
+        p = sub.add_parser("scan", help="find FTMS treadmills nearby over Bluetooth LE")
+        scan_module.add_scan_arguments(p)
+        p.set_defaults(handler=scan_module.run_scan)
+    with contextlib.suppress(ImportError):
+        from retrotread import mqtt as mqtt_module
+
+        p = sub.add_parser("monitor", help="watch a remote session over MQTT (read-only)")
+        mqtt_module.add_monitor_arguments(p)
+        p.set_defaults(handler=mqtt_module.run_monitor)
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from retrotread.profile import load_profile
+
+    status = 0
+    for path in args.files:
+        try:
+            profile = load_profile(path)
+        except ProfileError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            status = EXIT_USAGE
+        else:
+            print(f"{path}: ok ({profile.name})")
+    return status
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from retrotread.profile import profile_json_schema
+
+    text = json.dumps(profile_json_schema(), indent=2) + "\n"
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from retrotread.devices import parse_device
+    from retrotread.envelope import MachineLimits
+    from retrotread.plan import compile_plan, format_plan_table
+    from retrotread.profile import load_profile
+    from retrotread.runner import build_envelope
+    from retrotread.sim.presets import PRESETS
+
+    profile = load_profile(args.profile)
+    device = parse_device(args.device)
+    if device.kind == "sim":
+        preset = PRESETS[device.target]
+        machine = MachineLimits(preset.min_kmh, preset.max_kmh, preset.increment_kmh)
+    else:
+        machine = MachineLimits()
+    envelope = build_envelope(profile, machine, args.backward_max)
+    plan = compile_plan(profile, envelope)
+    print(format_plan_table(plan, units=args.units))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from retrotread.devices import parse_device
+    from retrotread.runner import RunOptions, run_workout
+
+    ui = not args.no_ui and sys.stdout.isatty()
+    options = RunOptions(
+        device=parse_device(args.device),
+        speedup=args.speedup,
+        log_path=args.log,
+        ui=ui,
+        units=args.units,
+        voice=args.voice,
+        bell=not args.no_bell,
+        backward_max_mph=args.backward_max,
+        ready_gate=args.ready,
+        mqtt_url=args.mqtt,
+        mqtt_config=args.mqtt_config,
+    )
+    if args.speedup <= 0:
+        raise RetrotreadError("--speedup must be a positive number")
+    if args.backward_max is not None:
+        from retrotread.envelope import Envelope
+        from retrotread.units import mph_to_kmh
+
+        Envelope.build(backward_ceiling_kmh=mph_to_kmh(args.backward_max))  # validates
+    return asyncio.run(run_workout(args.profile, options))
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from retrotread.sim.server import serve
+
+    try:
+        return asyncio.run(serve(host=args.host, port=args.port, preset=args.preset,
+                                 noise_kmh=args.noise, mdns=args.mdns,
+                                 telemetry_hz=args.telemetry_hz))
+    except KeyboardInterrupt:
+        return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    handlers = {
+        "run": cmd_run, "sim": cmd_sim, "validate": cmd_validate, "schema": cmd_schema,
+        "plan": cmd_plan,
+    }
+    handler = handlers.get(args.command)
+    if handler is None:
+        handler = args.handler  # commands that register their own (scan, monitor)
+    try:
+        return int(handler(args) or 0)
+    except ProfileError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    except RetrotreadError as exc:
+        print(f"retrotread: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("retrotread: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""Wiring for one workout: device -> link -> treadmill -> envelope -> plan -> session.
+
+A thin layer: it opens things, connects the event subscribers (session log, display or
+line printer, cues, MQTT) and closes everything again. The decisions live in the
+session, the envelope and the watchdog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from retrotread.clock import Clock, LoopClock, ScaledClock
+from retrotread.devices import DeviceSpec
+from retrotread.envelope import Envelope, MachineLimits
+from retrotread.events import EventBus, Outcome
+from retrotread.gatt import Link
+from retrotread.session import SegmentInfo, Session, SessionResult, SessionSettings
+from retrotread.sim.treadmill import SimulatedTreadmill
+from retrotread.treadmill import Treadmill
+from retrotread.units import mph_to_kmh
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOptions:
+    device: DeviceSpec
+    speedup: float = 1.0
+    log_path: Path | None = None
+    ui: bool = True
+    units: str = "mph"
+    voice: bool = False
+    bell: bool = True
+    backward_max_mph: float | None = None
+    ready_gate: str | None = None  # override the profile's turnaround gate
+    mqtt_url: str | None = None
+    mqtt_config: Path | None = None
+    sim_noise_kmh: float = 0.03
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+
+
+EXIT_CODES = {
+    Outcome.COMPLETED: 0,
+    Outcome.STOPPED_BY_USER: 0,
+    Outcome.INTERRUPTED: 130,
+    Outcome.WATCHDOG: 3,
+    Outcome.SAFETY_KEY: 3,
+    Outcome.ERROR: 1,
+}
+
+
+class LinkFactory:
+    """Opens a fresh link to the device each time it is called (reconnects need one)."""
+
+    def __init__(self, device: DeviceSpec, sim: SimulatedTreadmill | None) -> None:
+        self.device = device
+        self.sim = sim
+
+    def __call__(self) -> Link:
+        if self.device.kind == "sim":
+            from retrotread.links.loopback import LoopbackLink
+
+            assert self.sim is not None
+            return LoopbackLink(self.sim, name=self.device.target)
+        if self.device.kind == "dircon":
+            from retrotread.links.dircon import DirconLink
+
+            return DirconLink(self.device.target, self.device.port)
+        from retrotread.links.ble import BleLink
+
+        return BleLink(self.device.target)
+
+
+def machine_limits(treadmill: Treadmill) -> MachineLimits:
+    sr = treadmill.speed_range
+    if sr is None:
+        log.warning("the machine did not report its speed range; assuming 0.5-20 km/h by 0.1")
+        return MachineLimits()
+    return MachineLimits(min_kmh=sr.min_kmh, max_kmh=sr.max_kmh,
+                         increment_kmh=sr.increment_kmh or 0.1)
+
+
+def build_envelope(profile: Any, machine: MachineLimits,
+                   backward_max_mph: float | None) -> Envelope:
+    envelope: Envelope = profile.envelope(machine)
+    if backward_max_mph is not None:
+        user = Envelope.build(machine, backward_ceiling_kmh=mph_to_kmh(backward_max_mph))
+        envelope = dataclasses.replace(
+            envelope,
+            backward_ceiling_kmh=min(envelope.backward_ceiling_kmh, user.backward_ceiling_kmh),
+        )
+    return envelope
+
+
+def segment_infos(profile: Any) -> list[SegmentInfo]:
+    return [
+        SegmentInfo(spec.index, spec.label, spec.direction, spec.speed_kmh, spec.duration_s,
+                    getattr(spec, "cue", None))
+        for spec in profile.flatten()
+    ]
+
+
+def session_settings(profile: Any, ready_gate: str | None, *, simulated: bool) -> SessionSettings:
+    turnaround = getattr(profile, "turnaround", None)
+    kwargs: dict[str, Any] = {"wait_for_ready_at_start": not simulated}
+    if turnaround is not None:
+        for ours, theirs in (("hold_s", "hold_s"), ("countdown_s", "countdown_s"),
+                             ("announce_s", "announce_s"), ("ready_gate", "ready")):
+            value = getattr(turnaround, theirs, None)
+            if value is not None:
+                kwargs[ours] = getattr(value, "value", value)
+    if ready_gate is not None:
+        kwargs["ready_gate"] = ready_gate
+    return SessionSettings(**kwargs)
+
+
+@contextlib.asynccontextmanager
+async def running_simulator(clock: Clock, preset: str,
+                            noise_kmh: float = 0.0) -> AsyncIterator[SimulatedTreadmill]:
+    sim = SimulatedTreadmill(clock, preset, speed_noise_kmh=noise_kmh)
+    task = asyncio.ensure_future(sim.run())
+    try:
+        yield sim
+    finally:
+        sim.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def connect_treadmill(link_factory: Callable[[], Link], clock: Clock) -> Treadmill:
+    treadmill = Treadmill(link_factory(), clock)
+    await treadmill.connect()
+    return treadmill
+
+
+async def run_profile(
+    profile: Any,
+    *,
+    link_factory: Callable[[], Link],
+    clock: Clock,
+    bus: EventBus,
+    simulated: bool,
+    profile_path: str | None = None,
+    backward_max_mph: float | None = None,
+    ready_gate: str | None = None,
+    settings: SessionSettings | None = None,
+    on_session: Callable[[Session], None] | None = None,
+) -> SessionResult:
+    """Connect, build the envelope and plan for this machine, and run the session."""
+    from retrotread.plan import compile_plan
+
+    treadmill = await connect_treadmill(link_factory, clock)
+    try:
+        envelope = build_envelope(profile, machine_limits(treadmill), backward_max_mph)
+        plan = compile_plan(profile, envelope)
+
+        async def reconnect() -> Treadmill:
+            return await connect_treadmill(link_factory, clock)
+
+        session = Session(
+            plan=plan,
+            segments=segment_infos(profile),
+            envelope=envelope,
+            treadmill=treadmill,
+            clock=clock,
+            bus=bus,
+            settings=settings or session_settings(profile, ready_gate, simulated=simulated),
+            profile_name=profile.name,
+            profile_path=profile_path,
+            simulated=simulated,
+            reconnect=reconnect,
+        )
+        if on_session is not None:
+            on_session(session)
+        return await session.run()
+    finally:
+        with contextlib.suppress(Exception):
+            await treadmill.close()
+
+
+async def run_workout(profile_path: Path, options: RunOptions) -> int:
+    """``retrotread run``: everything a person sees, on the chosen device."""
+    from retrotread.profile import load_profile
+    from retrotread.recorder import SessionRecorder, default_log_dir, format_summary, new_log_path
+
+    profile = load_profile(profile_path)
+    clock: Clock = ScaledClock(options.speedup) if options.speedup != 1.0 else LoopClock()
+    bus = EventBus()
+    out = options.out
+    simulated = options.device.simulated
+    if options.speedup != 1.0 and not simulated:
+        from retrotread.errors import RetrotreadError
+
+        raise RetrotreadError("--speedup only works with the simulator (--device sim)")
+    import datetime
+
+    now = datetime.datetime.now(datetime.UTC)
+    log_path = options.log_path or new_log_path(profile.name, now)
+    if options.log_path is None:
+        log_path = default_log_dir() / log_path.name
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    banner = ("SIMULATED TREADMILL (no hardware): --device sim"
+              if simulated else f"{options.device}")
+    print(f"retrotread: {profile.name} on {banner}", file=out)
+    if not simulated:
+        print("Clip the safety key to your clothing. It is the only true emergency stop; "
+              "this program never replaces it.", file=out)
+    print(f"session log: {log_path}", file=out)
+
+    session_holder: list[Session] = []
+    loop = asyncio.get_running_loop()
+
+    def install(session: Session) -> None:
+        session_holder.append(session)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, session.interrupt, f"received {sig.name}")
+
+    with SessionRecorder(log_path, clock) as recorder:
+        bus.subscribe(recorder)
+        flusher = asyncio.ensure_future(recorder.flush_loop())
+        ui_task: asyncio.Future[Any] | None = None
+        extra_tasks: list[asyncio.Future[Any]] = []
+        key_reader: Any = None
+        try:
+            from retrotread.cues import CuePlayer
+
+            cues = CuePlayer(bell=options.bell, voice=options.voice, out=out)
+            bus.subscribe(cues)
+            if options.ui:
+                from retrotread.display import KeyReader, LiveDisplay
+
+                display = LiveDisplay(
+                    lambda: session_holder[0].snapshot(banner) if session_holder else None,
+                    units=options.units,
+                )
+                ui_task = asyncio.ensure_future(display.run())
+                key_reader = KeyReader(
+                    lambda command, source: (session_holder[0].request(command, source)
+                                             if session_holder else False))
+                key_reader.__enter__()
+            else:
+                from retrotread.display import EventPrinter
+
+                bus.subscribe(EventPrinter(out, units=options.units))
+            if options.mqtt_url or options.mqtt_config:
+                from retrotread.mqtt import MqttBridge, MqttSettings
+
+                mqtt_settings = MqttSettings.from_sources(url=options.mqtt_url,
+                                                          config_file=options.mqtt_config)
+                bridge = MqttBridge(
+                    mqtt_settings,
+                    command_handler=lambda command, source: (
+                        session_holder[0].request(command, source) if session_holder else False),
+                )
+                bus.subscribe(bridge.publish_event)
+                extra_tasks.append(asyncio.ensure_future(bridge.run()))
+
+                async def feed_snapshots() -> None:
+                    while True:
+                        await asyncio.sleep(1.0)
+                        if session_holder:
+                            bridge.update_snapshot(session_holder[0].snapshot(banner))
+
+                extra_tasks.append(asyncio.ensure_future(feed_snapshots()))
+            async with contextlib.AsyncExitStack() as stack:
+                sim = None
+                if simulated:
+                    sim = await stack.enter_async_context(
+                        running_simulator(clock, options.device.target, options.sim_noise_kmh))
+                result = await run_profile(
+                    profile,
+                    link_factory=LinkFactory(options.device, sim),
+                    clock=clock,
+                    bus=bus,
+                    simulated=simulated,
+                    profile_path=str(profile_path),
+                    backward_max_mph=options.backward_max_mph,
+                    ready_gate=options.ready_gate,
+                    on_session=install,
+                )
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+            if key_reader is not None:
+                key_reader.__exit__(None, None, None)
+            for task in [ui_task, flusher, *extra_tasks]:
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+    from retrotread.recorder import read_session, summarize
+
+    print(format_summary(summarize(read_session(log_path)), units=options.units), file=out)
+    return EXIT_CODES.get(result.outcome, 1)

@@ -1,0 +1,44 @@
+"""``retrotread sim``: serve the simulated treadmill over FTMS/TCP (Direct Connect)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+from retrotread.clock import LoopClock
+from retrotread.links.dircon import DirconServer, advertise_mdns
+from retrotread.sim.treadmill import SimulatedTreadmill
+
+
+async def serve(
+    *, host: str = "127.0.0.1", port: int = 36866, preset: str = "generic",
+    noise_kmh: float = 0.03, mdns: bool = False, telemetry_hz: float = 1.0,
+) -> int:
+    clock = LoopClock()
+    sim = SimulatedTreadmill(clock, preset, speed_noise_kmh=noise_kmh,
+                             telemetry_interval_s=1.0 / telemetry_hz)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    task = asyncio.ensure_future(sim.run())
+    try:
+        async with DirconServer(sim, host, port) as server, contextlib.AsyncExitStack() as stack:
+            if mdns:
+                await stack.enter_async_context(
+                    advertise_mdns(server.port, name=f"retrotread sim {preset}",
+                                   serial=sim.serial_number))
+            print(f"retrotread sim: simulated treadmill ({preset}: {sim.preset.description}) "
+                  f"serving FTMS over DIRCON on {host}:{server.port}", flush=True)
+            print(f"  connect with: retrotread run PROFILE --device dircon://{host}:{server.port}",
+                  flush=True)
+            print("  Ctrl-C to stop", flush=True)
+            await stop.wait()
+    finally:
+        sim.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    return 0
