@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from retrotread import gatt
-from retrotread.clock import Clock
+from retrotread.clock import TIME_TOLERANCE_S, Clock
 from retrotread.errors import CodecError, GattError, UnsupportedOpCodeError
 from retrotread.ftms import codec
 from retrotread.sim.belt import Belt
@@ -465,7 +465,9 @@ class SimulatedTreadmill(gatt.GattServer):
         """Send telemetry at a fixed rate and deliver scheduled replies until cancelled."""
         next_telemetry = self.clock.now()
         while not self._closed:
-            now = self.clock.now()
+            # A microsecond of tolerance: a virtual clock (looptime) quantizes time, so a
+            # deadline such as 0.1 + 0.05 may never be reached exactly.
+            now = self.clock.now() + TIME_TOLERANCE_S
             while self._schedule and self._schedule[0].due_s <= now:
                 heapq.heappop(self._schedule).action()
             if now >= next_telemetry:
