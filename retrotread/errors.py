@@ -7,6 +7,9 @@ where possible, what to do about it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 
 class RetrotreadError(Exception):
     """Root of every error raised on purpose by retrotread."""
@@ -65,11 +68,13 @@ class ControlPointTimeoutError(TreadmillError, TimeoutError):
 
 
 class ProfileError(RetrotreadError):
-    """A workout profile is invalid; ``problems`` holds one message per problem."""
+    """A workout profile is invalid; ``problems`` holds one entry per problem (a message,
+    or a ``retrotread.profile.ProfileProblem`` whose str() is ``file:line:col: field: ...``).
+    str() of the error is every problem, one per line."""
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+    def __init__(self, problems: Sequence[object]) -> None:
+        self.problems: list[Any] = list(problems)
+        super().__init__("\n".join(str(problem) for problem in self.problems))
 
 
 class SafetyError(RetrotreadError):
