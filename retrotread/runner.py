@@ -160,6 +160,7 @@ async def run_profile(
     from retrotread.plan import compile_plan
 
     treadmill = await connect_treadmill(link_factory, clock)
+    session: Session | None = None
     try:
         envelope = build_envelope(profile, machine_limits(treadmill), backward_max_mph)
         plan = compile_plan(profile, envelope)
@@ -184,8 +185,13 @@ async def run_profile(
             on_session(session)
         return await session.run()
     finally:
-        with contextlib.suppress(Exception):
-            await treadmill.close()
+        # A reconnect replaces the session's treadmill: close whichever links are open.
+        opened = {id(treadmill): treadmill}
+        if session is not None:
+            opened[id(session.treadmill)] = session.treadmill
+        for each in opened.values():
+            with contextlib.suppress(Exception):
+                await each.close()
 
 
 async def run_workout(profile_path: Path, options: RunOptions) -> int:

@@ -60,6 +60,7 @@ from retrotread.events import (
     WatchdogAction,
 )
 from retrotread.ftms import codec
+from retrotread.plan import TURNAROUND_STOP, Plan
 from retrotread.treadmill import CommandReply, StatusEvent, Telemetry, Treadmill
 from retrotread.units import quantize_down
 from retrotread.watchdog import Trigger, Watchdog, WatchdogLimits
@@ -238,7 +239,7 @@ class Session:
     def __init__(
         self,
         *,
-        plan: object,
+        plan: Plan,
         segments: list[SegmentInfo],
         envelope: Envelope,
         treadmill: Treadmill,
@@ -288,7 +289,9 @@ class Session:
         self._gate_until: float | None = None
         self._stopped_since: float | None = None
         self._stopped_at: float | None = None
-        self._announced_turn: set[int] = set()
+        self._announced_turn: set[float] = set()
+        self._turn_steps = [s for s in plan.steps if s.kind == TURNAROUND_STOP]
+        self._next_turn = 0
         self._countdown_said: int | None = None
         self._turn_to: Direction = Direction.FORWARD
         self._resume_plan_s: float | None = None
@@ -488,7 +491,7 @@ class Session:
                 return False, "speed can only be adjusted while walking"
             step = self.settings.user_step_kmh
             self.user_offset_kmh += step if command is UserCommand.SPEED_UP else -step
-            base, _, _ = self.plan.setpoint_at(self.plan_time_s)  # type: ignore[attr-defined]
+            base, _, _ = self.plan.setpoint_at(self.plan_time_s)
             wanted = base + self.user_offset_kmh
             ceiling = self.envelope.ceiling_kmh(self.facing)
             if wanted > ceiling:
@@ -503,7 +506,7 @@ class Session:
         return False, "unknown command"
 
     def _skip(self) -> tuple[bool, str]:
-        steps = self.plan.steps  # type: ignore[attr-defined]
+        steps = self.plan.steps
         current = self.segment_index
         for step in steps:
             if _step_segment(step) > current and step.start_s > self.plan_time_s:
@@ -610,8 +613,8 @@ class Session:
             self.clock.now(), self.profile_name, self.profile_path,
             self.treadmill.link.description, self.simulated,
             self.envelope.ceiling_kmh(Direction.BACKWARD),
-            float(plan.total_s), float(plan.backward_s),  # type: ignore[attr-defined]
-            float(plan.distance_m),  # type: ignore[attr-defined]
+            float(plan.total_s), float(plan.backward_s),
+            float(plan.distance_m),
         ))
 
     async def _prepare(self) -> None:
@@ -635,7 +638,7 @@ class Session:
             while not self._ready and self._pending_trigger is None:
                 await self.clock.sleep_until(self.clock.now() + 0.1)
             self._ready = False
-        first = self.plan.steps[0]  # type: ignore[attr-defined]
+        first = self.plan.steps[0]
         self._turn_to = first.direction
         self.facing = first.direction
         if self._pending_trigger is not None:
@@ -739,10 +742,10 @@ class Session:
 
     def _tick_running(self, now: float, dt: float) -> None:
         plan = self.plan
-        self.plan_time_s = min(self.plan_time_s + dt, float(plan.total_s))  # type: ignore[attr-defined]
+        self.plan_time_s = min(self.plan_time_s + dt, float(plan.total_s))
         if self.facing is Direction.BACKWARD:
             self.backward_s += dt
-        target, direction, step = plan.setpoint_at(self.plan_time_s)  # type: ignore[attr-defined]
+        target, direction, step = plan.setpoint_at(self.plan_time_s)
         segment = _step_segment(step)
         if segment != self.segment_index and segment >= 0:
             self._segment_changed(now, segment)
@@ -752,7 +755,7 @@ class Session:
             # The plan wants the other direction: the belt must be stopped first.
             self._begin_turn_stop(now, direction)
             return
-        finishing = self.plan_time_s >= float(plan.total_s) - 1e-9  # type: ignore[attr-defined]
+        finishing = self.plan_time_s >= float(plan.total_s) - 1e-9
         if target <= 0 or finishing:
             if finishing:
                 self._begin_finish(now)
@@ -767,7 +770,7 @@ class Session:
         self._send_speed(self.cmd_kmh)
 
     def _next_direction(self, step: object) -> Direction:
-        steps = self.plan.steps  # type: ignore[attr-defined]
+        steps = self.plan.steps
         for later in steps:
             if later.start_s >= getattr(step, "end_s", 0) and later.direction is not self.facing:
                 return later.direction
@@ -785,18 +788,20 @@ class Session:
             self.announce(info.cue)
 
     def _maybe_announce_turn(self, now: float) -> None:
-        for step in self.plan.steps:  # type: ignore[attr-defined]
-            if getattr(step, "kind", "") != "turnaround_stop":
-                continue
-            start = float(step.start_s)
-            if start in self._announced_turn or start < self.plan_time_s - 1:
-                continue
-            if start - self.plan_time_s <= self.settings.announce_s:
-                self._announced_turn.add(start)
-                to = self._next_direction(step)
-                self.bus.emit(TurnaroundPhase(now, "announce", to, start - self.plan_time_s))
-                self.announce("Turning around soon: the belt will stop.", "warning")
-            break
+        turns = self._turn_steps
+        while self._next_turn < len(turns) and (
+                turns[self._next_turn].start_s < self.plan_time_s - 1):
+            self._next_turn += 1
+        if self._next_turn >= len(turns):
+            return
+        step = turns[self._next_turn]
+        start = step.start_s
+        if start not in self._announced_turn and start - self.plan_time_s <= (
+                self.settings.announce_s):
+            self._announced_turn.add(start)
+            to = self._next_direction(step)
+            self.bus.emit(TurnaroundPhase(now, "announce", to, start - self.plan_time_s))
+            self.announce("Turning around soon: the belt will stop.", "warning")
 
     def _begin_turn_stop(self, now: float, to: Direction) -> None:
         self._turn_to = to
@@ -806,7 +811,7 @@ class Session:
         self.watchdog.reset_speed_checks()
         self.commander.submit(_Intent("pause", reason="turnaround"))
         # Resume the plan after the turnaround's stop/hold/countdown steps.
-        steps = self.plan.steps  # type: ignore[attr-defined]
+        steps = self.plan.steps
         resume = self.plan_time_s
         for step in steps:
             if step.start_s >= self.plan_time_s - 1e-9 and step.direction is to and getattr(
@@ -847,8 +852,12 @@ class Session:
 
     async def _stall_guard(self) -> None:
         """A task of its own: stop the belt if the control loop stops ticking."""
+        allowed = self.watchdog.limits.missed_ticks * self.period_s
         while True:
-            await self.clock.sleep_until(self.clock.now() + self.period_s)
+            # Wake just after the moment a stall would be declared (not every tick).
+            last = self.watchdog.last_tick_s
+            due = (last if last is not None else self.clock.now()) + allowed + self.period_s / 2
+            await self.clock.sleep_until(max(due, self.clock.now() + self.period_s / 2))
             if self.state in (State.FINISHED, State.SAFE_STOP, State.RECONNECTING):
                 continue
             trigger = self.watchdog.check_stall(self.clock.now())
@@ -936,7 +945,7 @@ class Session:
             next_label=nxt,
             next_change_in_s=max(0.0, seg_end - self.plan_time_s) if info else None,
             plan_elapsed_s=self.plan_time_s,
-            plan_total_s=float(self.plan.total_s),  # type: ignore[attr-defined]
+            plan_total_s=float(self.plan.total_s),
             target_kmh=self.commander.last_sent_kmh or 0.0,
             measured_kmh=latest.data.speed_kmh if latest else None,
             distance_m=self.distance_m,
@@ -951,7 +960,7 @@ class Session:
     def _segment_bounds(self) -> tuple[float, float]:
         start, end = self.plan_time_s, self.plan_time_s
         first = True
-        for step in self.plan.steps:  # type: ignore[attr-defined]
+        for step in self.plan.steps:
             if _step_segment(step) == self.segment_index:
                 if first:
                     start, first = float(step.start_s), False

@@ -10,6 +10,7 @@ what to do. The session carries out the answer. Thresholds come from
 | control loop missed its deadlines | no tick for 3 periods | stop |
 | telemetry stale while the belt should move | no Treadmill Data for 3 s | stop |
 | measured > commanded + 0.5, or (backward) > ceiling + 0.3 km/h | 2 s | re-command; stop 2 s on |
+| (backward) measured > ceiling + 1.0 km/h (a runaway) | at once | stop (stricter than safety.md) |
 | commanded speed not reached | off by > 1.0 km/h for 15 s | stop |
 | a console button changed the speed | at once | clamp back; stop on the 3rd time in 60 s |
 | control point: no response | 2 s per command | one retry, then stop (in the commander) |
@@ -37,6 +38,8 @@ class WatchdogLimits:
     telemetry_stale_s: float = 3.0
     overspeed_margin_kmh: float = OVERSPEED_MARGIN_KMH
     backward_overspeed_margin_kmh: float = BACKWARD_OVERSPEED_MARGIN_KMH
+    backward_runaway_margin_kmh: float = 1.0
+    """Backward and this far above the ceiling: stop at once, no grace (ours, stricter)."""
     overspeed_grace_s: float = OVERSPEED_GRACE_S
     underspeed_margin_kmh: float = 1.0
     underspeed_grace_s: float = 15.0
@@ -109,6 +112,13 @@ class Watchdog:
         if facing is Direction.BACKWARD:
             backward_limit = self.backward_ceiling_kmh + self.limits.backward_overspeed_margin_kmh
             limit = min(limit, backward_limit)
+        if facing is Direction.BACKWARD and measured > (
+                self.backward_ceiling_kmh + self.limits.backward_runaway_margin_kmh):
+            return Trigger(
+                "overspeed", "stop",
+                f"belt at {measured:.2f} km/h while walking backward, far above the "
+                f"{self.backward_ceiling_kmh:.2f} km/h ceiling: stopping at once",
+            )
         if measured > limit:
             if self._overspeed_since is None:
                 self._overspeed_since = now

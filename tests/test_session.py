@@ -13,7 +13,7 @@ from tests.workout_harness import check_invariants, run_on_sim
 PROFILES = sorted((Path(__file__).parent.parent / "profiles").glob("*.yaml"))
 
 
-@pytest.mark.looptime
+@pytest.mark.looptime(noop_cycles=1)
 @pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
 async def test_every_bundled_profile_runs_to_completion(path: Path) -> None:
     profile = load_profile(path)
