@@ -106,7 +106,9 @@ class _Field:
 
     def to_raw(self, value: Any, what: str) -> int:
         try:
-            if self.enum is not None or self.scale == 1:
+            if self.enum is not None:
+                return int(self.enum(operator.index(value)))
+            if self.scale == 1:
                 return operator.index(value)
             raw = round(float(value) * self.scale)
         except (TypeError, ValueError, OverflowError) as exc:
@@ -315,7 +317,11 @@ def encode_training_status(value: TrainingStatus) -> bytes:
         _TS_EXTENDED if value.extended_string else 0)
     out = _pack("u8", flags, what, "flags") + _pack("u8", int(value.status), what, "status")
     if value.text is not None:
-        out += value.text.encode("utf-8")
+        try:
+            out += value.text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise CodecError(f"{what}: the status string cannot be sent as UTF-8 "
+                             f"({value.text!r})") from exc
     return out
 
 
@@ -507,6 +513,9 @@ def split_treadmill_data(data: TreadmillData, max_len: int = 20,
     """
     if data.more_data or data.speed_kmh is None:
         raise CodecError(f"{_WHAT_TD}: only a complete record (with speed_kmh) can be split")
+    if data.unknown_flags or data.extra_bytes:
+        raise CodecError(f"{_WHAT_TD}: a record with reserved flags or trailing bytes cannot "
+                         "be split (their position in a split record is undefined)")
     if max_len < 7:
         raise CodecError(f"{_WHAT_TD}: notifications of {max_len} bytes cannot carry a record")
     speed = _TD_SPEED.encode(data.speed_kmh, _WHAT_TD)

@@ -1,0 +1,522 @@
+"""What a person sees and presses during a workout.
+
+* :class:`LiveDisplay`: a full-screen panel (rich) redrawn a few times a second from the
+  session's :class:`~retrotread.events.SessionSnapshot`. Built for someone glancing over
+  a shoulder: the direction to face is the biggest thing on the screen.
+* :func:`render`: the pure function behind it (snapshot in, renderable out), testable
+  without a terminal.
+* :class:`EventPrinter`: one plain line per event, for ``--no-ui``, pipes and logs.
+* :class:`KeyReader`: single-key commands (space, r, s, q, +, -, n) from a terminal,
+  read by the asyncio loop without blocking it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import logging
+import math
+import os
+import re
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from rich.align import Align
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from retrotread.envelope import Direction
+from retrotread.events import (
+    Announcement,
+    CommandReplied,
+    CommandSent,
+    Event,
+    LinkStateChanged,
+    MachineStatusChanged,
+    SegmentStarted,
+    SessionFinished,
+    SessionSnapshot,
+    SessionStarted,
+    TelemetrySample,
+    TurnaroundPhase,
+    UserAction,
+    UserCommand,
+    WatchdogAction,
+)
+from retrotread.units import kmh_to_mph
+
+try:  # POSIX only; on Windows the key reader does nothing
+    import termios
+    import tty
+except ImportError:  # pragma: no cover - exercised on Windows only
+    termios = None  # type: ignore[assignment]
+    tty = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+KEY_HELP = "space pause/resume · r ready · s/q stop · +/- speed"
+_M_PER_MILE = 1609.344
+TELEMETRY_PRINT_EVERY_S = 10.0
+
+
+# --------------------------------------------------------------------------- formatting
+def clock_text(seconds: float | None) -> str:
+    """``m:ss`` (minutes may exceed 59); ``--:--`` when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "--:--"
+    total = max(0, round(seconds))
+    return f"{total // 60}:{total % 60:02d}"
+
+
+def _metric(units: str) -> bool:
+    return units != "mph"
+
+
+def speed_parts(speed_kmh: float, units: str = "mph") -> tuple[str, str]:
+    """(chosen units, the other): ``("1.0 mph", "1.61 km/h")`` or ``("1.6 km/h", "1.0 mph")``."""
+    mph = f"{kmh_to_mph(speed_kmh):.1f} mph"
+    if _metric(units):
+        return f"{speed_kmh:.1f} km/h", mph
+    return mph, f"{speed_kmh:.2f} km/h"
+
+
+def speed_str(speed_kmh: float, units: str = "mph") -> str:
+    primary, _ = speed_parts(speed_kmh, units)
+    return primary
+
+
+def distance_parts(distance_m: float, units: str = "mph") -> tuple[str, str]:
+    miles = f"{distance_m / _M_PER_MILE:.2f} mi"
+    km = f"{distance_m / 1000:.2f} km"
+    return (km, miles) if _metric(units) else (miles, km)
+
+
+def words(name: str) -> str:
+    """``SetTargetSpeed`` -> ``Set Target Speed``."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name)
+
+
+def _dual(primary: str, secondary: str, style: str = "bold") -> Text:
+    text = Text(primary, style=style)
+    text.append(f" ({secondary})", style="dim")
+    return text
+
+
+# --------------------------------------------------------------------------- rendering
+_ALARM_WORDS = ("stopping the belt", "safety key", "lost", "alarm", "reconnect", "could not",
+                "watchdog", "emergency")
+_WARNING_WORDS = ("turn", "stop", "hold the rails", "slow", "speed", "ready", "countdown",
+                  "starting")
+
+
+def guess_level(text: str) -> str:
+    """A best guess at an announcement's level from its words, for when the display only
+    has the snapshot's text (subscribe the display to the bus to know it exactly)."""
+    lowered = text.lower()
+    if any(word in lowered for word in _ALARM_WORDS):
+        return "alarm"
+    if any(word in lowered for word in _WARNING_WORDS):
+        return "warning"
+    return "info"
+
+
+_STATE_TEXT: dict[str, tuple[str, str]] = {
+    "starting": ("Starting…", "bold"),
+    "running": ("Running", "green"),
+    "turnaround": ("TURNAROUND: the belt is stopping. Hold the rails.", "bold black on yellow"),
+    "waiting_ready": ("Hold the rails and turn around, then press r when ready",
+                      "bold black on yellow"),
+    "hold": ("Hold the rails and turn around", "bold black on yellow"),
+    "countdown": ("Get ready", "bold black on yellow"),
+    "paused": ("PAUSED: press space to resume", "bold black on yellow"),
+    "finishing": ("Finishing: slowing down to stop", "bold"),
+    "stopping": ("STOPPING THE BELT", "bold white on red"),
+    "reconnecting": ("RECONNECTING: the belt may still be running", "bold white on red"),
+    "finished": ("Finished", "bold"),
+}
+
+
+def _direction_panel(snapshot: SessionSnapshot, units: str) -> Panel:
+    backward = snapshot.facing is Direction.BACKWARD
+    arrow = "▼▼" if backward else "▲▲"
+    word = "BACKWARD" if backward else "FORWARD"
+    style = "bold yellow" if backward else "bold green"
+    border = "bold red" if backward else "green"
+    text = Text(f"{arrow}   {word}   {arrow}", style=style, justify="center")
+    primary, secondary = speed_parts(snapshot.target_kmh, units)
+    text.append(f"\ntarget {primary}", style="bold")
+    text.append(f" ({secondary})", style="dim")
+    subtitle = ("facing away from the console" if backward else "facing the console")
+    return Panel(Align.center(text), border_style=border, padding=(1, 2),
+                 title=f"FACE {word}", subtitle=subtitle)
+
+
+def _bar(done: float, total: float, width: int = 40) -> ProgressBar:
+    total = total if total > 0 else 1.0
+    return ProgressBar(total=total, completed=min(max(done, 0.0), total), width=width)
+
+
+def render(snapshot: SessionSnapshot | None, units: str = "mph", *,
+           announcement_level: str | None = None) -> RenderableType:
+    """The whole screen for one snapshot (pure: no I/O, no clock)."""
+    if snapshot is None:
+        return Panel(Text("Connecting to the treadmill…", style="bold"),
+                     subtitle=KEY_HELP, border_style="dim")
+    parts: list[RenderableType] = []
+
+    # Banner and link.
+    banner = Text(snapshot.banner or "", style=(
+        "bold black on cyan" if "SIMULATED" in snapshot.banner.upper() else "bold"))
+    top = Table.grid(expand=True)
+    top.add_column(ratio=1)
+    top.add_column(justify="right")
+    top.add_row(banner, Text("link ok", style="green") if snapshot.link_ok else
+                Text("LINK LOST", style="bold white on red"))
+    parts.append(top)
+    if not snapshot.link_ok:
+        parts.append(Text(" LINK LOST: the belt may still be running. Stop it at the console "
+                          "or pull the safety key. ", style="bold white on red"))
+
+    # The direction, biggest of all.
+    parts.append(_direction_panel(snapshot, units))
+
+    # State (paused, turnaround, countdown...).
+    label, style = _STATE_TEXT.get(snapshot.state, (snapshot.state, "bold"))
+    state = Text(label, style=style)
+    if snapshot.countdown_s is not None:
+        seconds = math.ceil(snapshot.countdown_s - 1e-9)
+        state.append(f"   STARTING IN {seconds}", style="bold white on red")
+    parts.append(Align.center(state))
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", justify="right")
+    grid.add_column()
+
+    # Segment and what comes next.
+    number = f"{snapshot.segment_index + 1}" if snapshot.segment_index >= 0 else "-"
+    segment = Text(f"{number}: {snapshot.segment_label}", style="bold")
+    if snapshot.next_label is not None:
+        segment.append("   next: ", style="dim")
+        segment.append(snapshot.next_label, style="bold")
+        if snapshot.next_change_in_s is not None:
+            segment.append(" in ", style="dim")
+            segment.append(clock_text(snapshot.next_change_in_s), style="bold cyan")
+    elif snapshot.next_change_in_s is not None:
+        segment.append("   last segment, ends in ", style="dim")
+        segment.append(clock_text(snapshot.next_change_in_s), style="bold cyan")
+    grid.add_row("Segment", segment)
+
+    seg_row = Table.grid(padding=(0, 1))
+    seg_row.add_row(_bar(snapshot.segment_elapsed_s, snapshot.segment_duration_s),
+                    Text(f"{clock_text(snapshot.segment_elapsed_s)} / "
+                         f"{clock_text(snapshot.segment_duration_s)}"))
+    grid.add_row("", seg_row)
+
+    remaining = max(0.0, snapshot.plan_total_s - snapshot.plan_elapsed_s)
+    plan_row = Table.grid(padding=(0, 1))
+    plan_row.add_row(_bar(snapshot.plan_elapsed_s, snapshot.plan_total_s),
+                     Text(f"elapsed {clock_text(snapshot.plan_elapsed_s)} · "
+                          f"remaining {clock_text(remaining)}"))
+    grid.add_row("Workout", plan_row)
+
+    # Speeds, distance, heart rate, the backward ceiling.
+    speeds = Text("target ")
+    speeds.append_text(_dual(*speed_parts(snapshot.target_kmh, units)))
+    speeds.append("   measured ")
+    if snapshot.measured_kmh is None:
+        speeds.append("--", style="dim")
+    else:
+        speeds.append_text(_dual(*speed_parts(snapshot.measured_kmh, units)))
+    grid.add_row("Speed", speeds)
+    grid.add_row("Distance", _dual(*distance_parts(snapshot.distance_m, units)))
+    if snapshot.heart_rate_bpm is not None:
+        grid.add_row("Heart rate", Text(f"{snapshot.heart_rate_bpm} bpm", style="bold magenta"))
+    grid.add_row("Backward limit",
+                 _dual(*speed_parts(snapshot.backward_ceiling_kmh, units), style=""))
+    parts.append(grid)
+
+    # The last thing said.
+    if snapshot.last_announcement:
+        level = announcement_level or guess_level(snapshot.last_announcement)
+        ann_style = {"alarm": "bold white on red",
+                     "warning": "bold black on yellow"}.get(level, "bold")
+        parts.append(Panel(Text(snapshot.last_announcement, style=ann_style),
+                           border_style="red" if level == "alarm" else "yellow"
+                           if level == "warning" else "dim", title="said"))
+
+    parts.append(Text(KEY_HELP, style="dim"))
+    return Group(*parts)
+
+
+class LiveDisplay:
+    """Redraws :func:`render` ``refresh_hz`` times a second until cancelled.
+
+    It can also be subscribed to the event bus: it then knows the level of the last
+    announcement exactly (otherwise it guesses from the words).
+    """
+
+    def __init__(
+        self,
+        snapshot_source: Callable[[], SessionSnapshot | None],
+        units: str = "mph",
+        *,
+        console: Console | None = None,
+        refresh_hz: float = 4,
+    ) -> None:
+        if refresh_hz <= 0:
+            raise ValueError("refresh_hz must be positive")
+        self.snapshot_source = snapshot_source
+        self.units = units
+        self.console = console or Console()
+        self.refresh_hz = refresh_hz
+        self._levels: dict[str, str] = {}
+        self._source_failed = False
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Announcement):
+            self._levels[event.text] = event.level
+
+    def render(self, snapshot: SessionSnapshot | None) -> RenderableType:
+        level = None
+        if snapshot is not None and snapshot.last_announcement is not None:
+            level = self._levels.get(snapshot.last_announcement)
+        return render(snapshot, self.units, announcement_level=level)
+
+    def _snapshot(self) -> SessionSnapshot | None:
+        try:
+            return self.snapshot_source()
+        except Exception:  # the screen must not take the session down
+            if not self._source_failed:
+                self._source_failed = True
+                log.exception("the display could not read the session state")
+            return None
+
+    async def run(self) -> None:
+        period = 1.0 / self.refresh_hz
+        with Live(self.render(self._snapshot()), console=self.console, auto_refresh=False,
+                  redirect_stdout=False, redirect_stderr=False) as live:
+            while True:
+                live.update(self.render(self._snapshot()), refresh=True)
+                await asyncio.sleep(period)
+
+
+# --------------------------------------------------------------------------- line printer
+class EventPrinter:
+    """One line per event (telemetry at most every 10 s of session time)."""
+
+    def __init__(self, out: TextIO, units: str = "mph", *,
+                 segment_count: int | None = None,
+                 telemetry_every_s: float = TELEMETRY_PRINT_EVERY_S) -> None:
+        self.out = out
+        self.units = units
+        self.segment_count = segment_count
+        self.telemetry_every_s = telemetry_every_s
+        self._last_telemetry_s: float | None = None
+
+    def __call__(self, event: Event) -> None:
+        line = self.format(event)
+        if line is None:
+            return
+        self.out.write(f"[{event.time_s:6.1f}s] {line}\n")
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            self.out.flush()
+
+    def _speed(self, speed_kmh: float) -> str:
+        return speed_str(speed_kmh, self.units)
+
+    def format(self, event: Event) -> str | None:
+        """The line for ``event`` without its time prefix; None to print nothing."""
+        if isinstance(event, SessionStarted):
+            sim = " (SIMULATED)" if event.simulated else ""
+            return (f"START {event.profile_name} on {event.device}{sim}: "
+                    f"{clock_text(event.total_s)} planned, {clock_text(event.backward_s)} "
+                    f"backward; backward limit {self._speed(event.backward_ceiling_kmh)}")
+        if isinstance(event, SegmentStarted):
+            number = f"{event.index + 1}"
+            if self.segment_count:
+                number += f"/{self.segment_count}"
+            facing = ("" if event.label.strip().lower() == event.direction.value
+                      else f" facing {event.direction.value}")
+            line = (f"SEGMENT {number} {event.label}{facing} {self._speed(event.speed_kmh)} "
+                    f"for {clock_text(event.duration_s)}")
+            line += f" (next: {event.next_label})" if event.next_label else " (last)"
+            if event.cue:
+                line += f": {event.cue}"
+            return line
+        if isinstance(event, Announcement):
+            prefix = {"warning": "! ", "alarm": "!!! "}.get(event.level, "")
+            return f"{prefix}{event.text}"
+        if isinstance(event, TurnaroundPhase):
+            line = f"TURNAROUND to {event.to_direction.value}: {event.phase.replace('_', ' ')}"
+            if event.seconds_left is not None:
+                line += f" ({event.seconds_left:.0f} s)"
+            return line
+        if isinstance(event, CommandSent):
+            line = f"-> {words(event.op)}"
+            if event.speed_kmh is not None:
+                line += (f" {event.speed_kmh:.2f} km/h "
+                         f"({kmh_to_mph(event.speed_kmh):.1f} mph)")
+            line += f" facing {event.facing.value}"
+            if event.reason:
+                line += f" ({event.reason})"
+            return line
+        if isinstance(event, CommandReplied):
+            if event.result == "SUCCESS" and not event.error:
+                return None  # success is the normal case; failures are worth a line
+            what = event.result or "no reply"
+            return f"<- {words(event.op)}: {what}" + (f" ({event.error})" if event.error else "")
+        if isinstance(event, TelemetrySample):
+            if (self._last_telemetry_s is not None
+                    and event.time_s - self._last_telemetry_s < self.telemetry_every_s):
+                return None
+            self._last_telemetry_s = event.time_s
+            measured = ("--" if event.speed_kmh is None else self._speed(event.speed_kmh))
+            line = (f"   speed {measured} (target {self._speed(event.target_kmh)}) "
+                    f"facing {event.facing.value}")
+            if event.distance_m is not None:
+                line += f", {distance_parts(event.distance_m, self.units)[0]} on the console"
+            if event.heart_rate_bpm is not None:
+                line += f", HR {event.heart_rate_bpm} bpm"
+            return line
+        if isinstance(event, MachineStatusChanged):
+            return f"machine: {words(event.status)}" + (f" ({event.detail})"
+                                                        if event.detail else "")
+        if isinstance(event, UserAction):
+            verdict = "ok" if event.accepted else "refused"
+            line = f"{event.source}: {event.command.value.replace('_', ' ')} {verdict}"
+            return line + (f" ({event.detail})" if event.detail else "")
+        if isinstance(event, WatchdogAction):
+            return f"!! WATCHDOG {event.trigger}: {event.action} ({event.detail})"
+        if isinstance(event, LinkStateChanged):
+            if event.connected:
+                return "LINK connected" + (f" ({event.detail})" if event.detail else "")
+            return ("!! LINK LOST" + (f" ({event.detail})" if event.detail else "")
+                    + ": the belt may still be running")
+        if isinstance(event, SessionFinished):
+            stop = "Stop sent" if event.stop_sent else "NO Stop sent: check the belt"
+            return (f"FINISHED {event.outcome.value.replace('_', ' ')}: {event.reason} · "
+                    f"{clock_text(event.elapsed_s)} total, {clock_text(event.backward_s)} "
+                    f"backward, {distance_parts(event.distance_m, self.units)[0]} · {stop}")
+        return f"{event.kind}"
+
+
+# --------------------------------------------------------------------------- keys
+_KEYS: dict[str, UserCommand] = {
+    " ": UserCommand.TOGGLE_PAUSE,
+    "p": UserCommand.TOGGLE_PAUSE,
+    "r": UserCommand.READY,
+    "s": UserCommand.STOP,
+    "q": UserCommand.STOP,
+    "+": UserCommand.SPEED_UP,
+    "=": UserCommand.SPEED_UP,
+    "-": UserCommand.SPEED_DOWN,
+    "_": UserCommand.SPEED_DOWN,
+    "n": UserCommand.SKIP,
+}
+_ESCAPES = {"\x1b[A": "+", "\x1bOA": "+", "\x1b[B": "-", "\x1bOB": "-"}
+
+
+def key_to_command(ch: str) -> UserCommand | None:
+    """The command for one key (case-insensitive), or None for any other key."""
+    if len(ch) != 1:
+        return None
+    return _KEYS.get(ch.lower())
+
+
+def keys_to_commands(data: str) -> list[UserCommand]:
+    """Every command in a chunk of terminal input (arrow up/down = speed up/down)."""
+    for sequence, key in _ESCAPES.items():
+        data = data.replace(sequence, key)
+    return [command for ch in data if (command := key_to_command(ch)) is not None]
+
+
+class KeyReader:
+    """Reads single keys from a terminal without blocking the event loop.
+
+    On entering, a TTY ``stream`` is put in cbreak mode (keys arrive at once, Ctrl-C still
+    works) and watched by the running loop; on leaving (or at exit) the terminal is
+    restored. Not a TTY, no running loop, or no termios (Windows): it does nothing.
+    """
+
+    def __init__(self, handler: Callable[[UserCommand, str], bool], *,
+                 stream: Any = None) -> None:
+        self.handler = handler
+        self.stream = stream if stream is not None else sys.stdin
+        self.active = False
+        self._fd: int | None = None
+        self._saved: list[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __enter__(self) -> KeyReader:
+        if termios is None or tty is None:
+            return self
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return self
+        try:
+            fd = self.stream.fileno()
+            if not os.isatty(fd):
+                return self
+            self._saved = termios.tcgetattr(fd)
+            tty.setcbreak(fd, termios.TCSANOW)
+        except (AttributeError, OSError, ValueError, termios.error) as exc:
+            log.debug("keys not available: %s", exc)
+            self._saved = None
+            return self
+        self._fd = fd
+        atexit.register(self._restore)
+        try:
+            loop.add_reader(fd, self._on_readable)
+        except (NotImplementedError, OSError, ValueError) as exc:
+            log.warning("cannot read keys on this event loop: %s", exc)
+            self._restore()
+            return self
+        self._loop = loop
+        self.active = True
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._loop is not None and self._fd is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(self._fd)
+        self._loop = None
+        self.active = False
+        self._restore()
+        self._fd = None
+
+    def _restore(self) -> None:
+        if self._fd is not None and self._saved is not None and termios is not None:
+            with contextlib.suppress(OSError, termios.error):
+                termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
+        self._saved = None
+        with contextlib.suppress(Exception):
+            atexit.unregister(self._restore)
+
+    def _on_readable(self) -> None:
+        assert self._fd is not None
+        try:
+            data = os.read(self._fd, 64)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            log.warning("stopped reading keys: %s", exc)
+            self.close()
+            return
+        if not data:  # end of input
+            self.close()
+            return
+        for command in keys_to_commands(data.decode("utf-8", errors="ignore")):
+            try:
+                self.handler(command, "key")
+            except Exception:  # a key must never break the loop
+                log.exception("key handler failed on %s", command)

@@ -1,0 +1,423 @@
+"""The session log: one JSON object per line (JSON Lines), written as the workout runs.
+
+The first line is a ``log_header`` record; every later line is an event's
+:meth:`~retrotread.events.Event.to_record`. The format of every record is documented in
+``docs/session-log.md``.
+
+Writing is split in two so the control loop never waits for a disk: the recorder, an
+event subscriber, only appends the encoded line to a list in memory; ``flush_loop``
+writes that list out at least once a second (and at once for the records that matter
+most after a crash: watchdog actions, link changes, the end of the session). Leaving the
+``with`` block, normally or by an exception, writes everything that is left and closes
+the file.
+
+Reading tolerates a crash: a truncated last line is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import itertools
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TextIO
+
+import platformdirs
+
+from retrotread.clock import Clock
+from retrotread.errors import RetrotreadError
+from retrotread.events import Event
+from retrotread.units import kmh_to_mph
+
+log = logging.getLogger(__name__)
+
+LOG_FORMAT = "retrotread-session"
+LOG_VERSION = 1
+LOG_DIR_ENV = "RETROTREAD_LOG_DIR"
+MAX_FLUSH_INTERVAL_S = 1.0
+"""The log on disk is never more than this far behind the session."""
+
+_FLUSH_AT_ONCE = frozenset({"watchdog", "link", "session_finished"})
+_STOPPED_KMH = 0.1
+_M_PER_MILE = 1609.344
+
+
+class SessionLogError(RetrotreadError):
+    """A session log that cannot be read (missing, or damaged before its last line)."""
+
+
+# --------------------------------------------------------------------------- paths
+def default_log_dir() -> Path:
+    """Where session logs go: ``$RETROTREAD_LOG_DIR`` if set, else the user data dir."""
+    override = os.environ.get(LOG_DIR_ENV)
+    if override:
+        return Path(override).expanduser()
+    return Path(platformdirs.user_data_dir("retrotread", appauthor=False)) / "sessions"
+
+
+def _slug(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return slug[:60].strip("-") or "session"
+
+
+def new_log_path(profile_name: str, started: datetime.datetime) -> Path:
+    """``<default_log_dir>/<YYYYmmdd-HHMMSS>-<slug>.jsonl`` for a session started then."""
+    return default_log_dir() / f"{started:%Y%m%d-%H%M%S}-{_slug(profile_name)}.jsonl"
+
+
+def _encode(record: dict[str, Any]) -> str:
+    return json.dumps(record, separators=(",", ":"), default=str) + "\n"
+
+
+# --------------------------------------------------------------------------- writing
+class SessionRecorder:
+    """Writes a session's events to ``path`` (appending). Use it as a context manager,
+    subscribe it to the event bus, and run :meth:`flush_loop` as a task."""
+
+    def __init__(self, path: Path, clock: Clock, *, flush_interval_s: float = 0.5) -> None:
+        if flush_interval_s <= 0:
+            raise ValueError("flush_interval_s must be positive")
+        self.path = Path(path)
+        self.clock = clock
+        self.flush_interval_s = min(flush_interval_s, MAX_FLUSH_INTERVAL_S)
+        self.records_written = 0
+        self.dropped_records = 0
+        self._buffer: list[str] = []
+        self._file: TextIO | None = None
+        self._closed = False
+        self._error_logged = False
+
+    # --- context manager --------------------------------------------------------------
+    def __enter__(self) -> SessionRecorder:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a", encoding="utf-8")
+        header = {
+            "type": "log_header",
+            "format": LOG_FORMAT,
+            "version": LOG_VERSION,
+            "t": round(self.clock.now(), 4),
+            "wall_time": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
+        }
+        self._buffer.append(_encode(header))
+        self.flush()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Write what is left, fsync and close. Safe to call twice."""
+        if self._file is None:
+            self._closed = True
+            return
+        self.flush()
+        # A log that cannot be synced is still flushed; nothing more to do.
+        with contextlib.suppress(OSError, ValueError):
+            os.fsync(self._file.fileno())
+        try:
+            self._file.close()
+        except OSError as exc:
+            self._report(exc)
+        self._file = None
+        self._closed = True
+        if self.dropped_records:
+            log.warning("session log %s: %d record(s) could not be written",
+                        self.path, self.dropped_records)
+
+    # --- subscriber -------------------------------------------------------------------
+    def __call__(self, event: Event) -> None:
+        """Queue one event's record. Fast, and never raises into the caller."""
+        try:
+            if self._closed:
+                self.dropped_records += 1
+                return
+            self._buffer.append(_encode(event.to_record()))
+            if event.kind in _FLUSH_AT_ONCE:
+                self.flush()
+        except Exception as exc:  # the control loop must never see a log failure
+            self.dropped_records += 1
+            self._report(exc)
+
+    # --- flushing ---------------------------------------------------------------------
+    def flush(self) -> None:
+        """Write the queued lines to the file and flush it. Never raises."""
+        if not self._buffer or self._file is None:
+            return
+        lines, self._buffer = self._buffer, []
+        try:
+            self._file.write("".join(lines))
+            self._file.flush()
+        except (OSError, ValueError) as exc:
+            self.dropped_records += len(lines)
+            self._report(exc)
+        else:
+            self.records_written += len(lines)
+
+    async def flush_loop(self) -> None:
+        """Flush every ``flush_interval_s`` (at most 1 s) until cancelled."""
+        while True:
+            await asyncio.sleep(self.flush_interval_s)
+            self.flush()
+
+    @property
+    def pending(self) -> int:
+        """Lines queued in memory, not yet written."""
+        return len(self._buffer)
+
+    def _report(self, exc: BaseException) -> None:
+        if not self._error_logged:
+            self._error_logged = True
+            log.error("cannot write the session log %s: %s (the workout goes on; "
+                      "dropped records are counted)", self.path, exc)
+
+
+# --------------------------------------------------------------------------- reading
+def read_session(path: Path | str) -> list[dict[str, Any]]:
+    """Every record of a session log, in order.
+
+    A damaged *last* line (the program died mid-write) is skipped with a warning; a
+    damaged line anywhere else raises :class:`SessionLogError` naming file and line.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise SessionLogError(f"cannot read the session log {path}: {exc}") from exc
+    numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    records: list[dict[str, Any]] = []
+    for position, (lineno, line) in enumerate(numbered):
+        last = position == len(numbered) - 1
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or "type" not in record:
+                raise ValueError("not a record (a JSON object with a 'type')")
+        except ValueError as exc:
+            if last:
+                log.warning("%s:%d: skipping a truncated last line (the session probably "
+                            "ended abruptly)", path, lineno)
+                break
+            raise SessionLogError(
+                f"{path}, line {lineno}: not a valid session record ({exc}); "
+                "the log is damaged"
+            ) from exc
+        records.append(record)
+    if records and records[0].get("type") == "log_header":
+        header = records[0]
+        if header.get("format") != LOG_FORMAT:
+            raise SessionLogError(f"{path}: not a retrotread session log "
+                                  f"(format {header.get('format')!r})")
+        if isinstance(header.get("version"), int) and header["version"] > LOG_VERSION:
+            log.warning("%s: written by a newer retrotread (log version %s); reading what "
+                        "this version understands", path, header["version"])
+    return records
+
+
+# --------------------------------------------------------------------------- summary
+@dataclass
+class SessionSummary:
+    """What a session amounted to, recovered from its log alone."""
+
+    profile_name: str | None
+    device: str | None
+    simulated: bool | None
+    outcome: str  # an Outcome value, or "incomplete" when the log has no end
+    reason: str
+    elapsed_s: float
+    backward_s: float
+    distance_m: float
+    commands_sent: int
+    stop_sent: bool | None  # None: unknown (the log has no end)
+    watchdog_actions: list[str] = field(default_factory=list)
+    segments_done: int = 0
+    segments_started: int = 0
+    max_backward_command_kmh: float | None = None
+    mean_speed_kmh: float | None = None
+    max_heart_rate_bpm: int | None = None
+    planned_s: float | None = None
+    wall_time: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.outcome != "incomplete"
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def summarize(records: Iterable[dict[str, Any]]) -> SessionSummary:
+    """Summarize a session's records (see :func:`read_session`).
+
+    Works on a log that has no ``session_finished`` record (a crash): the outcome is then
+    ``"incomplete"`` and time, backward time and distance are estimated from the records.
+    """
+    records = list(records)
+    started = next((r for r in records if r.get("type") == "session_started"), None)
+    finished = next((r for r in reversed(records) if r.get("type") == "session_finished"),
+                    None)
+    header = next((r for r in records if r.get("type") == "log_header"), None)
+
+    commands = [r for r in records if r.get("type") == "command"]
+    backward_speeds = [
+        speed for r in commands
+        if r.get("op") == "SetTargetSpeed" and r.get("facing") == "backward"
+        and (speed := _num(r.get("speed_kmh"))) is not None
+    ]
+    watchdog = [
+        f"{r.get('trigger', '?')}: {r.get('action', '?')}"
+        + (f" ({r['detail']})" if r.get("detail") else "")
+        for r in records if r.get("type") == "watchdog"
+    ]
+    segment_indices: list[int] = []
+    for r in records:
+        if r.get("type") == "segment_started" and r.get("index") not in segment_indices:
+            segment_indices.append(r.get("index"))  # type: ignore[arg-type]
+
+    telemetry = [r for r in records if r.get("type") == "telemetry"]
+    moving_time = 0.0
+    moving_km = 0.0
+    backward_est = 0.0
+    for a, b in itertools.pairwise(telemetry):
+        t0, t1, speed = _num(a.get("t")), _num(b.get("t")), _num(a.get("speed_kmh"))
+        if t0 is None or t1 is None or speed is None or t1 <= t0 or speed <= _STOPPED_KMH:
+            continue
+        dt = t1 - t0
+        moving_time += dt
+        moving_km += speed * dt / 3600.0
+        if a.get("facing") == "backward":
+            backward_est += dt
+    mean_speed = moving_km / (moving_time / 3600.0) if moving_time > 0 else None
+    heart_rates = [hr for r in telemetry if (hr := _num(r.get("heart_rate_bpm"))) is not None]
+
+    times = [t for r in records if r.get("type") != "log_header" and (t := _num(r.get("t")))
+             is not None]
+    t_start = _num(started.get("t")) if started else None
+    if t_start is None and times:
+        t_start = times[0]
+
+    if finished is not None:
+        outcome = str(finished.get("outcome", "error"))
+        reason = str(finished.get("reason", ""))
+        elapsed = _num(finished.get("elapsed_s")) or 0.0
+        backward = _num(finished.get("backward_s")) or 0.0
+        distance = _num(finished.get("distance_m")) or 0.0
+        stop_sent: bool | None = bool(finished.get("stop_sent"))
+    else:
+        outcome = "incomplete"
+        reason = "the log ends without a session_finished record (the program stopped " \
+                 "abruptly); the belt may not have been told to stop"
+        elapsed = max(0.0, times[-1] - t_start) if times and t_start is not None else 0.0
+        backward = backward_est
+        distances = [d for r in telemetry if (d := _num(r.get("distance_m"))) is not None]
+        distance = max(0.0, distances[-1] - distances[0]) if distances else moving_km * 1000
+        stop_sent = None
+
+    segments_started = len(segment_indices)
+    segments_done = max(0, segments_started - 1)
+    if segments_started and outcome == "completed":
+        segments_done = segments_started
+
+    return SessionSummary(
+        profile_name=started.get("profile_name") if started else None,
+        device=started.get("device") if started else None,
+        simulated=started.get("simulated") if started else None,
+        outcome=outcome,
+        reason=reason,
+        elapsed_s=elapsed,
+        backward_s=backward,
+        distance_m=distance,
+        commands_sent=len(commands),
+        stop_sent=stop_sent,
+        watchdog_actions=watchdog,
+        segments_done=segments_done,
+        segments_started=segments_started,
+        max_backward_command_kmh=max(backward_speeds) if backward_speeds else None,
+        mean_speed_kmh=mean_speed,
+        max_heart_rate_bpm=int(max(heart_rates)) if heart_rates else None,
+        planned_s=_num(started.get("total_s")) if started else None,
+        wall_time=header.get("wall_time") if header else None,
+    )
+
+
+# --------------------------------------------------------------------------- formatting
+def format_clock(seconds: float) -> str:
+    """``m:ss`` (minutes may exceed 59): 75.4 -> ``1:15``."""
+    total = max(0, round(seconds))
+    return f"{total // 60}:{total % 60:02d}"
+
+
+def format_speed(speed_kmh: float, units: str = "mph") -> str:
+    """``1.0 mph`` or ``1.6 km/h``."""
+    if units == "mph":
+        return f"{kmh_to_mph(speed_kmh):.1f} mph"
+    return f"{speed_kmh:.1f} km/h"
+
+
+def format_distance(distance_m: float, units: str = "mph") -> str:
+    """``0.52 mi`` or ``0.84 km``."""
+    if units == "mph":
+        return f"{distance_m / _M_PER_MILE:.2f} mi"
+    return f"{distance_m / 1000:.2f} km"
+
+
+_OUTCOME_TEXT = {
+    "completed": "completed",
+    "stopped_by_user": "stopped by you",
+    "watchdog": "stopped by the watchdog",
+    "safety_key": "stopped by the safety key",
+    "interrupted": "interrupted",
+    "error": "ended by an error",
+    "incomplete": "INCOMPLETE LOG",
+}
+
+
+def format_summary(summary: SessionSummary, units: str = "mph") -> str:
+    """A few lines for a person: what was done and how it ended."""
+    name = summary.profile_name or "unknown workout"
+    where = summary.device or "unknown device"
+    if summary.simulated:
+        where += " (simulated)"
+    outcome = _OUTCOME_TEXT.get(summary.outcome, summary.outcome)
+    lines = [f"Session summary: {name} on {where}"]
+    lines.append(f"  Outcome:   {outcome}" + (f": {summary.reason}" if summary.reason else ""))
+    time_line = f"  Time:      {format_clock(summary.elapsed_s)}"
+    if summary.planned_s:
+        time_line += f" of {format_clock(summary.planned_s)} planned"
+    lines.append(time_line)
+    lines.append(f"  Backward:  {format_clock(summary.backward_s)} "
+                 f"({summary.backward_s / 60:.1f} min)")
+    distance_line = f"  Distance:  {format_distance(summary.distance_m, units)}"
+    if summary.mean_speed_kmh is not None:
+        distance_line += f" · mean moving speed {format_speed(summary.mean_speed_kmh, units)}"
+    lines.append(distance_line)
+    if summary.segments_started:
+        lines.append(f"  Segments:  {summary.segments_done} done")
+    if summary.max_backward_command_kmh is not None:
+        lines.append("  Fastest backward command: "
+                     f"{format_speed(summary.max_backward_command_kmh, units)}")
+    if summary.max_heart_rate_bpm is not None:
+        lines.append(f"  Peak heart rate: {summary.max_heart_rate_bpm} bpm")
+    if summary.stop_sent is None:
+        stop = "unknown (the log is incomplete)"
+    else:
+        stop = "yes" if summary.stop_sent else "NO - check the treadmill has stopped"
+    lines.append(f"  Commands:  {summary.commands_sent} sent · Stop sent: {stop}")
+    if summary.watchdog_actions:
+        lines.append(f"  Watchdog actions ({len(summary.watchdog_actions)}):")
+        lines.extend(f"    - {action}" for action in summary.watchdog_actions)
+    return "\n".join(lines)
