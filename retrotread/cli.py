@@ -100,6 +100,8 @@ def _add_sim(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="advertise over mDNS as _wahoo-fitness-tnp._tcp (needs a network)")
     p.add_argument("--telemetry-hz", type=float, default=1.0,
                    help="Treadmill Data rate (default 1 Hz)")
+    p.add_argument("--log-requests", action="store_true",
+                   help="print every control point request the simulator receives")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,6 +147,9 @@ def _add_optional_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
         p = sub.add_parser("scan", help="find FTMS treadmills nearby over Bluetooth LE")
         scan_module.add_scan_arguments(p)
         p.set_defaults(handler=scan_module.run_scan)
+        p = sub.add_parser("doctor", help="probe a treadmill and suggest a quirk file")
+        scan_module.add_doctor_arguments(p)
+        p.set_defaults(handler=scan_module.run_doctor)
     with contextlib.suppress(ImportError):
         from retrotread import mqtt as mqtt_module
 
@@ -241,7 +246,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(serve(host=args.host, port=args.port, preset=args.preset,
                                  noise_kmh=args.noise, mdns=args.mdns,
-                                 telemetry_hz=args.telemetry_hz))
+                                 telemetry_hz=args.telemetry_hz,
+                                 log_requests=args.log_requests))
     except KeyboardInterrupt:
         return 0
 

@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import re
+import stat
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -318,12 +319,15 @@ class EventPrinter:
         self.segment_count = segment_count
         self.telemetry_every_s = telemetry_every_s
         self._last_telemetry_s: float | None = None
+        self._origin_s: float | None = None
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, SessionStarted):  # times are printed from the session's start
+            self._origin_s = event.time_s
         line = self.format(event)
         if line is None:
             return
-        self.out.write(f"[{event.time_s:6.1f}s] {line}\n")
+        self.out.write(f"[{event.time_s - (self._origin_s or 0.0):6.1f}s] {line}\n")
         with contextlib.suppress(OSError, ValueError, AttributeError):
             self.out.flush()
 
@@ -445,8 +449,9 @@ class KeyReader:
     """
 
     def __init__(self, handler: Callable[[UserCommand, str], bool], *,
-                 stream: Any = None) -> None:
+                 stream: Any = None, accept_pipes: bool = False) -> None:
         self.handler = handler
+        self.accept_pipes = accept_pipes  # also read commands from a pipe (--no-ui)
         self.stream = stream if stream is not None else sys.stdin
         self.active = False
         self._fd: int | None = None
@@ -462,10 +467,11 @@ class KeyReader:
             return self
         try:
             fd = self.stream.fileno()
-            if not os.isatty(fd):
+            if os.isatty(fd):
+                self._saved = termios.tcgetattr(fd)
+                tty.setcbreak(fd, termios.TCSANOW)
+            elif not (self.accept_pipes and stat.S_ISFIFO(os.fstat(fd).st_mode)):
                 return self
-            self._saved = termios.tcgetattr(fd)
-            tty.setcbreak(fd, termios.TCSANOW)
         except (AttributeError, OSError, ValueError, termios.error) as exc:
             log.debug("keys not available: %s", exc)
             self._saved = None

@@ -109,9 +109,14 @@ def segment_infos(profile: Any) -> list[SegmentInfo]:
     ]
 
 
-def session_settings(profile: Any, ready_gate: str | None, *, simulated: bool) -> SessionSettings:
+def session_settings(profile: Any, ready_gate: str | None, *, simulated: bool,
+                     speedup: float = 1.0) -> SessionSettings:
     turnaround = getattr(profile, "turnaround", None)
     kwargs: dict[str, Any] = {"wait_for_ready_at_start": not simulated}
+    if speedup > 10:
+        # A sped-up demo: keep the real tick period at 10 ms or more, so that the loop's
+        # ordinary scheduling jitter is not mistaken for a stall.
+        kwargs["tick_hz"] = 10.0 / (speedup / 10)
     if turnaround is not None:
         for ours, theirs in (("hold_s", "hold_s"), ("countdown_s", "countdown_s"),
                              ("announce_s", "announce_s"), ("ready_gate", "ready")):
@@ -155,6 +160,7 @@ async def run_profile(
     ready_gate: str | None = None,
     settings: SessionSettings | None = None,
     on_session: Callable[[Session], None] | None = None,
+    speedup: float = 1.0,
 ) -> SessionResult:
     """Connect, build the envelope and plan for this machine, and run the session."""
     from retrotread.plan import compile_plan
@@ -175,7 +181,8 @@ async def run_profile(
             treadmill=treadmill,
             clock=clock,
             bus=bus,
-            settings=settings or session_settings(profile, ready_gate, simulated=simulated),
+            settings=settings or session_settings(profile, ready_gate, simulated=simulated,
+                                                  speedup=speedup),
             profile_name=profile.name,
             profile_path=profile_path,
             simulated=simulated,
@@ -250,15 +257,25 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
                     lambda: session_holder[0].snapshot(banner) if session_holder else None,
                     units=options.units,
                 )
+                bus.subscribe(display)  # announcement levels (warning colours)
                 ui_task = asyncio.ensure_future(display.run())
                 key_reader = KeyReader(
                     lambda command, source: (session_holder[0].request(command, source)
                                              if session_holder else False))
                 key_reader.__enter__()
             else:
-                from retrotread.display import EventPrinter
+                from retrotread.display import EventPrinter, KeyReader
 
-                bus.subscribe(EventPrinter(out, units=options.units))
+                # Without the display, keys still work on a terminal, and commands can be
+                # piped in (one character per command: r, space, s, +, -).
+                key_reader = KeyReader(
+                    lambda command, source: (session_holder[0].request(command, source)
+                                             if session_holder else False),
+                    accept_pipes=True)
+                key_reader.__enter__()
+
+                bus.subscribe(EventPrinter(out, units=options.units,
+                                           segment_count=len(profile.flatten())))
             if options.mqtt_url or options.mqtt_config:
                 from retrotread.mqtt import MqttBridge, MqttSettings
 
@@ -294,6 +311,7 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
                     backward_max_mph=options.backward_max_mph,
                     ready_gate=options.ready_gate,
                     on_session=install,
+                    speedup=options.speedup,
                 )
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):

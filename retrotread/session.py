@@ -108,6 +108,7 @@ class SessionSettings:
     reconnect_backoff_s: float = 0.5
     telemetry_event_every: int = 1
     user_step_kmh: float = 0.16  # 0.1 mph per +/- press
+    max_idle_s: float = 600.0  # paused (or waiting for ready) this long ends the workout
 
 
 @dataclass(frozen=True)
@@ -147,12 +148,22 @@ class Commander:
         self.recent_kmh: collections.deque[float] = collections.deque(maxlen=8)
         self.stop_sent = False
         self.busy = False
+        self.history: collections.deque[tuple[float, float]] = collections.deque(maxlen=64)
+
+    def reference_kmh(self, now: float, window_s: float) -> float | None:
+        """The highest speed commanded in the last ``window_s``: a belt slowing down at
+        its own rate (and telemetry that lags) is compared with what it was told."""
+        recent = [kmh for t, kmh in self.history if now - t <= window_s]
+        if self.last_sent_kmh is not None:
+            recent.append(self.last_sent_kmh)
+        return max(recent) if recent else None
 
     def submit(self, intent: _Intent) -> None:
         if intent.kind == "speed":
             self._pending = collections.deque(i for i in self._pending if i.kind != "speed")
             self.last_sent_kmh = intent.speed_kmh
             self.recent_kmh.append(intent.speed_kmh)
+            self.history.append((self.session.clock.now(), intent.speed_kmh))
         elif intent.kind == "stop":
             self._pending.clear()
         self._pending.append(intent)
@@ -203,6 +214,11 @@ class Commander:
         for attempt in (1, 2):
             treadmill = session.treadmill
             try:
+                if intent.kind == "stop" and not treadmill.has_control:
+                    # After a reconnect or a lost permission: take control first, so the
+                    # Stop is not refused (a refusal here still falls through to Stop).
+                    with contextlib.suppress(RetrotreadError):
+                        await treadmill.request_control()
                 await treadmill.command(request)
                 return
             except ControlPointTimeoutError as exc:
@@ -305,6 +321,7 @@ class Session:
         self._telemetry_count = 0
         self._distance_origin_m: float | None = None
         self._stop_confirmed = False
+        self._idle_since: float | None = None
         self._bind(treadmill)
 
     # ------------------------------------------------------------------ plumbing
@@ -649,6 +666,17 @@ class Session:
 
     def _tick(self, now: float, dt: float) -> None:
         state = self.state
+        if state in (State.PAUSED, State.WAITING_READY):
+            if self._idle_since is None:
+                self._idle_since = now
+            elif now - self._idle_since > self.settings.max_idle_s:
+                self.trigger(Trigger("idle", "stop",
+                                     f"nothing happened for {self.settings.max_idle_s / 60:.0f} "
+                                     f"min while {state.value}: ending the workout"),
+                             Outcome.STOPPED_BY_USER)
+                return
+        else:
+            self._idle_since = None
         if state is State.RUNNING:
             self._tick_running(now, dt)
         elif state is State.TURN_STOPPING:
@@ -666,8 +694,9 @@ class Session:
             if self._outcome is None:
                 self._outcome = (Outcome.COMPLETED, "workout completed")
         if self.state in (State.RUNNING,) and self.belt_should_move:
+            window = self.watchdog.limits.overspeed_grace_s + self.period_s
             trigger = self.watchdog.check(
-                now, commanded_kmh=self.commander.last_sent_kmh or self.cmd_kmh,
+                now, commanded_kmh=self.commander.reference_kmh(now, window) or self.cmd_kmh,
                 facing=self.facing, belt_should_move=True, started_s=self.belt_started_s,
             )
             if trigger is not None:
@@ -889,7 +918,6 @@ class Session:
             self.emit_watchdog(Trigger("link_lost", "reconnect",
                                        "reconnected: sending Stop at once, never resuming"))
             self._stopped_since = None
-            self.commander.submit(_Intent("control", reason="after reconnect"))
             self.commander.submit(_Intent("stop", reason="after reconnect"))
             self.commander.stop_sent = False
             return

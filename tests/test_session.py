@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from retrotread.events import Outcome, SegmentStarted
+from retrotread.events import Outcome, SegmentStarted, WatchdogAction
 from retrotread.profile import load_profile
 from tests.workout_harness import check_invariants, run_on_sim
 
@@ -23,3 +23,5 @@ async def test_every_bundled_profile_runs_to_completion(path: Path) -> None:
     segments = run.of(SegmentStarted)
     assert [s.index for s in segments] == list(range(len(profile.flatten())))
     assert run.result.backward_s == pytest.approx(profile.backward_seconds(), abs=30)
+    # A clean run on a well-behaved machine: the watchdog never had to act.
+    assert run.of(WatchdogAction) == []

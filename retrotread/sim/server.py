@@ -7,17 +7,25 @@ import contextlib
 import signal
 
 from retrotread.clock import LoopClock
+from retrotread.ftms import codec
 from retrotread.links.dircon import DirconServer, advertise_mdns
 from retrotread.sim.treadmill import SimulatedTreadmill
+from retrotread.treadmill import describe_request
 
 
 async def serve(
     *, host: str = "127.0.0.1", port: int = 36866, preset: str = "generic",
     noise_kmh: float = 0.03, mdns: bool = False, telemetry_hz: float = 1.0,
+    log_requests: bool = False,
 ) -> int:
     clock = LoopClock()
     sim = SimulatedTreadmill(clock, preset, speed_noise_kmh=noise_kmh,
                              telemetry_interval_s=1.0 / telemetry_hz)
+    if log_requests:
+        def show(time_s: float, request: codec.ControlPointRequest) -> None:
+            print(f"[{time_s:.3f}] control point: {describe_request(request)}", flush=True)
+
+        sim.request_listeners.append(show)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -102,6 +102,8 @@ class SimulatedTreadmill(gatt.GattServer):
         self.requests: list[codec.ControlPointRequest] = []
         """Every control point request decoded, in order (for tests and benchmarks)."""
         self.request_times: list[float] = []
+        self.request_listeners: list[Callable[[float, codec.ControlPointRequest], None]] = []
+        """Called with every decoded control point request (``retrotread sim -v``)."""
         self.status_sent: list[codec.MachineStatus] = []
         self.notifications_sent = 0
         self._pending: dict[int, bool] = {}  # id(connection) -> a procedure is pending
@@ -289,6 +291,8 @@ class SimulatedTreadmill(gatt.GattServer):
             return codec.ControlPointResponse(op_code, result.INVALID_PARAMETER)
         self.requests.append(request)
         self.request_times.append(self.clock.now())
+        for listener in list(self.request_listeners):
+            listener(self.clock.now(), request)
         op = request.op
         if isinstance(request, codec.RequestControl):
             if self.controller is not None and self.controller is not connection:

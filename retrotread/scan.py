@@ -1,0 +1,606 @@
+"""``retrotread scan`` and ``retrotread doctor``: find FTMS machines and probe one.
+
+``scan`` listens for Bluetooth LE advertisements and lists the devices that advertise
+the Fitness Machine Service (0x1826), with name, address, signal strength and, from the
+FTMS service data, whether each is a treadmill.
+
+``doctor`` connects to one machine with the same FTMS client a workout uses and reports
+what it can do (features, speed and incline range, Device Information, whether Request
+Control is granted). Only with ``--yes`` (the user's word that the belt is empty and the
+safety key is clipped) does it move the belt: Start at the floor speed, one small speed
+change (floor <-> floor + one increment, never above 1.0 mph), Pause, Stop; it watches
+the replies, the status notifications and the telemetry, and suggests a quirk file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import re
+import struct
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from retrotread import gatt
+from retrotread.clock import Clock, LoopClock
+from retrotread.errors import (
+    ControlPointError,
+    LinkError,
+    RetrotreadError,
+    TreadmillError,
+)
+from retrotread.ftms import codec
+from retrotread.quirks import Quirks, dump_quirk_file, load_quirks, matching_files
+from retrotread.treadmill import CommandReply, StatusEvent, Treadmill
+from retrotread.units import KMH_PER_MPH
+
+# ====================================================================== scan
+MACHINE_TYPE_BITS = {
+    0: "treadmill",
+    1: "cross trainer",
+    2: "step climber",
+    3: "stair climber",
+    4: "rower",
+    5: "indoor bike",
+}
+
+
+@dataclass(frozen=True)
+class FoundDevice:
+    name: str | None
+    address: str
+    rssi: int | None
+    ftms: bool
+    """It advertises the Fitness Machine Service (UUID or service data)."""
+    machine_types: tuple[str, ...]
+    """From the FTMS service data; empty when the advertisement does not say."""
+    available: bool | None
+    """FTMS service data flag "available" (None when the advertisement does not say)."""
+
+    @property
+    def is_treadmill(self) -> bool | None:
+        if not self.machine_types:
+            return None
+        return "treadmill" in self.machine_types
+
+    @property
+    def kind(self) -> str:
+        if self.machine_types:
+            return ", ".join(self.machine_types)
+        return "unknown" if self.ftms else "not FTMS"
+
+    def as_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["machine_types"] = list(self.machine_types)
+        record["treadmill"] = self.is_treadmill
+        return record
+
+
+def parse_ftms_service_data(data: bytes) -> tuple[bool | None, tuple[str, ...]]:
+    """FTMS advertisement service data: flags (bit 0 available), then a uint16 of
+    machine type bits (bit 0 treadmill, ...). Short or odd data says nothing."""
+    if len(data) < 3:
+        return None, ()
+    flags, types = struct.unpack_from("<BH", data)
+    names = tuple(name for bit, name in MACHINE_TYPE_BITS.items() if types & (1 << bit))
+    return bool(flags & 0x01), names
+
+
+def describe_advertisement(address: str, name: str | None, advertisement: Any) -> FoundDevice:
+    uuids = {gatt.normalize_uuid(u) for u in advertisement.service_uuids}
+    service_data = {gatt.normalize_uuid(k): bytes(v)
+                    for k, v in advertisement.service_data.items()}
+    ftms_data = service_data.get(gatt.FITNESS_MACHINE_SERVICE)
+    available, types = parse_ftms_service_data(ftms_data) if ftms_data else (None, ())
+    return FoundDevice(
+        name=advertisement.local_name or name,
+        address=address,
+        rssi=advertisement.rssi,
+        ftms=gatt.FITNESS_MACHINE_SERVICE in uuids or ftms_data is not None,
+        machine_types=types,
+        available=available,
+    )
+
+
+async def scan(
+    timeout_s: float = 5.0,
+    *,
+    include_all: bool = False,
+    adapter: str | None = None,
+    scanner_backend: Any = None,
+) -> list[FoundDevice]:
+    """Listen for ``timeout_s`` seconds; FTMS devices (all named ones with
+    ``include_all``), strongest signal first."""
+    from bleak import BleakScanner
+    from bleak.exc import BleakBluetoothNotAvailableError, BleakError
+
+    kwargs: dict[str, Any] = {}
+    if scanner_backend is not None:
+        kwargs["backend"] = scanner_backend
+    if adapter is not None:
+        kwargs["bluez"] = {"adapter": adapter}
+    try:
+        found = await BleakScanner.discover(timeout=timeout_s, return_adv=True, **kwargs)
+    except BleakBluetoothNotAvailableError as exc:
+        from retrotread.links.ble import _unavailable_message
+
+        raise LinkError(_unavailable_message(exc)) from exc
+    except BleakError as exc:
+        raise LinkError(f"Bluetooth scan failed: {exc}; see hardware/README.md") from exc
+    except OSError as exc:  # BlueZ: no D-Bus system bus, bluetoothd not running
+        from retrotread.links.ble import stack_unreachable_message
+
+        raise LinkError(stack_unreachable_message(exc)) from exc
+    devices = [describe_advertisement(address, device.name, advertisement)
+               for address, (device, advertisement) in found.items()]
+    devices = [d for d in devices if d.ftms or (include_all and d.name)]
+    devices.sort(key=lambda d: (not d.ftms, -(d.rssi if d.rssi is not None else -999)))
+    return devices
+
+
+def devices_json(devices: list[FoundDevice]) -> str:
+    return json.dumps([d.as_dict() for d in devices], indent=2)
+
+
+def print_devices(devices: list[FoundDevice], out: TextIO) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=out, highlight=False)
+    if not devices:
+        console.print("No FTMS devices heard. Is the treadmill on and not connected to "
+                      "another app (phone, watch, Zwift)? See hardware/README.md.")
+        return
+    table = Table(title="FTMS devices nearby")
+    for column in ("name", "address", "RSSI", "machine", "available"):
+        table.add_column(column)
+    for d in devices:
+        available = "-" if d.available is None else "yes" if d.available else "no"
+        table.add_row(d.name or "(no name)", d.address,
+                      "-" if d.rssi is None else f"{d.rssi} dBm", d.kind, available)
+    console.print(table)
+    console.print("Use one with: retrotread run PROFILE --device ble:ADDRESS_OR_NAME")
+
+
+def add_scan_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Listen for Bluetooth LE advertisements and list FTMS machines: name, "
+                     "address (a UUID on macOS), signal strength, and whether each is a "
+                     "treadmill (from its FTMS service data; 'unknown' when it does not say).")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                   help="seconds to listen (default 5)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--all", action="store_true",
+                   help="also list named devices that do not advertise FTMS")
+    p.add_argument("--adapter", default=None, help="Linux: the adapter to use (e.g. hci1)")
+
+
+def run_scan(args: argparse.Namespace, *, scanner_backend: Any = None,
+             out: TextIO | None = None) -> int:
+    stream = out if out is not None else sys.stdout
+    if args.timeout <= 0:
+        raise RetrotreadError("--timeout must be a positive number of seconds")
+    devices = asyncio.run(scan(args.timeout, include_all=args.all, adapter=args.adapter,
+                               scanner_backend=scanner_backend))
+    if args.json:
+        stream.write(devices_json(devices) + "\n")
+    else:
+        print_devices(devices, stream)
+    return 0
+
+
+# ====================================================================== doctor
+START_SPEED_LIMIT_KMH = math.floor(1.0 * KMH_PER_MPH * 100) / 100  # 1.60: a ceiling, rounded down
+SPEED_TOLERANCE_KMH = 0.06
+
+
+@dataclass
+class ProbeStep:
+    """One command of the probe and what followed it."""
+
+    what: str
+    result: str
+    reply_s: float | None = None
+    observed: str = ""
+
+
+@dataclass
+class DoctorReport:
+    link: str
+    name: str | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    serial_number: str | None = None
+    machine_features: list[str] = field(default_factory=list)
+    target_features: list[str] = field(default_factory=list)
+    speed_range: tuple[float, float, float] | None = None
+    incline_range: tuple[float, float, float] | None = None
+    has_treadmill_data: bool = False
+    control: str = "not tried"
+    control_granted: bool = False
+    motion_tested: bool = False
+    steps: list[ProbeStep] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+    max_reply_s: float | None = None
+    quirks: Quirks = field(default_factory=Quirks)
+    known_quirk_files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["quirks"] = self.quirks.as_dict()
+        return record
+
+
+def _flag_names(value: Any) -> list[str]:
+    return [member.name.lower() for member in type(value) if member in value and member.name]
+
+
+class _Probe:
+    """Moves the belt a little, watching replies, status and telemetry."""
+
+    def __init__(self, treadmill: Treadmill, clock: Clock, report: DoctorReport,
+                 say: Callable[[str], None]) -> None:
+        self.t = treadmill
+        self.clock = clock
+        self.report = report
+        self.say = say
+        self.started = False
+        self.statuses: list[codec.MachineStatus] = []
+        self.reply_times: list[float] = []
+        self._sent_at: float | None = None
+        self._telemetry_seen = asyncio.Event()
+        treadmill.on_telemetry(lambda _telemetry: self._telemetry_seen.set())
+        treadmill.on_status(self._on_status)
+        treadmill.on_command_sent(self._on_sent)
+        treadmill.on_command(self._on_reply)
+
+    def _on_status(self, event: StatusEvent) -> None:
+        self.statuses.append(event.status)
+        self.report.statuses.append(type(event.status).__name__)
+
+    def _on_sent(self, time_s: float, _request: codec.ControlPointRequest) -> None:
+        self._sent_at = time_s
+
+    def _on_reply(self, reply: CommandReply) -> None:
+        if reply.response is not None and self._sent_at is not None:
+            self.reply_times.append(reply.time_s - self._sent_at)
+
+    async def command(self, what: str, request: codec.ControlPointRequest) -> ProbeStep:
+        before = len(self.reply_times)
+        try:
+            await self.t.command(request)
+            result = "success"
+        except ControlPointError as exc:
+            try:
+                reason = codec.ResultCode(exc.result_code).name.lower()
+            except ValueError:
+                reason = f"result code 0x{exc.result_code:02x}"
+            result = f"refused: {reason}"
+        except TreadmillError as exc:  # includes ControlPointTimeoutError
+            result = f"failed: {exc}"
+        reply_s = self.reply_times[-1] if len(self.reply_times) > before else None
+        step = ProbeStep(what, result, reply_s)
+        self.report.steps.append(step)
+        timing = f" in {reply_s:.2f} s" if reply_s is not None else ""
+        self.say(f"  {what}: {result}{timing}")
+        return step
+
+    def speed(self) -> float | None:
+        latest = self.t.latest
+        return latest.data.speed_kmh if latest is not None else None
+
+    async def wait_for_speed(self, target: float, timeout_s: float) -> float | None:
+        """Seconds until telemetry shows ``target`` (None if it never does)."""
+        start = self.clock.now()
+        while self.clock.now() - start <= timeout_s:
+            speed = self.speed()
+            if speed is not None and abs(speed - target) <= SPEED_TOLERANCE_KMH:
+                return self.clock.now() - start
+            await asyncio.sleep(0.25)
+        return None
+
+    async def settle(self, timeout_s: float) -> float | None:
+        """The speed once telemetry shows a moving belt holding still (3 equal samples)."""
+        start = self.clock.now()
+        samples: list[float] = []
+        last_time: float | None = None
+        while self.clock.now() - start <= timeout_s:
+            latest = self.t.latest
+            if latest is not None and latest.time_s != last_time:
+                last_time = latest.time_s
+                samples.append(latest.data.speed_kmh or 0.0)
+                tail = samples[-3:]
+                if len(tail) == 3 and tail[-1] > 0.05 and max(tail) - min(tail) <= 0.02:
+                    return tail[-1]
+            await asyncio.sleep(0.25)
+        return samples[-1] if samples else None
+
+    async def run(self) -> None:
+        t, report = self.t, self.report
+        sr = t.speed_range
+        if sr is None:
+            report.notes.append("no Supported Speed Range: not moving a belt of unknown range")
+            return
+        increment = sr.increment_kmh or 0.1
+        # 0. never start a moving belt
+        await self.wait_for_telemetry(5.0)
+        speed = self.speed()
+        if speed is None:
+            report.notes.append("no Treadmill Data within 5 s: not moving the belt blind")
+            return
+        if speed > 0.1:
+            report.notes.append(f"the belt is already moving ({speed:.2f} km/h): stop it first")
+            return
+        # 1. the real floor: the lowest speed the machine accepts (belt still stopped)
+        floor = round(sr.min_kmh, 2)
+        accepted: float | None = None
+        while floor <= START_SPEED_LIMIT_KMH + 1e-9:
+            step = await self.command(f"Set Target Speed {floor:.2f} km/h (belt stopped)",
+                                      codec.SetTargetSpeed(speed_kmh=floor))
+            if step.result == "success":
+                accepted = floor
+                break
+            if "invalid_parameter" not in step.result:
+                break
+            floor = round(floor + increment, 2)
+        if accepted is None:
+            report.notes.append(
+                f"no speed from {sr.min_kmh:.2f} to {START_SPEED_LIMIT_KMH:.2f} km/h was "
+                "accepted: its floor is above 1.0 mph, too fast to start backward walking")
+            return
+        if accepted > sr.min_kmh + 1e-9:
+            report.quirks = _replace(report.quirks, min_speed_kmh=accepted)
+            report.notes.append(f"advertised minimum {sr.min_kmh:.2f} km/h was refused; "
+                                f"the real floor is {accepted:.2f} km/h")
+        high = round(accepted + increment, 2)
+        if high > START_SPEED_LIMIT_KMH + 1e-9:
+            high = accepted
+        if high != accepted:
+            await self.command(f"Set Target Speed {high:.2f} km/h (belt stopped)",
+                               codec.SetTargetSpeed(speed_kmh=high))
+        # 2. Start
+        self.started = True
+        self.say("  starting the belt (the belt is empty; the safety key is clipped)")
+        step = await self.command("Start or Resume", codec.StartOrResume())
+        if step.result != "success":
+            return
+        started = await self.settle(15.0)
+        step.observed = f"belt settled at {started:.2f} km/h" if started else "belt never moved"
+        self.say(f"    {step.observed}")
+        if started is None or started <= 0.05:
+            report.notes.append("Start was answered but the belt did not move within 15 s")
+            return
+        if abs(started - high) > SPEED_TOLERANCE_KMH:
+            report.quirks = _replace(report.quirks, must_start_before_speed=True)
+            report.notes.append(
+                f"the speed set before Start ({high:.2f} km/h) was not used (the belt ran at "
+                f"{started:.2f} km/h): send the speed again after every Start")
+        # 3. a small speed change, both ways
+        for target in ((accepted, high) if started > accepted + 1e-9 else (high, accepted)):
+            if target == self.speed():
+                continue
+            step = await self.command(f"Set Target Speed {target:.2f} km/h",
+                                      codec.SetTargetSpeed(speed_kmh=target))
+            took = await self.wait_for_speed(target, 8.0)
+            step.observed = (f"telemetry reached it in {took:.1f} s" if took is not None
+                             else f"telemetry never showed it (still {self.speed()} km/h)")
+            self.say(f"    {step.observed}")
+            if took is None:
+                report.notes.append(f"Set Target Speed {target:.2f} was answered "
+                                    f"'{step.result}' but the belt did not follow")
+        # 4. Pause: does the machine pause, or end the workout?
+        self.statuses.clear()
+        step = await self.command("Pause", codec.StopOrPause(action=codec.StopPause.PAUSE))
+        stopped = await self.wait_for_speed(0.0, 15.0)
+        await asyncio.sleep(1.0)
+        actions = [s.action for s in self.statuses if isinstance(s, codec.StoppedOrPausedByUser)]
+        if codec.StopPause.STOP in actions:
+            report.quirks = _replace(report.quirks, ignores_pause=True)
+            report.notes.append("Pause ended the workout (status: stopped): a turnaround "
+                                "must restart it, not resume it")
+        step.observed = (f"belt stopped in {stopped:.1f} s" if stopped is not None
+                         else "the belt did not stop within 15 s")
+        self.say(f"    {step.observed}")
+
+    async def wait_for_telemetry(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._telemetry_seen.wait()
+
+    async def stop(self) -> None:
+        """Stop the belt, then see whether control survived the stop."""
+        self.statuses.clear()
+        await self.command("Stop", codec.StopOrPause(action=codec.StopPause.STOP))
+        stopped = await self.wait_for_speed(0.0, 15.0)
+        await asyncio.sleep(1.0)
+        if stopped is None:
+            self.report.notes.append("the belt did not stop within 15 s of Stop: stop it at "
+                                     "the console")
+        lost = any(isinstance(s, codec.ControlPermissionLost) for s in self.statuses)
+        if lost or not self.t.has_control:
+            self.report.quirks = _replace(self.report.quirks,
+                                          request_control_before_every_command=True)
+            self.report.notes.append("control was lost after Stop: request control again "
+                                     "before commands")
+
+
+def _replace(quirks: Quirks, **changes: Any) -> Quirks:
+    import dataclasses
+
+    return dataclasses.replace(quirks, **changes)
+
+
+async def doctor(
+    link: gatt.Link,
+    *,
+    clock: Clock | None = None,
+    motion: bool = False,
+    name: str | None = None,
+    out: TextIO | None = None,
+    quirk_dirs: list[Path] | None = None,
+) -> DoctorReport:
+    """Probe one machine over ``link`` and return what was found (printing as it goes)."""
+    stream = out if out is not None else sys.stdout
+    clock = clock or LoopClock()
+
+    def say(text: str) -> None:
+        print(text, file=stream, flush=True)
+
+    treadmill = Treadmill(link, clock, reply_timeout_s=5.0)
+    report = DoctorReport(link=link.description, name=name)
+    say(f"connecting to {link.description} ...")
+    await treadmill.connect()
+    try:
+        info = treadmill.device_info
+        report.manufacturer, report.model = info.manufacturer, info.model
+        report.serial_number = info.serial_number
+        if treadmill.feature is not None:
+            report.machine_features = _flag_names(treadmill.feature.machine)
+            report.target_features = _flag_names(treadmill.feature.target)
+        sr, ir = treadmill.speed_range, treadmill.inclination_range
+        if sr is not None:
+            report.speed_range = (sr.min_kmh, sr.max_kmh, sr.increment_kmh)
+        if ir is not None:
+            report.incline_range = (ir.min_pct, ir.max_pct, ir.increment_pct)
+        report.has_treadmill_data = True  # connect() insists on it
+        try:
+            known = matching_files(info, name, load_quirks(quirk_dirs))
+            report.known_quirk_files = [f.id for f in known]
+        except RetrotreadError as exc:
+            report.notes.append(f"quirk files: {exc}")
+        _print_identity(report, say)
+        probe = _Probe(treadmill, clock, report, say)
+        step = await probe.command("Request Control", codec.RequestControl())
+        report.control = step.result
+        report.control_granted = step.result == "success"
+        if motion and report.control_granted:
+            report.motion_tested = True
+            say("probing with the belt moving (floor speed, never above 1.0 mph):")
+            try:
+                await probe.run()
+            finally:
+                if probe.started:
+                    with contextlib.suppress(RetrotreadError):
+                        await asyncio.shield(probe.stop())
+        elif motion:
+            report.notes.append("control not granted: the belt was not moved")
+        else:
+            say("  (not moving the belt: add --yes once the belt is empty and the safety "
+                "key is clipped, to test Start, a speed change, Pause and Stop)")
+        if probe.reply_times:
+            report.max_reply_s = round(max(probe.reply_times), 3)
+            if report.max_reply_s > 0.5:
+                suggested = max(2.0, math.ceil(report.max_reply_s * 2.5 * 10) / 10)
+                report.quirks = _replace(report.quirks, reply_timeout_s=suggested)
+                report.notes.append(f"slow control point replies (up to "
+                                    f"{report.max_reply_s:.2f} s)")
+    finally:
+        with contextlib.suppress(RetrotreadError, OSError):
+            await treadmill.close()
+    _print_findings(report, say)
+    return report
+
+
+def _print_identity(report: DoctorReport, say: Callable[[str], None]) -> None:
+    say(f"  manufacturer: {report.manufacturer or '?'}   model: {report.model or '?'}   "
+        f"serial: {report.serial_number or '?'}")
+    say(f"  features: {', '.join(report.machine_features) or '?'}")
+    say(f"  can be set: {', '.join(report.target_features) or '?'}")
+    if report.speed_range:
+        lo, hi, inc = report.speed_range
+        say(f"  speed range: {lo:.2f}-{hi:.2f} km/h by {inc:.2f} "
+            f"({lo / KMH_PER_MPH:.2f}-{hi / KMH_PER_MPH:.2f} mph)")
+    else:
+        say("  speed range: not reported")
+    if report.incline_range:
+        lo, hi, inc = report.incline_range
+        say(f"  incline range: {lo:.1f}-{hi:.1f} % by {inc:.1f}")
+    if report.known_quirk_files:
+        say(f"  known quirk files: {', '.join(report.known_quirk_files)}")
+
+
+def _print_findings(report: DoctorReport, say: Callable[[str], None]) -> None:
+    say("findings:")
+    say(f"  Request Control: {report.control}")
+    for note in report.notes:
+        say(f"  - {note}")
+    quirks = report.quirks.as_dict()
+    if quirks:
+        say("  suggested quirks: " + ", ".join(f"{k}={v}" for k, v in quirks.items()))
+    elif report.motion_tested:
+        say("  no quirks found")
+
+
+def suggested_quirk_yaml(report: DoctorReport) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-",
+                  f"{report.manufacturer or ''} {report.model or report.name or ''}".lower())
+    return dump_quirk_file(
+        slug.strip("-") or "unknown-machine",
+        description=f"{report.manufacturer or '?'} {report.model or '?'} "
+                    "(written by retrotread doctor; review before sharing)",
+        source=f"retrotread doctor over {report.link}"
+               + ("" if report.motion_tested else " (belt not moved: quirks incomplete)"),
+        manufacturer=report.manufacturer,
+        model=report.model,
+        name=report.name,
+        quirks=report.quirks,
+        comments=["Suggested by `retrotread doctor`. Check it, add what you know (firmware",
+                  "version, console behaviour), and contribute it: see hardware/README.md.",
+                  "", *[f"doctor: {note}" for note in report.notes]],
+    )
+
+
+def add_doctor_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Probe a machine: features, speed and incline range, Device Information, whether "
+        "Request Control is granted. With --yes it also moves the belt: Start at the floor "
+        "speed, a small speed change (never above 1.0 mph), Pause and Stop, and reports how "
+        "each was answered. Use --yes ONLY with nobody on the belt and the safety key clipped.")
+    p.add_argument("--device", required=True, metavar="DEVICE",
+                   help="ble:ADDRESS_OR_NAME, dircon://HOST:PORT, or sim[:PRESET]")
+    p.add_argument("--yes", action="store_true",
+                   help="I confirm the belt is empty and the safety key is clipped: "
+                   "allow the probe to move the belt")
+    p.add_argument("--write-quirk", type=Path, default=None, metavar="FILE",
+                   help="write a suggested quirk file (YAML) here")
+    p.add_argument("--json", action="store_true", help="also print the report as JSON")
+
+
+def run_doctor(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
+    from retrotread.devices import parse_device
+
+    stream = out if out is not None else sys.stdout
+    device = parse_device(args.device)
+    report = asyncio.run(_doctor_device(device, motion=args.yes, out=stream))
+    if args.json:
+        stream.write(json.dumps(report.as_dict(), indent=2) + "\n")
+    if args.write_quirk is not None:
+        args.write_quirk.write_text(suggested_quirk_yaml(report), encoding="utf-8")
+        print(f"wrote {args.write_quirk}", file=stream)
+    return 0 if report.control_granted else 1
+
+
+async def _doctor_device(device: Any, *, motion: bool, out: TextIO) -> DoctorReport:
+    clock = LoopClock()
+    if device.kind == "sim":
+        from retrotread.links.loopback import LoopbackLink
+        from retrotread.runner import running_simulator
+
+        async with running_simulator(clock, device.target) as sim:
+            return await doctor(LoopbackLink(sim, name=device.target), clock=clock,
+                                motion=motion, out=out)
+    if device.kind == "dircon":
+        from retrotread.links.dircon import DirconLink
+
+        return await doctor(DirconLink(device.target, device.port), clock=clock,
+                            motion=motion, out=out)
+    from retrotread.links.ble import BleLink, is_address
+
+    name = None if is_address(device.target) else device.target
+    return await doctor(BleLink(device.target), clock=clock, motion=motion, out=out, name=name)
