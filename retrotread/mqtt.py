@@ -466,8 +466,8 @@ class MqttBridge:
             self._set_value("speed_kmh", _fmt(event.speed_kmh))
             self._set_value("target_kmh", _fmt(event.target_kmh))
             self._set_value("direction", str(event.facing))
-            if event.distance_m is not None:
-                self._set_value("distance_m", _fmt(event.distance_m))
+            # distance_m comes from the snapshot (the session's own count), so that two
+            # sources with different rounding do not take turns on one topic
             self._set_value("heart_rate_bpm", _fmt(event.heart_rate_bpm))
             return
         if isinstance(event, SegmentStarted):
@@ -498,6 +498,10 @@ class MqttBridge:
                 record = json.loads(previous.payload)
         record.update(state="finished", outcome=str(event.outcome), reason=event.reason,
                       remaining_s=0.0, distance_m=round(event.distance_m, 3))
+        speed = self._latest.get(self.settings.topic("speed_kmh"))
+        if speed is not None:
+            with contextlib.suppress(ValueError):
+                record["measured_kmh"] = float(speed.payload)
         self._set_value("state", json.dumps(record, separators=(",", ":")), qos=1)
 
     def _set_value(self, leaf: str, payload: str, qos: int = 0) -> None:

@@ -37,6 +37,7 @@ from retrotread.envelope import (
 from retrotread.errors import (
     ControlPointError,
     ControlPointTimeoutError,
+    LinkClosedError,
     LinkError,
     RetrotreadError,
     TreadmillError,
@@ -62,7 +63,7 @@ from retrotread.events import (
 from retrotread.ftms import codec
 from retrotread.plan import TURNAROUND_STOP, Plan
 from retrotread.treadmill import CommandReply, StatusEvent, Telemetry, Treadmill
-from retrotread.units import quantize_down
+from retrotread.units import quantize_down, quantize_up
 from retrotread.watchdog import Trigger, Watchdog, WatchdogLimits
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,9 @@ class Commander:
         self.stop_sent = False
         self.busy = False
         self.history: collections.deque[tuple[float, float]] = collections.deque(maxlen=64)
+        self.wire_kmh: float | None = None  # last speed on the wire since Start/Stop/Pause
+        self._force = False
+        self.wire_s = 0.0
 
     def reference_kmh(self, now: float, window_s: float) -> float | None:
         """The highest speed commanded in the last ``window_s``: a belt slowing down at
@@ -184,10 +188,41 @@ class Commander:
                 finally:
                     self.busy = False
 
+    def force_resend(self) -> None:
+        """Send the current setpoint again even if it is what we last sent (the console
+        changed the machine's target, or the belt ignored it)."""
+        self.last_sent_kmh = None
+        self._force = True
+
+    def _ramp_limited(self, wanted_kmh: float) -> float:
+        """The last gate but one: whatever was queued (replies may be slow, commands
+        coalesce), the speed on the wire never steps faster than the ramp limit from the
+        speed last sent, and the first speed after a Start is the start speed."""
+        session = self.session
+        env = session.envelope
+        first = max(session.floor_kmh, env.start_speed_kmh())
+        if self.wire_kmh is None:
+            return min(wanted_kmh, first)
+        dt = max(0.0, session.clock.now() - self.wire_s)
+        increment = env.machine.increment_kmh
+        if wanted_kmh > self.wire_kmh:
+            # (1 ms of slack: tick times carry floating-point noise)
+            step = env.ramp_kmh_per_s(session.facing) * (dt + 0.001)
+            return max(self.wire_kmh, min(wanted_kmh, quantize_down(self.wire_kmh + step,
+                                                                    increment)))
+        step = max(env.ramp_kmh_per_s(session.facing), env.ramp_stop_kmh_per_s) * (dt + 0.001)
+        return min(self.wire_kmh, max(wanted_kmh, quantize_up(self.wire_kmh - step, increment)))
+
     def _request(self, intent: _Intent) -> codec.ControlPointRequest:
         session = self.session
         if intent.kind == "speed":
             facing = session.facing
+            limited = self._ramp_limited(intent.speed_kmh)
+            if limited != intent.speed_kmh:
+                # Sent in steps: the session sends the rest on its next ticks.
+                self.last_sent_kmh = limited
+                self.recent_kmh.append(limited)  # its status echo is ours, not the console's
+                intent = _Intent("speed", limited, intent.reason)
             speed = session.envelope.clamp(facing, intent.speed_kmh)
             if speed != intent.speed_kmh:  # the final gate caught something: say so
                 session.emit_watchdog(Trigger(
@@ -209,10 +244,16 @@ class Commander:
         if session.safety_key_stopped and intent.kind != "stop":
             return
         request = self._request(intent)
+        if (isinstance(request, codec.SetTargetSpeed) and self.wire_kmh is not None
+                and request.speed_kmh == self.wire_kmh and not self._force):
+            return  # the ramp limit allows no step yet: the next tick asks again
+        if isinstance(request, codec.SetTargetSpeed):
+            self._force = False
         if intent.kind == "stop":
             self.stop_sent = True
         for attempt in (1, 2):
             treadmill = session.treadmill
+            sent_s = session.clock.now()
             try:
                 if intent.kind == "stop" and not treadmill.has_control:
                     # After a reconnect or a lost permission: take control first, so the
@@ -220,8 +261,16 @@ class Commander:
                     with contextlib.suppress(RetrotreadError):
                         await treadmill.request_control()
                 await treadmill.command(request)
+                if isinstance(request, codec.SetTargetSpeed):
+                    self.wire_kmh, self.wire_s = request.speed_kmh, sent_s
+                elif intent.kind in ("start", "stop", "pause"):
+                    self.wire_kmh = None
                 return
             except ControlPointTimeoutError as exc:
+                if intent.kind in ("start", "stop", "pause"):
+                    self.wire_kmh = None
+                if attempt == 1 and intent.kind == "start" and session.belt_moving():
+                    return  # the first Start took effect; never send Start to a moving belt
                 if attempt == 1:
                     continue
                 session.trigger(Trigger("no_reply", "stop", str(exc)))
@@ -246,8 +295,20 @@ class Commander:
                     return
                 session.trigger(Trigger("command_refused", "stop", str(exc)))
                 return
+            except LinkClosedError as exc:
+                # The link is gone: the disconnect handler reconnects and sends Stop.
+                log.info("command %s failed, the link is closed: %s", request, exc)
+                return
             except (LinkError, TreadmillError) as exc:
-                log.info("command %s failed on the link: %s", request, exc)
+                # Refused by the peer (e.g. ATT "procedure already in progress" after a
+                # late reply): retry once, then treat it as a failed command.
+                if attempt == 1:
+                    await session.clock.sleep_until(session.clock.now() + 0.5)
+                    continue
+                if intent.kind == "stop":
+                    session.emit_watchdog(Trigger("stop_failed", "alarm", str(exc)))
+                else:
+                    session.trigger(Trigger("command_failed", "stop", str(exc)))
                 return
 
 
@@ -322,6 +383,8 @@ class Session:
         self._distance_origin_m: float | None = None
         self._stop_confirmed = False
         self._idle_since: float | None = None
+        self._reconnect_gave_up = False
+        self._turn_stop_since: float | None = None
         self._bind(treadmill)
 
     # ------------------------------------------------------------------ plumbing
@@ -361,6 +424,10 @@ class Session:
         accepted, detail = self._handle_user(command, source)
         self.bus.emit(UserAction(self.clock.now(), command, source, accepted, detail))
         return accepted
+
+    def belt_moving(self) -> bool:
+        latest = self.treadmill.latest
+        return latest is not None and (latest.data.speed_kmh or 0.0) > STOPPED_SPEED_KMH
 
     # ------------------------------------------------------------------ listeners
     def _on_command_sent(self, time_s: float, request: codec.ControlPointRequest) -> None:
@@ -453,7 +520,7 @@ class Session:
             self.trigger(trigger)
             return
         self.emit_watchdog(trigger)
-        self.commander.last_sent_kmh = None  # force the plan's speed out again
+        self.commander.force_resend()  # force the plan's speed out again
 
     def _on_link_lost(self) -> None:
         if self.state is State.FINISHED:
@@ -614,6 +681,10 @@ class Session:
             cancelled = True
             if self._outcome is None:
                 self._outcome = (Outcome.INTERRUPTED, "cancelled")
+        except RetrotreadError as exc:
+            log.error("session failed: %s", exc)
+            if self._outcome is None:
+                self._outcome = (Outcome.ERROR, str(exc))
         except Exception as exc:
             log.exception("session failed")
             if self._outcome is None:
@@ -683,6 +754,11 @@ class Session:
             if self._confirmed_stopped(now):
                 self._stopped_at = now
                 self._start_gate()
+            elif self._turn_stop_since is not None and (
+                    now - self._turn_stop_since > self.settings.stop_confirm_timeout_s):
+                self.trigger(Trigger("belt_not_stopping", "stop",
+                                     "the belt did not stop for the turnaround within "
+                                     f"{self.settings.stop_confirm_timeout_s:.0f} s"))
         elif state in (State.WAITING_READY, State.HOLD):
             self._tick_gate(now)
         elif state is State.COUNTDOWN:
@@ -702,7 +778,7 @@ class Session:
             if trigger is not None:
                 if trigger.action == "retarget":
                     self.emit_watchdog(trigger)
-                    self.commander.last_sent_kmh = None
+                    self.commander.force_resend()
                 else:
                     self.trigger(trigger)
 
@@ -835,6 +911,7 @@ class Session:
     def _begin_turn_stop(self, now: float, to: Direction) -> None:
         self._turn_to = to
         self.state = State.TURN_STOPPING
+        self._turn_stop_since = now
         self.belt_should_move = False
         self._expect_machine_stop = True
         self.watchdog.reset_speed_checks()
@@ -923,6 +1000,7 @@ class Session:
             return
         self.announce("Could not reconnect: stop the belt at the console or pull the "
                       "safety key.", "alarm")
+        self._reconnect_gave_up = True
         self.state = State.FINISHED
 
     async def _finish(self, commander: asyncio.Future[None], guard: asyncio.Future[None],
@@ -930,7 +1008,12 @@ class Session:
         guard.cancel()
         if reconnector is not None and not reconnector.done():
             reconnector.cancel()
-        # Every way out ends with the belt commanded to stop.
+        # Every way out ends with the belt commanded to stop, after a reconnect if needed.
+        if not self.link_ok and self.reconnect is not None and not self._reconnect_gave_up:
+            try:
+                await self._reconnect_and_stop()
+            except Exception:  # never let a failed reconnect hide the outcome
+                log.exception("reconnecting to stop the belt failed")
         if self.link_ok and not self.commander.stop_sent:
             self.commander.submit(_Intent("stop", reason="session ending"))
         if self.link_ok:

@@ -102,6 +102,7 @@ class Treadmill:
         self._assembler = codec.TreadmillDataAssembler(pace_width=pace_width)
         self._lock = asyncio.Lock()
         self._reply: asyncio.Future[codec.ControlPointResponse] | None = None
+        self._reply_op = -1
         self._telemetry_listeners: list[Callable[[Telemetry], None]] = []
         self._status_listeners: list[Callable[[StatusEvent], None]] = []
         self._command_listeners: list[Callable[[CommandReply], None]] = []
@@ -227,6 +228,10 @@ class Treadmill:
             log.warning("bad control point response %s: %s", raw.hex(), exc)
             return
         if self._reply is not None and not self._reply.done():
+            if response.request_op != self._reply_op:
+                # A late answer to an earlier request that already timed out.
+                log.info("late control point response %s ignored", raw.hex())
+                return
             self._reply.set_result(response)
         else:
             log.info("unsolicited control point response %s", raw.hex())
@@ -240,6 +245,7 @@ class Treadmill:
         async with self._lock:
             loop = asyncio.get_running_loop()
             self._reply = loop.create_future()
+            self._reply_op = int(request.op)
             data = codec.encode_control_point(request)
             sent_at = self.clock.now()
             for listener in list(self._sent_listeners):
