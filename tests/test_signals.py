@@ -73,7 +73,7 @@ class Lines:
 
 def spawn(*args: str, **kwargs: object) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(  # noqa: S603
+    return subprocess.Popen(
         [sys.executable, "-m", "retrotread.cli", *args], stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, env=env, **kwargs)  # type: ignore[call-overload]
 

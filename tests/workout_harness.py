@@ -110,7 +110,7 @@ def check_invariants(run: WorkoutRun, *, ramp_tolerance_kmh: float | None = None
         assert command.speed_kmh is not None
         if last is None:
             assert command.speed_kmh <= max(session.floor_kmh, envelope.start_speed_kmh()) + 1e-9 \
-                or command.facing is Direction.FORWARD and command.speed_kmh <= 1.61, command
+                or (command.facing is Direction.FORWARD and command.speed_kmh <= 1.61), command
         else:
             assert last.speed_kmh is not None
             dt = command.time_s - last.time_s
