@@ -148,6 +148,7 @@ class Commander:
         self.last_sent_kmh: float | None = None
         self.recent_kmh: collections.deque[float] = collections.deque(maxlen=8)
         self.stop_sent = False
+        self.stop_acked = False  # a Stop was answered "success" by the machine
         self.busy = False
         self.history: collections.deque[tuple[float, float]] = collections.deque(maxlen=64)
         self.wire_kmh: float | None = None  # last speed on the wire since Start/Stop/Pause
@@ -261,6 +262,8 @@ class Commander:
                     with contextlib.suppress(RetrotreadError):
                         await treadmill.request_control()
                 await treadmill.command(request)
+                if intent.kind == "stop":
+                    self.stop_acked = True
                 if isinstance(request, codec.SetTargetSpeed):
                     self.wire_kmh, self.wire_s = request.speed_kmh, sent_s
                 elif intent.kind in ("start", "stop", "pause"):
@@ -939,8 +942,9 @@ class Session:
         """In SAFE_STOP: repeat Stop until the machine confirms it, then finish."""
         if not self.link_ok:
             return False
-        if self._confirmed_stopped(now) or (self.safety_key_stopped and self.commander.stop_sent):
-            self._stop_confirmed = self._confirmed_stopped(now) or self.safety_key_stopped
+        stopped = self._confirmed_stopped(now) or self.safety_key_stopped
+        if stopped and self.commander.stop_acked:
+            self._stop_confirmed = True
             return self.commander.idle()
         started = getattr(self, "_safe_stop_started", None)
         if started is None:
@@ -995,8 +999,9 @@ class Session:
             self.emit_watchdog(Trigger("link_lost", "reconnect",
                                        "reconnected: sending Stop at once, never resuming"))
             self._stopped_since = None
-            self.commander.submit(_Intent("stop", reason="after reconnect"))
             self.commander.stop_sent = False
+            self.commander.stop_acked = False
+            self.commander.submit(_Intent("stop", reason="after reconnect"))
             return
         self.announce("Could not reconnect: stop the belt at the console or pull the "
                       "safety key.", "alarm")
@@ -1014,12 +1019,16 @@ class Session:
                 await self._reconnect_and_stop()
             except Exception:  # never let a failed reconnect hide the outcome
                 log.exception("reconnecting to stop the belt failed")
-        if self.link_ok and not self.commander.stop_sent:
-            self.commander.submit(_Intent("stop", reason="session ending"))
-        if self.link_ok:
+        for _ in range(3):  # until a Stop is answered, a few times at most
+            if not self.link_ok:
+                break
+            if not self.commander.stop_acked and self.commander.idle():
+                self.commander.submit(_Intent("stop", reason="session ending"))
             deadline = self.clock.now() + 2 * self.treadmill.reply_timeout_s + 1.0
             while not self.commander.idle() and self.clock.now() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
+            if self.commander.stop_acked:
+                break
         commander.cancel()
         for task in (commander, guard):
             with contextlib.suppress(asyncio.CancelledError):

@@ -119,7 +119,7 @@ def run_virtual(coro: Any) -> Any:
         loop.close()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=profiles(), schedule=schedules)
 def test_random_profiles_under_random_faults_keep_the_invariants(
         text: str, schedule: list[tuple[float, str]]) -> None:
