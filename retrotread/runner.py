@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from retrotread.clock import Clock, LoopClock, ScaledClock
 from retrotread.devices import DeviceSpec
 from retrotread.envelope import Envelope, MachineLimits
+from retrotread.errors import RetrotreadError
 from retrotread.events import EventBus, Outcome
 from retrotread.gatt import Link
 from retrotread.session import SegmentInfo, Session, SessionResult, SessionSettings
@@ -81,12 +82,20 @@ class LinkFactory:
 
 
 def machine_limits(treadmill: Treadmill) -> MachineLimits:
+    """The machine's speed range, made stricter (never looser) by its quirk file."""
     sr = treadmill.speed_range
     if sr is None:
         log.warning("the machine did not report its speed range; assuming 0.5-20 km/h by 0.1")
-        return MachineLimits()
-    return MachineLimits(min_kmh=sr.min_kmh, max_kmh=sr.max_kmh,
-                         increment_kmh=sr.increment_kmh or 0.1)
+        limits = MachineLimits()
+    else:
+        limits = MachineLimits(min_kmh=sr.min_kmh, max_kmh=sr.max_kmh,
+                               increment_kmh=sr.increment_kmh or 0.1)
+    quirks = treadmill.quirks
+    if quirks.min_speed_kmh is not None and quirks.min_speed_kmh > limits.min_kmh:
+        limits = dataclasses.replace(limits, min_kmh=quirks.min_speed_kmh)
+    if quirks.increment_kmh is not None and quirks.increment_kmh > limits.increment_kmh:
+        limits = dataclasses.replace(limits, increment_kmh=quirks.increment_kmh)
+    return limits
 
 
 def build_envelope(profile: Any, machine: MachineLimits,
@@ -143,8 +152,24 @@ async def running_simulator(clock: Clock, preset: str,
 
 
 async def connect_treadmill(link_factory: Callable[[], Link], clock: Clock) -> Treadmill:
-    treadmill = Treadmill(link_factory(), clock)
-    await treadmill.connect()
+    """Connect, and apply the machine's quirk file (``hardware/quirks``) if one matches."""
+    from retrotread.quirks import match_quirks
+
+    link = link_factory()
+    treadmill = Treadmill(link, clock)
+    try:
+        await treadmill.connect()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await link.close()
+        raise
+    try:
+        treadmill.quirks = match_quirks(treadmill.device_info, link.description)
+    except RetrotreadError as exc:
+        log.warning("quirk files ignored: %s", exc)
+    if treadmill.quirks.reply_timeout_s is not None:
+        treadmill.reply_timeout_s = max(treadmill.reply_timeout_s,
+                                        treadmill.quirks.reply_timeout_s)
     return treadmill
 
 
@@ -212,8 +237,6 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
     out = options.out
     simulated = options.device.simulated
     if options.speedup != 1.0 and not simulated:
-        from retrotread.errors import RetrotreadError
-
         raise RetrotreadError("--speedup only works with the simulator (--device sim)")
     import datetime
 

@@ -256,7 +256,10 @@ class Commander:
             treadmill = session.treadmill
             sent_s = session.clock.now()
             try:
-                if intent.kind == "stop" and not treadmill.has_control:
+                if intent.kind != "control" and (
+                        treadmill.quirks.request_control_before_every_command):
+                    await treadmill.request_control()
+                elif intent.kind == "stop" and not treadmill.has_control:
                     # After a reconnect or a lost permission: take control first, so the
                     # Stop is not refused (a refusal here still falls through to Stop).
                     with contextlib.suppress(RetrotreadError):

@@ -26,6 +26,7 @@ from retrotread.errors import (
     TreadmillError,
 )
 from retrotread.ftms import codec
+from retrotread.quirks import Quirks
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -92,6 +93,8 @@ class Treadmill:
         self.link = link
         self.clock = clock
         self.reply_timeout_s = reply_timeout_s
+        self.quirks = Quirks()
+        """What is known about this machine's behaviour (set from its quirk file)."""
         self.feature: codec.FitnessMachineFeature | None = None
         self.speed_range: codec.SpeedRange | None = None
         self.inclination_range: codec.InclinationRange | None = None

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from retrotread.events import Outcome, SegmentStarted, WatchdogAction
+from retrotread.ftms import codec
 from retrotread.profile import load_profile
+from retrotread.sim.presets import PRESETS
 from tests.workout_harness import check_invariants, run_on_sim
 
 PROFILES = sorted((Path(__file__).parent.parent / "profiles").glob("*.yaml"))
@@ -25,3 +27,27 @@ async def test_every_bundled_profile_runs_to_completion(path: Path) -> None:
     assert run.result.backward_s == pytest.approx(profile.backward_seconds(), abs=30)
     # A clean run on a well-behaved machine: the watchdog never had to act.
     assert run.of(WatchdogAction) == []
+
+
+@pytest.mark.looptime(noop_cycles=1)
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+async def test_intervals_on_every_machine_preset(preset: str) -> None:
+    """Every simulated machine, with its quirks, runs a workout with turnarounds."""
+    profile = load_profile(Path(__file__).parent.parent / "profiles" / "intervals.yaml")
+    run = await run_on_sim(profile, preset=preset)
+    assert run.result.outcome is Outcome.COMPLETED, (run.result, run.watchdog_triggers())
+    check_invariants(run)
+
+
+@pytest.mark.looptime(noop_cycles=1)
+async def test_a_matching_quirk_file_makes_the_envelope_stricter() -> None:
+    """hardware/quirks/sim-coarse.yaml: the real minimum is above the advertised one."""
+    profile = load_profile(Path(__file__).parent.parent / "profiles" / "first-session.yaml")
+    run = await run_on_sim(profile, preset="coarse")
+    assert run.session.treadmill.quirks.ignores_pause
+    assert run.session.envelope.machine.min_kmh == pytest.approx(1.5)
+    assert run.result.outcome is Outcome.COMPLETED
+    # No speed below the quirk's floor ever went out (the machine would refuse it).
+    speeds = [r.speed_kmh for r in run.sim.requests if isinstance(r, codec.SetTargetSpeed)]
+    assert speeds and min(speeds) >= 1.5
+    check_invariants(run)
