@@ -22,7 +22,7 @@ from retrotread.clock import Clock, LoopClock, ScaledClock
 from retrotread.devices import DeviceSpec
 from retrotread.envelope import Envelope, MachineLimits
 from retrotread.errors import RetrotreadError
-from retrotread.events import EventBus, Outcome
+from retrotread.events import Event, EventBus, Outcome, TurnaroundPhase
 from retrotread.gatt import Link
 from retrotread.session import SegmentInfo, Session, SessionResult, SessionSettings
 from retrotread.sim.treadmill import SimulatedTreadmill
@@ -122,6 +122,9 @@ def session_settings(profile: Any, ready_gate: str | None, *, simulated: bool,
                      speedup: float = 1.0) -> SessionSettings:
     turnaround = getattr(profile, "turnaround", None)
     kwargs: dict[str, Any] = {"wait_for_ready_at_start": not simulated}
+    safety = getattr(profile, "safety", None)
+    if getattr(safety, "heart_rate_max_bpm", None) is not None:
+        kwargs["heart_rate_max_bpm"] = safety.heart_rate_max_bpm
     if speedup > 10:
         # A sped-up demo: keep the real tick period at 10 ms or more, so that the loop's
         # ordinary scheduling jitter is not mistaken for a stall.
@@ -135,6 +138,17 @@ def session_settings(profile: Any, ready_gate: str | None, *, simulated: bool,
     if ready_gate is not None:
         kwargs["ready_gate"] = ready_gate
     return SessionSettings(**kwargs)
+
+
+def follow_the_person(sim: SimulatedTreadmill) -> Callable[[Event], None]:
+    """A bus subscriber that tells the simulator which way the person faces (its heart
+    model works harder backward); a real treadmill cannot know this."""
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, TurnaroundPhase) and event.phase == "start":
+            sim.person_faces(event.to_direction)
+
+    return on_event
 
 
 @contextlib.asynccontextmanager
@@ -324,6 +338,7 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
                 if simulated:
                     sim = await stack.enter_async_context(
                         running_simulator(clock, options.device.target, options.sim_noise_kmh))
+                    bus.subscribe(follow_the_person(sim))
                 result = await run_profile(
                     profile,
                     link_factory=LinkFactory(options.device, sim),

@@ -64,7 +64,7 @@ from retrotread.ftms import codec
 from retrotread.plan import TURNAROUND_STOP, Plan
 from retrotread.treadmill import CommandReply, StatusEvent, Telemetry, Treadmill
 from retrotread.units import quantize_down, quantize_up
-from retrotread.watchdog import Trigger, Watchdog, WatchdogLimits
+from retrotread.watchdog import HeartRateRule, Trigger, Watchdog, WatchdogLimits
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,7 @@ class SessionSettings:
     telemetry_event_every: int = 1
     user_step_kmh: float = 0.16  # 0.1 mph per +/- press
     max_idle_s: float = 600.0  # paused (or waiting for ready) this long ends the workout
+    heart_rate_max_bpm: int | None = None  # the profile's ceiling (watchdog.HeartRateRule)
 
 
 @dataclass(frozen=True)
@@ -391,6 +392,9 @@ class Session:
         self._idle_since: float | None = None
         self._reconnect_gave_up = False
         self._turn_stop_since: float | None = None
+        self.heart_rule = (HeartRateRule(self.settings.heart_rate_max_bpm)
+                           if self.settings.heart_rate_max_bpm is not None else None)
+        self.heart_limited = False
         self._bind(treadmill)
 
     # ------------------------------------------------------------------ plumbing
@@ -467,6 +471,8 @@ class Session:
             self.distance_m = max(0.0, data.total_distance_m - self._distance_origin_m)
         if data.heart_rate_bpm is not None:
             self.heart_rate_bpm = data.heart_rate_bpm
+        if self.heart_rule is not None:
+            self.heart_rule.observe(now, data.heart_rate_bpm)
         self._telemetry_count += 1
         if self._telemetry_count % max(1, self.settings.telemetry_event_every) == 0:
             self.bus.emit(TelemetrySample(
@@ -875,10 +881,30 @@ class Session:
             return
         stopping = kind in ("turnaround_stop", "finish_ramp")
         wanted = target if stopping else target + self.user_offset_kmh
+        if self._heart_rate_limits(now):
+            wanted = min(wanted, self.floor_kmh)
+            if self.state is not State.RUNNING:
+                return
         wanted = self.envelope.clamp(self.facing, wanted) if wanted > 0 else 0.0
         self.cmd_kmh = self.envelope.ramp_step(self.facing, self.cmd_kmh, wanted, dt,
                                                stopping=stopping)
         self._send_speed(self.cmd_kmh)
+
+    def _heart_rate_limits(self, now: float) -> bool:
+        """The heart-rate rule (watchdog.HeartRateRule): hold the floor speed or stop."""
+        rule = self.heart_rule
+        if rule is None:
+            return False
+        limited, trigger = rule.check(now)
+        if trigger is not None:
+            if trigger.action == "stop":
+                self.trigger(trigger)
+            else:
+                self.emit_watchdog(trigger)
+                level = "info" if trigger.action == "release" else "warning"
+                self.announce(trigger.detail[0].upper() + trigger.detail[1:] + ".", level)
+        self.heart_limited = limited
+        return limited
 
     def _next_direction(self, step: object) -> Direction:
         steps = self.plan.steps

@@ -18,6 +18,8 @@ what to do. The session carries out the answer. Thresholds come from
 | stopped by safety key | at once | end the workout, nothing but Stop is ever sent again |
 | link lost | at once | alarm; reconnect and send Stop at once |
 | Ctrl-C, SIGTERM, an exception anywhere | at once | controlled stop before exit |
+| heart rate above the profile's ceiling | at once / 60 s | slow to the floor; stop if it stays |
+| heart-rate signal lost (with a ceiling) | 5 s / 60 s | hold the floor speed; end after 60 s |
 """
 
 from __future__ import annotations
@@ -175,3 +177,68 @@ class Watchdog:
             "console_speed_change", "clamp",
             f"the console set {speed_kmh:.2f} km/h ({how}): commanding the plan's speed again",
         )
+
+
+HEART_RATE_HOLD_S = 60.0
+"""Above the ceiling (or without a signal) this long at the floor speed: stop."""
+HEART_RATE_SIGNAL_LOST_S = 5.0
+"""No heart rate for this long counts as a lost signal."""
+HEART_RATE_HYSTERESIS_BPM = 5
+"""The limit is released once the heart rate is this far below the ceiling."""
+
+
+@dataclass
+class HeartRateRule:
+    """The heart-rate ceiling of a profile, as safety.md has it.
+
+    Above the ceiling: slow to the floor speed; stop if it stays above for 60 s. The
+    signal lost during a limited workout: announce, hold the floor speed, end after 60 s.
+    :meth:`check` answers whether the speed must be held at the floor, and a trigger when
+    something is to be said or done.
+    """
+
+    ceiling_bpm: int
+    last_bpm: int | None = None
+    last_seen_s: float | None = None
+    above_since: float | None = None
+    lost_since: float | None = None
+
+    def observe(self, now: float, bpm: int | None) -> None:
+        if bpm is not None and bpm > 0:
+            self.last_bpm = bpm
+            self.last_seen_s = now
+
+    def check(self, now: float) -> tuple[bool, Trigger | None]:
+        if self.last_seen_s is None:
+            return False, None  # no source (yet): nothing to limit on
+        if now - self.last_seen_s > HEART_RATE_SIGNAL_LOST_S:
+            if self.lost_since is None:
+                self.lost_since = now
+                return True, Trigger("heart_rate_lost", "clamp",
+                                     "the heart-rate signal is lost: holding the lowest speed")
+            if now - self.lost_since > HEART_RATE_HOLD_S:
+                return True, Trigger("heart_rate_lost", "stop",
+                                     f"no heart-rate signal for {now - self.lost_since:.0f} s")
+            return True, None
+        self.lost_since = None
+        bpm = self.last_bpm
+        assert bpm is not None
+        if bpm > self.ceiling_bpm:
+            if self.above_since is None:
+                self.above_since = now
+                return True, Trigger("heart_rate", "clamp",
+                                     f"heart rate {bpm} bpm is above the ceiling of "
+                                     f"{self.ceiling_bpm} bpm: slowing to the lowest speed")
+            if now - self.above_since > HEART_RATE_HOLD_S:
+                return True, Trigger("heart_rate", "stop",
+                                     f"heart rate still {bpm} bpm, above {self.ceiling_bpm} "
+                                     f"bpm, after {now - self.above_since:.0f} s at the lowest "
+                                     "speed")
+            return True, None
+        if self.above_since is not None:
+            if bpm <= self.ceiling_bpm - HEART_RATE_HYSTERESIS_BPM:
+                self.above_since = None
+                return False, Trigger("heart_rate", "release",
+                                      f"heart rate back to {bpm} bpm: following the plan again")
+            return True, None
+        return False, None

@@ -12,7 +12,7 @@ from retrotread.devices import DeviceSpec
 from retrotread.envelope import BACKWARD_CEILING_KMH, Direction
 from retrotread.events import CommandSent, Event, EventBus, TelemetrySample
 from retrotread.ftms import codec
-from retrotread.runner import LinkFactory, run_profile, running_simulator
+from retrotread.runner import LinkFactory, follow_the_person, run_profile, running_simulator
 from retrotread.session import Session, SessionResult, SessionSettings
 from retrotread.sim.treadmill import SimulatedTreadmill
 
@@ -53,6 +53,7 @@ async def run_on_sim(
     holder: list[Session] = []
     scenario_task: list[asyncio.Future[None]] = []
     async with running_simulator(clock, preset, noise_kmh) as sim:
+        bus.subscribe(follow_the_person(sim))
         def on_session(session: Session) -> None:
             holder.append(session)
             if scenario is not None:
@@ -65,7 +66,7 @@ async def run_on_sim(
             bus=bus,
             simulated=True,
             backward_max_mph=backward_max_mph,
-            settings=settings or SessionSettings(),
+            settings=settings,
             on_session=on_session,
         )
         error: BaseException | None = None

@@ -15,6 +15,7 @@ A profile may make the safety envelope stricter, never looser (see ``safety.md``
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Literal
@@ -236,6 +237,31 @@ class SafetyDoc(_Doc):
         None, description="gentler speed changes while backward (at most 0.5 km/h per s)")
     ramp_forward: RampValue | None = Field(
         None, description="gentler speed changes while forward (at most 1.0 km/h per s)")
+    heart_rate_max: int | None = Field(
+        None, ge=60, le=220,
+        description="heart-rate ceiling in beats per minute: above it the belt slows to its "
+                    "lowest speed, and stops if it stays above for 60 s")
+    heart_rate_max_percent: int | None = Field(
+        None, ge=40, le=100,
+        description="heart-rate ceiling as a percentage of the age-predicted maximum "
+                    "(208 - 0.7 x age); needs age")
+    age: int | None = Field(None, ge=10, le=110, description="years, for heart_rate_max_percent")
+
+    @model_validator(mode="after")
+    def _percent_needs_age(self) -> SafetyDoc:
+        if self.heart_rate_max_percent is not None and self.age is None:
+            raise _custom("heart_rate_max_percent needs age: (the maximum is predicted from it)")
+        return self
+
+    def heart_rate_max_bpm(self) -> int | None:
+        """The stricter of the two ceilings, in beats per minute (None: no ceiling)."""
+        ceilings = []
+        if self.heart_rate_max is not None:
+            ceilings.append(self.heart_rate_max)
+        if self.heart_rate_max_percent is not None and self.age is not None:
+            predicted_max = 208 - 0.7 * self.age  # Tanaka et al. 2001
+            ceilings.append(math.floor(predicted_max * self.heart_rate_max_percent / 100))
+        return min(ceilings) if ceilings else None
 
     @field_validator("ramp_backward")
     @classmethod
@@ -470,6 +496,7 @@ class ProfileDoc(_Doc):
                 ),
                 ramp_backward_kmh_per_s=safety.ramp_backward,
                 ramp_forward_kmh_per_s=safety.ramp_forward,
+                heart_rate_max_bpm=safety.heart_rate_max_bpm(),
             ),
             path=path,
             specs=tuple(specs),
@@ -546,6 +573,7 @@ class SafetySettings:
     backward_max_kmh: float | None = None
     ramp_backward_kmh_per_s: float | None = None
     ramp_forward_kmh_per_s: float | None = None
+    heart_rate_max_bpm: int | None = None
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,11 @@ from dataclasses import dataclass
 
 from retrotread import gatt
 from retrotread.clock import TIME_TOLERANCE_S, Clock
+from retrotread.envelope import Direction
 from retrotread.errors import CodecError, GattError, UnsupportedOpCodeError
 from retrotread.ftms import codec
 from retrotread.sim.belt import Belt
+from retrotread.sim.person import HeartModel
 from retrotread.sim.presets import PRESETS, MachinePreset, Quirk
 from retrotread.units import KMH_PER_MPH
 
@@ -60,6 +62,10 @@ class Faults:
     """Set Target Speed values are read as mph (so the belt runs 1.609 times too fast)."""
     ignore_speed_commands: bool = False
     """Set Target Speed is answered "success" and nothing changes."""
+    heart_rate_lost: bool = False
+    """Treadmill Data stops carrying the heart rate (the strap slipped)."""
+    heart_rate_extra_bpm: float = 0.0
+    """The simulated person's heart rate runs this much higher (an unfit day)."""
 
 
 @dataclass(order=True)
@@ -80,6 +86,7 @@ class SimulatedTreadmill(gatt.GattServer):
         seed: int = 0,
         serial_number: str = "RT-SIM-0001",
         max_notification_bytes: int = MAX_NOTIFICATION_BYTES,
+        heart_rate: bool = True,
     ) -> None:
         self.clock = clock
         self.preset = PRESETS[preset] if isinstance(preset, str) else preset
@@ -87,6 +94,8 @@ class SimulatedTreadmill(gatt.GattServer):
         self.serial_number = serial_number
         self.max_notification_bytes = max_notification_bytes
         self.faults = Faults()
+        self.heart: HeartModel | None = HeartModel() if heart_rate else None
+        """The simulated person's heart rate, sent in Treadmill Data (None: no sensor)."""
         self.belt = Belt(
             acceleration_kmh_per_s=self.preset.acceleration_kmh_per_s,
             deceleration_kmh_per_s=self.preset.deceleration_kmh_per_s,
@@ -156,6 +165,8 @@ class SimulatedTreadmill(gatt.GattServer):
         mf = codec.MachineFeature
         machine = (mf.AVERAGE_SPEED | mf.TOTAL_DISTANCE | mf.ELEVATION_GAIN
                    | mf.EXPENDED_ENERGY | mf.ELAPSED_TIME)
+        if self.heart is not None:
+            machine |= mf.HEART_RATE
         target = codec.TargetSettingFeature.SPEED
         if self.preset.has_incline:
             machine |= mf.INCLINATION
@@ -193,7 +204,14 @@ class SimulatedTreadmill(gatt.GattServer):
         moving = self.belt.moving_time_s
         average = round(self.belt.distance_m * 3.6 / moving, 2) if moving > 0 else 0.0
         energy = int(self.belt.distance_m * 0.06)  # ~60 kcal per km walking
+        heart_rate = None
+        if self.heart is not None:
+            self.heart.extra_bpm = self.faults.heart_rate_extra_bpm
+            self.heart.advance_to(self.clock.now(), self.belt.speed_kmh)
+            if not self.faults.heart_rate_lost:
+                heart_rate = round(self.heart.bpm)
         return codec.TreadmillData(
+            heart_rate_bpm=heart_rate,
             speed_kmh=speed,
             average_speed_kmh=min(average, 655.35),
             total_distance_m=int(self.belt.distance_m),
@@ -382,6 +400,11 @@ class SimulatedTreadmill(gatt.GattServer):
             self.state = MachineState.PAUSED
         if notify:
             self._broadcast_status(codec.StoppedOrPausedByUser(action=action))
+
+    def person_faces(self, direction: Direction) -> None:
+        """The person turned around (the runner follows the session's turnarounds)."""
+        if self.heart is not None:
+            self.heart.facing = direction
 
     # ------------------------------------------------------------------ console
     def console_speed_up(self, step_kmh: float = 0.5) -> None:
