@@ -38,6 +38,10 @@ examples:
   retrotread validate profiles/*.yaml                    # check hand-edited profiles
   retrotread sim --port 36866                            # serve the simulator over TCP
   retrotread run profiles/intervals.yaml --device dircon://127.0.0.1:36866
+  retrotread history                                     # past sessions
+  retrotread export last --format fit                    # for Garmin Connect or Strava
+  retrotread plot last -o last.png                       # planned vs measured speed
+  retrotread next -o next.yaml                           # the next session, from history
 """
 
 
@@ -135,8 +139,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="sim", metavar="DEVICE",
                    help="quantize for this simulator preset's speed range (sim:PRESET)")
     p.add_argument("--backward-max", type=float, default=None, metavar="MPH")
+    _add_after_workout(sub)
     _add_optional_commands(sub)
     return parser
+
+
+def _add_after_workout(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """history, export, plot, next: reading the session logs (docs/after-the-workout.md)."""
+    from retrotread import export, history, plot, progression
+
+    p = sub.add_parser("history", help="list past sessions from the session logs",
+                       description="Past sessions, oldest first: date, profile, time, backward "
+                       "minutes, distance, and how each ended. The ids work with export and plot.")
+    history.add_history_arguments(p)
+    p.set_defaults(handler=history.run_history)
+    p = sub.add_parser("export", help="export a session as FIT, TCX or CSV",
+                       description="Export a session for Garmin Connect, Strava and others (FIT "
+                       "or TCX, one lap per segment) or for a spreadsheet (CSV).")
+    export.add_export_arguments(p)
+    p.set_defaults(handler=export.run_export)
+    p = sub.add_parser("plot", help="plot planned vs measured speed as a PNG",
+                       description="Plot a profile's plan, or a session's measured speed over "
+                       "its plan, with backward walking shaded and turnarounds and watchdog "
+                       "actions marked.")
+    plot.add_plot_arguments(p)
+    p.set_defaults(handler=plot.run_plot)
+    p = sub.add_parser("next", help="write the next session's profile from your history",
+                       description="Write the next session's profile from the history: add "
+                       "backward time gradually up to a goal, hold after a session that was cut "
+                       "short, step back after a long gap (profiles/rules/progression.yaml).")
+    progression.add_next_arguments(p)
+    p.set_defaults(handler=progression.run_next)
 
 
 def _add_optional_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -122,9 +122,9 @@ def session_settings(profile: Any, ready_gate: str | None, *, simulated: bool,
                      speedup: float = 1.0) -> SessionSettings:
     turnaround = getattr(profile, "turnaround", None)
     kwargs: dict[str, Any] = {"wait_for_ready_at_start": not simulated}
-    safety = getattr(profile, "safety", None)
-    if getattr(safety, "heart_rate_max_bpm", None) is not None:
-        kwargs["heart_rate_max_bpm"] = safety.heart_rate_max_bpm
+    heart_rate_max_bpm = getattr(getattr(profile, "safety", None), "heart_rate_max_bpm", None)
+    if heart_rate_max_bpm is not None:
+        kwargs["heart_rate_max_bpm"] = heart_rate_max_bpm
     if speedup > 10:
         # A sped-up demo: keep the real tick period at 10 ms or more, so that the loop's
         # ordinary scheduling jitter is not mistaken for a stall.

@@ -10,7 +10,7 @@ import pytest
 from retrotread.envelope import Direction
 from retrotread.events import CommandSent, Outcome, WatchdogAction
 from retrotread.profile import load_profile_text
-from retrotread.session import Session, State
+from retrotread.session import Session
 from retrotread.sim.person import HeartModel
 from retrotread.sim.treadmill import SimulatedTreadmill
 from retrotread.watchdog import HEART_RATE_HOLD_S, HeartRateRule
@@ -113,9 +113,7 @@ async def test_a_lost_heart_rate_signal_holds_the_floor_and_ends_the_workout() -
     profile = load_profile_text(BRISK.format(ceiling=170), "brisk.yaml")
 
     async def strap_slips(sim: SimulatedTreadmill, session: Session) -> None:
-        while session.state is not State.RUNNING:
-            await asyncio.sleep(0.5)
-        await asyncio.sleep(30)
+        await asyncio.sleep(60)  # well into the first segment
         sim.faults.heart_rate_lost = True
 
     run = await run_on_sim(profile, scenario=strap_slips)

@@ -27,10 +27,13 @@ class LoopbackLink(gatt.Link):
 
     async def connect(self) -> None:
         loop = asyncio.get_running_loop()
-        connection = gatt.ServerConnection(
-            notify=lambda uuid, value: loop.call_soon(self._deliver, connection, uuid, value),
-            drop=lambda: loop.call_soon(self._dropped, connection),
-        )
+        def notify(uuid: str, value: bytes) -> None:
+            loop.call_soon(self._deliver, connection, uuid, value)
+
+        def drop() -> None:
+            loop.call_soon(self._dropped, connection)
+
+        connection = gatt.ServerConnection(notify=notify, drop=drop)
         self._connection = connection
         self.disconnected = asyncio.Event()
         self._server.attach(connection)

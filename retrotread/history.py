@@ -1,0 +1,346 @@
+"""Past sessions, read back from the session logs (``retrotread history``).
+
+A log directory holds one JSON Lines file per session (``docs/session-log.md``); a file
+written twice (``--log PATH`` given again) holds several sessions, each starting with its
+own ``log_header``. Every session gets an *id*: the file name without ``.jsonl``, with
+``:2``, ``:3``... for the later sessions of a file. ``retrotread export`` and ``plot``
+accept an id, a unique start of one, ``last``, or a path.
+
+Pure reading: nothing here writes a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from retrotread.errors import RetrotreadError
+from retrotread.recorder import (
+    SessionLogError,
+    default_log_dir,
+    format_clock,
+    format_distance,
+    read_session,
+    summarize,
+)
+
+log = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+
+HR_TRIGGER_PREFIXES = ("heart_rate", "hr_")
+"""Watchdog triggers that mean a heart-rate limit acted (the live limit is planned)."""
+NOT_A_FAULT_TRIGGERS = frozenset({"user_stop", "interrupted"})
+"""Watchdog stops that the person asked for (the outcome already says so)."""
+_STEM_TIME = re.compile(r"^(\d{8}-\d{6})")
+
+
+class SessionNotFoundError(RetrotreadError):
+    """A SESSION argument that names no log (or more than one)."""
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One past session, as the history, export and progression need it."""
+
+    id: str
+    path: Path | None
+    started: datetime.datetime | None  # aware (UTC) when known
+    profile_name: str
+    profile_path: str | None = None
+    outcome: str = "completed"
+    reason: str = ""
+    elapsed_s: float = 0.0
+    backward_s: float = 0.0
+    distance_m: float = 0.0
+    planned_s: float | None = None
+    planned_backward_s: float | None = None
+    """The plan's time facing backward (ramps included), from ``session_started``."""
+    prescribed_backward_s: float | None = None
+    """Sum of the backward segments' durations, for the segments that started."""
+    profile_backward_s: float | None = None
+    """The profile's backward time, when its file still loads under the same name."""
+    backward_speed_kmh: float | None = None
+    """The fastest backward segment target (after the envelope)."""
+    segments_started: int = 0
+    watchdog_stop: bool = False
+    heart_rate_limited: bool = False
+    max_heart_rate_bpm: int | None = None
+    simulated: bool | None = None
+    device: str | None = None
+    session_index: int = 1  # 1-based position in its file
+
+    @property
+    def completed(self) -> bool:
+        return self.outcome == "completed"
+
+    @property
+    def date(self) -> datetime.date | None:
+        return self.started.astimezone().date() if self.started else None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["path"] = str(self.path) if self.path else None
+        data["started"] = self.started.isoformat() if self.started else None
+        data["completed"] = self.completed
+        return data
+
+
+# --------------------------------------------------------------------------- parsing
+def split_sessions(records: Sequence[Record]) -> list[list[Record]]:
+    """The sessions of one file: a new one starts at every ``log_header`` after the first."""
+    sessions: list[list[Record]] = []
+    for record in records:
+        if record.get("type") == "log_header" or not sessions:
+            sessions.append([])
+        sessions[-1].append(record)
+    return [s for s in sessions if any(r.get("type") != "log_header" for r in s)]
+
+
+def parse_wall_time(text: object) -> datetime.datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        value = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+
+
+def session_start(records: Sequence[Record], path: Path | None = None) -> datetime.datetime | None:
+    """When the session started: the header's wall time (shifted to ``session_started``),
+    else the time in the file name (written in UTC), else None."""
+    header = next((r for r in records if r.get("type") == "log_header"), None)
+    started = next((r for r in records if r.get("type") == "session_started"), None)
+    wall = parse_wall_time(header.get("wall_time")) if header else None
+    if wall is not None:
+        offset = 0.0
+        if started is not None and _is_num(started.get("t")) and _is_num(header.get("t")):  # type: ignore[union-attr]
+            offset = float(started["t"]) - float(header["t"])  # type: ignore[index]
+        return wall + datetime.timedelta(seconds=offset)
+    if path is not None and (match := _STEM_TIME.match(path.stem)):
+        return datetime.datetime.strptime(match.group(1), "%Y%m%d-%H%M%S").replace(
+            tzinfo=datetime.UTC)
+    return None
+
+
+def _is_num(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _float_or_none(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else None
+
+
+def _is_hr_trigger(trigger: str) -> bool:
+    return trigger.startswith(HR_TRIGGER_PREFIXES)
+
+
+def entry_from_records(records: Sequence[Record], *, id: str, path: Path | None = None,
+                       session_index: int = 1) -> HistoryEntry:
+    """Summarize one session's records into a :class:`HistoryEntry`."""
+    summary = summarize(records)
+    started = next((r for r in records if r.get("type") == "session_started"), {})
+    watchdog = [r for r in records if r.get("type") == "watchdog"]
+    heart_rate_limited = any(_is_hr_trigger(str(r.get("trigger", ""))) for r in watchdog)
+    watchdog_stop = summary.outcome in ("watchdog", "safety_key") or any(
+        r.get("action") == "stop" and str(r.get("trigger", "")) not in NOT_A_FAULT_TRIGGERS
+        and not _is_hr_trigger(str(r.get("trigger", "")))
+        for r in watchdog)
+    segments: dict[int, Record] = {}
+    for r in records:
+        if r.get("type") == "segment_started" and isinstance(r.get("index"), int):
+            segments.setdefault(r["index"], r)
+    backward = [s for s in segments.values() if s.get("direction") == "backward"]
+    prescribed = sum(float(s["duration_s"]) for s in backward if _is_num(s.get("duration_s")))
+    speeds = [float(s["speed_kmh"]) for s in backward if _is_num(s.get("speed_kmh"))]
+    planned_backward = started.get("backward_s")
+    return HistoryEntry(
+        id=id,
+        path=path,
+        started=session_start(records, path),
+        profile_name=summary.profile_name or "unknown workout",
+        profile_path=started.get("profile_path"),
+        outcome=summary.outcome,
+        reason=summary.reason,
+        elapsed_s=summary.elapsed_s,
+        backward_s=summary.backward_s,
+        distance_m=summary.distance_m,
+        planned_s=summary.planned_s,
+        planned_backward_s=_float_or_none(planned_backward),
+        prescribed_backward_s=prescribed if segments else None,
+        profile_backward_s=_profile_backward_s(started.get("profile_path"),
+                                               summary.profile_name),
+        backward_speed_kmh=max(speeds) if speeds else None,
+        segments_started=len(segments),
+        watchdog_stop=watchdog_stop,
+        heart_rate_limited=heart_rate_limited,
+        max_heart_rate_bpm=summary.max_heart_rate_bpm,
+        simulated=summary.simulated,
+        device=summary.device,
+        session_index=session_index,
+    )
+
+
+def _profile_backward_s(path: object, name: str | None) -> float | None:
+    """The backward time of the profile a session ran, if its file is unchanged enough
+    to still carry the same name (profiles written by ``retrotread next`` put the
+    amount in the name)."""
+    if not isinstance(path, str) or not name or not Path(path).is_file():
+        return None
+    from retrotread.errors import ProfileError
+    from retrotread.profile import load_profile
+
+    try:
+        profile = load_profile(path)
+    except ProfileError:
+        return None
+    return profile.backward_seconds() if profile.name == name else None
+
+
+def session_id(path: Path, index: int) -> str:
+    return path.stem if index == 1 else f"{path.stem}:{index}"
+
+
+def read_log(path: Path) -> list[tuple[str, list[Record]]]:
+    """``(id, records)`` for every session in one log file."""
+    return [(session_id(path, i), records)
+            for i, records in enumerate(split_sessions(read_session(path)), start=1)]
+
+
+def load_history(log_dir: Path | None = None) -> list[HistoryEntry]:
+    """Every session in ``log_dir`` (default: :func:`default_log_dir`), oldest first.
+
+    A damaged log is skipped with a warning: one bad file must not hide the others.
+    """
+    log_dir = Path(log_dir) if log_dir is not None else default_log_dir()
+    if not log_dir.is_dir():
+        return []
+    entries: list[HistoryEntry] = []
+    for path in sorted(log_dir.glob("*.jsonl")):
+        try:
+            sessions = read_log(path)
+        except SessionLogError as exc:
+            log.warning("skipping %s", exc)
+            continue
+        for index, (sid, records) in enumerate(sessions, start=1):
+            entries.append(entry_from_records(records, id=sid, path=path, session_index=index))
+    return sort_entries(entries)
+
+
+def sort_entries(entries: Iterable[HistoryEntry]) -> list[HistoryEntry]:
+    epoch = datetime.datetime.min.replace(tzinfo=datetime.UTC)
+    return sorted(entries, key=lambda e: (e.started or epoch, e.id))
+
+
+# --------------------------------------------------------------------------- resolving
+def resolve_session(spec: str | Path, log_dir: Path | None = None) -> tuple[str, list[Record]]:
+    """The records of the session that ``spec`` names: a log path (optionally ``:N``), an
+    id from ``retrotread history``, a unique start of one, or ``last``."""
+    text = str(spec)
+    path = Path(text)
+    if path.is_file():
+        return _nth_session(path, 1)
+    base, _, number = text.rpartition(":")
+    if base and number.isdigit() and Path(base).is_file():
+        return _nth_session(Path(base), int(number))
+    entries = load_history(log_dir)
+    if text == "last":
+        if not entries:
+            raise SessionNotFoundError(
+                f"no sessions in {log_dir or default_log_dir()}; run a workout first")
+        chosen = entries[-1]
+    else:
+        exact = [e for e in entries if e.id == text]
+        matches = exact or [e for e in entries if e.id.startswith(text)]
+        if not matches:
+            raise SessionNotFoundError(
+                f"no session {text!r}: not a file, and no id in "
+                f"{log_dir or default_log_dir()} starts with it (see `retrotread history`)")
+        if len(matches) > 1:
+            ids = ", ".join(e.id for e in matches[:5])
+            raise SessionNotFoundError(
+                f"{text!r} matches {len(matches)} sessions ({ids}...); give more of the id")
+        chosen = matches[0]
+    assert chosen.path is not None
+    return _nth_session(chosen.path, chosen.session_index)
+
+
+def _nth_session(path: Path, index: int) -> tuple[str, list[Record]]:
+    sessions = read_log(path)
+    if not 1 <= index <= len(sessions):
+        raise SessionNotFoundError(f"{path} holds {len(sessions)} session(s), not {index}")
+    return sessions[index - 1]
+
+
+# --------------------------------------------------------------------------- output
+_OUTCOME_SHORT = {
+    "completed": "completed",
+    "stopped_by_user": "stopped by you",
+    "watchdog": "watchdog stop",
+    "safety_key": "safety key",
+    "interrupted": "interrupted",
+    "error": "error",
+    "incomplete": "INCOMPLETE",
+}
+
+
+def describe_outcome(entry: HistoryEntry) -> str:
+    text = _OUTCOME_SHORT.get(entry.outcome, entry.outcome)
+    if not entry.completed and entry.reason:
+        text += f": {entry.reason}"
+    flags = []
+    if entry.heart_rate_limited:
+        flags.append("heart-rate limit")
+    if entry.watchdog_stop and entry.outcome not in ("watchdog", "safety_key"):
+        flags.append("watchdog stop")
+    if flags:
+        text += f" ({', '.join(flags)})"
+    return text
+
+
+def format_history_table(entries: Sequence[HistoryEntry], units: str = "mph") -> str:
+    """The ``retrotread history`` table, oldest first."""
+    if not entries:
+        return "no sessions yet"
+    rows = [("id", "date", "profile", "time", "backward", "distance", "outcome")]
+    for e in entries:
+        when = e.started.astimezone().strftime("%Y-%m-%d %H:%M") if e.started else "?"
+        rows.append((e.id, when, e.profile_name, format_clock(e.elapsed_s),
+                     f"{e.backward_s / 60:.1f} min", format_distance(e.distance_m, units),
+                     describe_outcome(e)))
+    widths = [max(len(row[i]) for row in rows) for i in range(6)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:6], widths, strict=True))
+             + "  " + row[6] for row in rows]
+    lines.insert(1, "-" * min(120, sum(widths) + 2 * 6 + 10))
+    total_backward = sum(e.backward_s for e in entries)
+    lines.append("")
+    lines.append(f"{len(entries)} session(s), {total_backward / 60:.1f} min backward in all")
+    return "\n".join(line.rstrip() for line in lines)
+
+
+# --------------------------------------------------------------------------- CLI
+def add_history_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dir", type=Path, default=None, metavar="DIR",
+                   help="log directory (default: $RETROTREAD_LOG_DIR or the user data dir)")
+    p.add_argument("--json", action="store_true", help="one JSON array, for scripts")
+    p.add_argument("--units", choices=["mph", "km/h"], default="mph")
+
+
+def run_history(args: argparse.Namespace) -> int:
+    entries = load_history(args.dir)
+    if args.json:
+        json.dump([e.to_json() for e in entries], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(format_history_table(entries, units=args.units))
+    return 0
