@@ -395,6 +395,8 @@ class Session:
         self.heart_rule = (HeartRateRule(self.settings.heart_rate_max_bpm)
                            if self.settings.heart_rate_max_bpm is not None else None)
         self.heart_limited = False
+        self.external_heart_rate = False
+        """True when a strap feeds :meth:`observe_heart_rate` (Treadmill Data's is ignored)."""
         self._bind(treadmill)
 
     # ------------------------------------------------------------------ plumbing
@@ -469,16 +471,21 @@ class Session:
             if self._distance_origin_m is None:
                 self._distance_origin_m = float(data.total_distance_m)
             self.distance_m = max(0.0, data.total_distance_m - self._distance_origin_m)
-        if data.heart_rate_bpm is not None:
-            self.heart_rate_bpm = data.heart_rate_bpm
-        if self.heart_rule is not None:
-            self.heart_rule.observe(now, data.heart_rate_bpm)
+        if data.heart_rate_bpm is not None and not self.external_heart_rate:
+            self.observe_heart_rate(now, data.heart_rate_bpm)
         self._telemetry_count += 1
         if self._telemetry_count % max(1, self.settings.telemetry_event_every) == 0:
             self.bus.emit(TelemetrySample(
                 now, speed, data.total_distance_m, data.elapsed_time_s, data.heart_rate_bpm,
                 self.commander.last_sent_kmh or 0.0, self.facing,
             ))
+
+    def observe_heart_rate(self, now: float, bpm: int | None) -> None:
+        """A heart-rate reading from Treadmill Data or from a strap (``external``)."""
+        if bpm is not None and bpm > 0:
+            self.heart_rate_bpm = bpm
+        if self.heart_rule is not None:
+            self.heart_rule.observe(now, bpm)
 
     def _on_status(self, event: StatusEvent) -> None:
         status = event.status
