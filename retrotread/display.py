@@ -268,7 +268,7 @@ class LiveDisplay:
         units: str = "mph",
         *,
         console: Console | None = None,
-        refresh_hz: float = 4,
+        refresh_hz: float = 2,
     ) -> None:
         if refresh_hz <= 0:
             raise ValueError("refresh_hz must be positive")

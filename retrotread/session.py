@@ -159,7 +159,10 @@ class Commander:
     def reference_kmh(self, now: float, window_s: float) -> float | None:
         """The highest speed commanded in the last ``window_s``: a belt slowing down at
         its own rate (and telemetry that lags) is compared with what it was told."""
-        recent = [kmh for t, kmh in self.history if now - t <= window_s]
+        history = self.history
+        while history and now - history[0][0] > window_s:  # oldest first: drop expired
+            history.popleft()
+        recent = [kmh for _, kmh in history]
         if self.last_sent_kmh is not None:
             recent.append(self.last_sent_kmh)
         return max(recent) if recent else None
@@ -174,6 +177,9 @@ class Commander:
             self._pending.clear()
         self._pending.append(intent)
         self._wake.set()
+
+    def stop_queued(self) -> bool:
+        return any(i.kind == "stop" for i in self._pending)
 
     def idle(self) -> bool:
         return not self._pending and not self.busy
@@ -254,6 +260,8 @@ class Commander:
         if intent.kind == "stop":
             self.stop_sent = True
         for attempt in (1, 2):
+            if attempt > 1 and intent.kind != "stop" and self.stop_queued():
+                return  # a Stop is waiting: never retry anything else before it
             treadmill = session.treadmill
             sent_s = session.clock.now()
             try:
@@ -473,6 +481,7 @@ class Session:
             self.distance_m = max(0.0, data.total_distance_m - self._distance_origin_m)
         if data.heart_rate_bpm is not None and not self.external_heart_rate:
             self.observe_heart_rate(now, data.heart_rate_bpm)
+        self._check_watchdog(now)  # a runaway is caught on the sample, not a tick later
         self._telemetry_count += 1
         if self._telemetry_count % max(1, self.settings.telemetry_event_every) == 0:
             self.bus.emit(TelemetrySample(
@@ -788,18 +797,23 @@ class Session:
             self.state = State.FINISHED
             if self._outcome is None:
                 self._outcome = (Outcome.COMPLETED, "workout completed")
-        if self.state in (State.RUNNING,) and self.belt_should_move:
-            window = self.watchdog.limits.overspeed_grace_s + self.period_s
-            trigger = self.watchdog.check(
-                now, commanded_kmh=self.commander.reference_kmh(now, window) or self.cmd_kmh,
-                facing=self.facing, belt_should_move=True, started_s=self.belt_started_s,
-            )
-            if trigger is not None:
-                if trigger.action == "retarget":
-                    self.emit_watchdog(trigger)
-                    self.commander.force_resend()
-                else:
-                    self.trigger(trigger)
+        self._check_watchdog(now)
+
+    def _check_watchdog(self, now: float) -> None:
+        """Measured against commanded: on every tick and on every telemetry sample."""
+        if self.state is not State.RUNNING or not self.belt_should_move:
+            return
+        window = self.watchdog.limits.overspeed_grace_s + self.period_s
+        trigger = self.watchdog.check(
+            now, commanded_kmh=self.commander.reference_kmh(now, window) or self.cmd_kmh,
+            facing=self.facing, belt_should_move=True, started_s=self.belt_started_s,
+        )
+        if trigger is not None:
+            if trigger.action == "retarget":
+                self.emit_watchdog(trigger)
+                self.commander.force_resend()
+            else:
+                self.trigger(trigger)
 
     def _confirmed_stopped(self, now: float) -> bool:
         since = self._stopped_since

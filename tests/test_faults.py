@@ -315,3 +315,25 @@ async def test_speed_keys_stay_inside_the_backward_ceiling(first_session: Profil
     # The presses took the person up to the ceiling, and not one step beyond it.
     assert max(backward) == pytest.approx(
         quantize_down(ceiling, run.session.envelope.machine.increment_kmh))
+
+
+@VIRTUAL
+async def test_a_stop_is_never_queued_behind_a_retried_speed(first_session: Profile) -> None:
+    """With replies lost, a speed command in flight times out; it is not retried once
+    the person has pressed Stop: the Stop is the next thing on the wire."""
+    marks: dict[str, float] = {}
+
+    async def scenario(sim: SimulatedTreadmill, session: Session) -> None:
+        await walking_backward(session, min_kmh=0.6)
+        sim.faults.replies_lost = True
+        await until(lambda: not session.commander.idle())  # a command is in flight
+        marks["stop"] = sim.clock.now()
+        session.request(UserCommand.STOP)
+
+    run = await run_on_sim(first_session, scenario=scenario)
+    after = [r for t, r in zip(run.sim.request_times, run.sim.requests, strict=True)
+             if t >= marks["stop"]]
+    assert after, "nothing reached the machine after Stop"
+    assert not any(isinstance(r, codec.SetTargetSpeed | codec.StartOrResume) for r in after)
+    first = next(r for r in after if not isinstance(r, codec.RequestControl))
+    assert isinstance(first, codec.StopOrPause) and first.action is codec.StopPause.STOP

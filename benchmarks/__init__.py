@@ -1,0 +1,1 @@
+"""Benchmarks for retrotread: ``python -m benchmarks.run [--quick] [--json FILE]``."""
