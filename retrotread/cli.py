@@ -89,10 +89,11 @@ def _add_sim(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     presets = "; ".join(f"{name}: {preset.description}" for name, preset in PRESETS.items())
     p = sub.add_parser(
-        "sim", help="serve the simulated treadmill over FTMS/TCP (Direct Connect)",
+        "sim", help="serve the simulated treadmill over FTMS/TCP (Direct Connect) or BLE",
         description="Serve the simulated treadmill over FTMS in the Wahoo Direct Connect "
         "framing, so retrotread (--device dircon://HOST:PORT) or any other app that speaks "
-        f"it can drive it. Presets: {presets}.",
+        "it can drive it; with --ble, advertise it as a Bluetooth LE FTMS peripheral on a "
+        f"dedicated dongle (--device ble:NAME, or any FTMS app). Presets: {presets}.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=36866, help="TCP port (default 36866)")
@@ -106,6 +107,16 @@ def _add_sim(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="Treadmill Data rate (default 1 Hz)")
     p.add_argument("--log-requests", action="store_true",
                    help="print every control point request the simulator receives")
+    p.add_argument("--ble", action="store_true",
+                   help="advertise as a Bluetooth LE FTMS peripheral instead of serving TCP "
+                   "(needs Bumble: pip install 'retrotread[ble-sim]', and a dongle the OS "
+                   "does not use; see hardware/README.md)")
+    p.add_argument("--transport", default=None, metavar="TRANSPORT",
+                   help="with --ble: the Bumble transport of the controller, e.g. usb:0, "
+                   "usb:2fe3:000b, hci-socket:0, serial:/dev/ttyACM0 "
+                   "(default $RETROTREAD_BLE_TRANSPORT or usb:0)")
+    p.add_argument("--name", default="retrotread sim",
+                   help="with --ble: the advertised name (default 'retrotread sim')")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,9 +285,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    from retrotread.sim.server import serve
+    from retrotread.sim.server import serve, serve_ble
 
     try:
+        if args.ble:
+            return asyncio.run(serve_ble(transport=args.transport, name=args.name,
+                                         preset=args.preset, noise_kmh=args.noise,
+                                         telemetry_hz=args.telemetry_hz,
+                                         log_requests=args.log_requests))
         return asyncio.run(serve(host=args.host, port=args.port, preset=args.preset,
                                  noise_kmh=args.noise, mdns=args.mdns,
                                  telemetry_hz=args.telemetry_hz,
