@@ -4,7 +4,7 @@ Each measurement runs in a fresh process (multiprocessing "spawn"), set up as
 ``retrotread run --device sim`` sets itself up: the in-process simulator (generic preset,
 1 Hz telemetry, 0.03 km/h speed noise) on a real ``LoopClock``, the session at 10 Hz, the
 session log (``SessionRecorder`` with its flush task) and either the ``--no-ui`` line
-printer or the rich live display (4 Hz, rendered to a terminal console on /dev/null).
+printer or the rich live display (2 Hz, the default, rendered to a terminal console on /dev/null).
 The workout (``LIVE_PROFILE``: 20 s forward / 20 s backward, turnarounds with a 5 s hold)
 runs for the chosen time, then the session is interrupted and stops the belt.
 
@@ -186,7 +186,7 @@ def run_cpu(duration_s: float) -> list[Row]:
         per_min = data["cpu_s"] / data["wall_s"] * 60
         pct = data["cpu_s"] / data["wall_s"] * 100
         label = ("CPU, session + sim + log + --no-ui printer" if ui == "no-ui"
-                 else "CPU, same + rich live display (4 Hz)")
+                 else "CPU, same + rich live display (2 Hz, the default)")
         rows.append(Row(
             f"{label} (% of a core)", pct, "%", target=2.0,
             detail=f"{per_min:.3f} CPU s per minute of workout ({data['cpu_s']:.2f} s CPU "
