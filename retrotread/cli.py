@@ -16,9 +16,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from retrotread import __version__
 from retrotread.errors import ProfileError, RetrotreadError
+
+if TYPE_CHECKING:
+    from retrotread.devices import DeviceSpec
 
 EXIT_USAGE = 2
 
@@ -82,6 +86,10 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "credentials from RETROTREAD_MQTT_USERNAME/PASSWORD or the config file")
     p.add_argument("--mqtt-config", type=Path, default=None, metavar="FILE",
                    help="TOML file with an [mqtt] table")
+    p.add_argument("--hr-strap", default=None, metavar="STRAP",
+                   help="heart rate from a Bluetooth strap (Heart Rate Service): "
+                   "ble:ADDRESS_OR_NAME, or sim (a simulated strap, with --device sim); "
+                   "it replaces the treadmill's own heart rate")
 
 
 def _add_sim(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -256,6 +264,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_strap(text: str) -> DeviceSpec:
+    """``--hr-strap``: ``sim`` or ``ble:ADDRESS_OR_NAME``."""
+    from retrotread.devices import DeviceSpec, parse_device
+    from retrotread.errors import DeviceSpecError
+
+    value = text.strip()
+    if value == "sim":
+        return DeviceSpec("sim", "strap")
+    if value.startswith("ble:"):
+        return parse_device(value)
+    raise DeviceSpecError(f"cannot understand --hr-strap {text!r}: use ble:ADDRESS_OR_NAME "
+                          "or sim")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from retrotread.devices import parse_device
     from retrotread.runner import RunOptions, run_workout
@@ -273,6 +295,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ready_gate=args.ready,
         mqtt_url=args.mqtt,
         mqtt_config=args.mqtt_config,
+        hr_strap=parse_strap(args.hr_strap) if args.hr_strap is not None else None,
     )
     if args.speedup <= 0:
         raise RetrotreadError("--speedup must be a positive number")

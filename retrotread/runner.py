@@ -16,18 +16,22 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from retrotread.clock import Clock, LoopClock, ScaledClock
 from retrotread.devices import DeviceSpec
 from retrotread.envelope import Envelope, MachineLimits
 from retrotread.errors import RetrotreadError
 from retrotread.events import Event, EventBus, Outcome, TurnaroundPhase
-from retrotread.gatt import Link
+from retrotread.gatt import GattServer, Link
 from retrotread.session import SegmentInfo, Session, SessionResult, SessionSettings
 from retrotread.sim.treadmill import SimulatedTreadmill
 from retrotread.treadmill import Treadmill
 from retrotread.units import mph_to_kmh
+
+if TYPE_CHECKING:
+    from retrotread.heart_rate import HeartRateStrap
+    from retrotread.sim.strap import SimulatedHeartRateStrap
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,7 @@ class RunOptions:
     mqtt_url: str | None = None
     mqtt_config: Path | None = None
     sim_noise_kmh: float = 0.03
+    hr_strap: DeviceSpec | None = None  # a heart-rate strap: ble:NAME, or sim (simulator only)
     out: TextIO = field(default_factory=lambda: sys.stdout)
 
 
@@ -62,7 +67,7 @@ EXIT_CODES = {
 class LinkFactory:
     """Opens a fresh link to the device each time it is called (reconnects need one)."""
 
-    def __init__(self, device: DeviceSpec, sim: SimulatedTreadmill | None) -> None:
+    def __init__(self, device: DeviceSpec, sim: GattServer | None) -> None:
         self.device = device
         self.sim = sim
 
@@ -140,9 +145,13 @@ def session_settings(profile: Any, ready_gate: str | None, *, simulated: bool,
     return SessionSettings(**kwargs)
 
 
-def follow_the_person(sim: SimulatedTreadmill) -> Callable[[Event], None]:
-    """A bus subscriber that tells the simulator which way the person faces (its heart
-    model works harder backward); a real treadmill cannot know this."""
+class _FollowsThePerson(Protocol):
+    def person_faces(self, direction: Any) -> None: ...
+
+
+def follow_the_person(sim: _FollowsThePerson) -> Callable[[Event], None]:
+    """A bus subscriber that tells the simulator (treadmill or strap) which way the person
+    faces (its heart model works harder backward); a real treadmill cannot know this."""
 
     def on_event(event: Event) -> None:
         if isinstance(event, TurnaroundPhase) and event.phase == "start":
@@ -152,14 +161,31 @@ def follow_the_person(sim: SimulatedTreadmill) -> Callable[[Event], None]:
 
 
 @contextlib.asynccontextmanager
-async def running_simulator(clock: Clock, preset: str,
-                            noise_kmh: float = 0.0) -> AsyncIterator[SimulatedTreadmill]:
-    sim = SimulatedTreadmill(clock, preset, speed_noise_kmh=noise_kmh)
+async def running_simulator(clock: Clock, preset: str, noise_kmh: float = 0.0, *,
+                            heart_rate: bool = True) -> AsyncIterator[SimulatedTreadmill]:
+    sim = SimulatedTreadmill(clock, preset, speed_noise_kmh=noise_kmh, heart_rate=heart_rate)
     task = asyncio.ensure_future(sim.run())
     try:
         yield sim
     finally:
         sim.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@contextlib.asynccontextmanager
+async def running_strap(clock: Clock,
+                        treadmill: SimulatedTreadmill) -> AsyncIterator[SimulatedHeartRateStrap]:
+    """A simulated heart-rate strap on the simulated treadmill's person, notifying."""
+    from retrotread.sim.strap import SimulatedHeartRateStrap
+
+    strap = SimulatedHeartRateStrap(clock, treadmill=treadmill)
+    task = asyncio.ensure_future(strap.run())
+    try:
+        yield strap
+    finally:
+        strap.close()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -200,12 +226,19 @@ async def run_profile(
     settings: SessionSettings | None = None,
     on_session: Callable[[Session], None] | None = None,
     speedup: float = 1.0,
+    heart_rate_link_factory: Callable[[], Link] | None = None,
 ) -> SessionResult:
-    """Connect, build the envelope and plan for this machine, and run the session."""
+    """Connect, build the envelope and plan for this machine, and run the session.
+
+    With ``heart_rate_link_factory``, a heart-rate strap on that link is the session's
+    heart-rate source (Treadmill Data's is then ignored); a strap that cannot be reached
+    is a warning, not an error."""
+    from retrotread.heart_rate import connect_strap
     from retrotread.plan import compile_plan
 
     treadmill = await connect_treadmill(link_factory, clock)
     session: Session | None = None
+    strap: HeartRateStrap | None = None
     try:
         envelope = build_envelope(profile, machine_limits(treadmill), backward_max_mph)
         plan = compile_plan(profile, envelope)
@@ -227,10 +260,19 @@ async def run_profile(
             simulated=simulated,
             reconnect=reconnect,
         )
+        if heart_rate_link_factory is not None:
+            strap = await connect_strap(heart_rate_link_factory, clock,
+                                        session.observe_heart_rate)
+            if strap is not None:
+                session.external_heart_rate = True
+                log.info("heart rate from the strap %s", strap.description)
         if on_session is not None:
             on_session(session)
         return await session.run()
     finally:
+        if strap is not None:
+            with contextlib.suppress(Exception):
+                await strap.close()
         # A reconnect replaces the session's treadmill: close whichever links are open.
         opened = {id(treadmill): treadmill}
         if session is not None:
@@ -252,6 +294,13 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
     simulated = options.device.simulated
     if options.speedup != 1.0 and not simulated:
         raise RetrotreadError("--speedup only works with the simulator (--device sim)")
+    strap_spec = options.hr_strap
+    if strap_spec is not None and strap_spec.simulated and not simulated:
+        raise RetrotreadError("--hr-strap sim only works with the simulator (--device sim); "
+                              "use --hr-strap ble:NAME for a real strap")
+    if strap_spec is not None and strap_spec.kind not in ("sim", "ble"):
+        raise RetrotreadError(f"--hr-strap {strap_spec}: a heart-rate strap is ble:NAME "
+                              "or sim")
     import datetime
 
     now = datetime.datetime.now(datetime.UTC)
@@ -265,6 +314,9 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
     if not simulated:
         print("Clip the safety key to your clothing. It is the only true emergency stop; "
               "this program never replaces it.", file=out)
+    if strap_spec is not None:
+        print(f"heart rate: strap {'(simulated)' if strap_spec.simulated else strap_spec}",
+              file=out)
     print(f"session log: {log_path}", file=out)
 
     session_holder: list[Session] = []
@@ -339,6 +391,15 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
                     sim = await stack.enter_async_context(
                         running_simulator(clock, options.device.target, options.sim_noise_kmh))
                     bus.subscribe(follow_the_person(sim))
+                strap_links: LinkFactory | None = None
+                if strap_spec is not None:
+                    strap_server = None
+                    if strap_spec.simulated:
+                        assert sim is not None
+                        strap_server = await stack.enter_async_context(
+                            running_strap(clock, sim))
+                        bus.subscribe(follow_the_person(strap_server))
+                    strap_links = LinkFactory(strap_spec, strap_server)
                 result = await run_profile(
                     profile,
                     link_factory=LinkFactory(options.device, sim),
@@ -350,6 +411,7 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
                     ready_gate=options.ready_gate,
                     on_session=install,
                     speedup=options.speedup,
+                    heart_rate_link_factory=strap_links,
                 )
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):

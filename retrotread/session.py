@@ -485,7 +485,8 @@ class Session:
         self._telemetry_count += 1
         if self._telemetry_count % max(1, self.settings.telemetry_event_every) == 0:
             self.bus.emit(TelemetrySample(
-                now, speed, data.total_distance_m, data.elapsed_time_s, data.heart_rate_bpm,
+                now, speed, data.total_distance_m, data.elapsed_time_s,
+                self.heart_rate_bpm if self.external_heart_rate else data.heart_rate_bpm,
                 self.commander.last_sent_kmh or 0.0, self.facing,
             ))
 

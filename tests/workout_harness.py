@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +13,13 @@ from retrotread.devices import DeviceSpec
 from retrotread.envelope import BACKWARD_CEILING_KMH, Direction
 from retrotread.events import CommandSent, Event, EventBus, TelemetrySample
 from retrotread.ftms import codec
-from retrotread.runner import LinkFactory, follow_the_person, run_profile, running_simulator
+from retrotread.runner import (
+    LinkFactory,
+    follow_the_person,
+    run_profile,
+    running_simulator,
+    running_strap,
+)
 from retrotread.session import Session, SessionResult, SessionSettings
 from retrotread.sim.treadmill import SimulatedTreadmill
 
@@ -45,15 +52,28 @@ async def run_on_sim(
     settings: SessionSettings | None = None,
     backward_max_mph: float | None = None,
     noise_kmh: float = 0.0,
+    heart_rate_in_treadmill_data: bool = True,
+    hr_strap: bool = False,
 ) -> WorkoutRun:
+    """``hr_strap``: a simulated heart-rate strap on the same person is the heart-rate
+    source (``run.extra["strap"]``)."""
     clock = LoopClock()
     bus = EventBus()
     events: list[Event] = []
     bus.subscribe(events.append)
     holder: list[Session] = []
     scenario_task: list[asyncio.Future[None]] = []
-    async with running_simulator(clock, preset, noise_kmh) as sim:
+    extra: dict[str, Any] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        sim = await stack.enter_async_context(
+            running_simulator(clock, preset, noise_kmh, heart_rate=heart_rate_in_treadmill_data))
         bus.subscribe(follow_the_person(sim))
+        strap_links: LinkFactory | None = None
+        if hr_strap:
+            strap = await stack.enter_async_context(running_strap(clock, sim))
+            bus.subscribe(follow_the_person(strap))
+            strap_links = LinkFactory(DeviceSpec("sim", "strap"), strap)
+            extra["strap"] = strap
         def on_session(session: Session) -> None:
             holder.append(session)
             if scenario is not None:
@@ -68,6 +88,7 @@ async def run_on_sim(
             backward_max_mph=backward_max_mph,
             settings=settings,
             on_session=on_session,
+            heart_rate_link_factory=strap_links,
         )
         error: BaseException | None = None
         for task in scenario_task:
@@ -80,7 +101,7 @@ async def run_on_sim(
             except Exception as exc:  # reported, not swallowed
                 error = exc
         await asyncio.sleep(5)  # let the belt coast to a stop in the simulator
-    return WorkoutRun(result, events, sim, holder[0], error)
+    return WorkoutRun(result, events, sim, holder[0], error, extra)
 
 
 def check_invariants(run: WorkoutRun, *, ramp_tolerance_kmh: float | None = None) -> None:
