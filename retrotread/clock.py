@@ -68,3 +68,24 @@ class ScaledClock:
 
     async def sleep(self, seconds: float) -> None:
         await self.sleep_until(self.now() + seconds)
+
+
+async def sleep_until_or_woken(clock: Clock, deadline: float, wakeup: asyncio.Event) -> None:
+    """Sleep until ``deadline`` or until ``wakeup`` is set, whichever comes first.
+
+    The caller clears ``wakeup`` before deciding on the deadline, so a wake-up that comes
+    in between is not lost.
+    """
+    sleeper = asyncio.ensure_future(clock.sleep_until(deadline))
+    waker = asyncio.ensure_future(wakeup.wait())
+    try:
+        await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sleeper.cancel()
+        waker.cancel()
+
+
+def next_deadline(due: float, now: float, period: float) -> float:
+    """The next absolute deadline after ``due`` has passed at ``now``: missed periods are
+    skipped rather than bunched."""
+    return due + (int((now - due) // period) + 1) * period

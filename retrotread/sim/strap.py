@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from retrotread import gatt
-from retrotread.clock import TIME_TOLERANCE_S, Clock
+from retrotread.clock import TIME_TOLERANCE_S, Clock, next_deadline, sleep_until_or_woken
 from retrotread.envelope import Direction
 from retrotread.errors import GattError
 from retrotread.heart_rate import (
@@ -176,16 +176,9 @@ class SimulatedHeartRateStrap(gatt.GattServer):
             now = self.clock.now() + TIME_TOLERANCE_S
             if now >= next_due:
                 self.send_measurement()
-                periods = int((now - next_due) // self.interval_s) + 1
-                next_due += periods * self.interval_s
+                next_due = next_deadline(next_due, now, self.interval_s)
             self._wakeup.clear()
-            sleeper = asyncio.ensure_future(self.clock.sleep_until(next_due))
-            waker = asyncio.ensure_future(self._wakeup.wait())
-            try:
-                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                sleeper.cancel()
-                waker.cancel()
+            await sleep_until_or_woken(self.clock, next_due, self._wakeup)
 
     def close(self) -> None:
         self._closed = True

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from retrotread import gatt
-from retrotread.clock import TIME_TOLERANCE_S, Clock
+from retrotread.clock import TIME_TOLERANCE_S, Clock, next_deadline, sleep_until_or_woken
 from retrotread.envelope import Direction
 from retrotread.errors import CodecError, GattError, UnsupportedOpCodeError
 from retrotread.ftms import codec
@@ -499,20 +499,12 @@ class SimulatedTreadmill(gatt.GattServer):
                 heapq.heappop(self._schedule).action()
             if now >= next_telemetry:
                 self.send_telemetry()
-                # Absolute deadlines: skip missed periods rather than bunching them.
-                periods = int((now - next_telemetry) // self.telemetry_interval_s) + 1
-                next_telemetry += periods * self.telemetry_interval_s
+                next_telemetry = next_deadline(next_telemetry, now, self.telemetry_interval_s)
             deadline = next_telemetry
             if self._schedule:
                 deadline = min(deadline, self._schedule[0].due_s)
             self._wakeup.clear()
-            sleeper = asyncio.ensure_future(self.clock.sleep_until(deadline))
-            waker = asyncio.ensure_future(self._wakeup.wait())
-            try:
-                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                sleeper.cancel()
-                waker.cancel()
+            await sleep_until_or_woken(self.clock, deadline, self._wakeup)
 
     def close(self) -> None:
         self._closed = True
