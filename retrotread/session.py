@@ -61,7 +61,14 @@ from retrotread.events import (
     WatchdogAction,
 )
 from retrotread.ftms import codec
-from retrotread.plan import TURNAROUND_STOP, Plan
+from retrotread.plan import (
+    COUNTDOWN,
+    FINISH_RAMP,
+    TURNAROUND_HOLD,
+    TURNAROUND_STOP,
+    Plan,
+    PlanStep,
+)
 from retrotread.treadmill import CommandReply, StatusEvent, Telemetry, Treadmill
 from retrotread.units import quantize_down, quantize_up
 from retrotread.watchdog import HeartRateRule, Trigger, Watchdog, WatchdogLimits
@@ -129,14 +136,6 @@ class _Intent:
     kind: str  # speed | start | pause | stop | control
     speed_kmh: float = 0.0
     reason: str = ""
-
-
-def _step_segment(step: object) -> int:
-    for name in ("segment_index", "segment"):
-        value = getattr(step, name, None)
-        if isinstance(value, int):
-            return value
-    return -1
 
 
 class Commander:
@@ -400,6 +399,9 @@ class Session:
         self._idle_since: float | None = None
         self._reconnect_gave_up = False
         self._turn_stop_since: float | None = None
+        self._warned_long = False
+        self._safe_stop_started: float | None = None
+        self._last_stop_repeat = 0.0
         self.heart_rule = (HeartRateRule(self.settings.heart_rate_max_bpm)
                            if self.settings.heart_rate_max_bpm is not None else None)
         self.heart_limited = False
@@ -622,7 +624,7 @@ class Session:
         steps = self.plan.steps
         current = self.segment_index
         for step in steps:
-            if _step_segment(step) > current and step.start_s > self.plan_time_s:
+            if step.segment_index > current and step.start_s > self.plan_time_s:
                 self.plan_time_s = step.start_s
                 return True, f"skipped to {step.start_s:.0f} s of the plan"
         return False, "no further segment"
@@ -825,7 +827,7 @@ class Session:
 
     def _tick_gate(self, now: float) -> None:
         stopped_for = now - (self._stopped_at or now)
-        if stopped_for > TURNAROUND_MAX_STOPPED_S and not getattr(self, "_warned_long", False):
+        if stopped_for > TURNAROUND_MAX_STOPPED_S and not self._warned_long:
             self._warned_long = True
             self.announce("The belt has been stopped for 30 s: some consoles end the "
                           "workout now; if yours did, restart it at the console.", "warning")
@@ -885,12 +887,12 @@ class Session:
         if self.facing is Direction.BACKWARD:
             self.backward_s += dt
         target, direction, step = plan.setpoint_at(self.plan_time_s)
-        segment = _step_segment(step)
+        segment = step.segment_index
         if segment != self.segment_index and segment >= 0:
             self._segment_changed(now, segment)
         self._maybe_announce_turn(now)
-        kind = getattr(step, "kind", "hold")
-        if direction is not self.facing and kind not in ("turnaround_stop",):
+        kind = step.kind
+        if direction is not self.facing and kind != TURNAROUND_STOP:
             # The plan wants the other direction: the belt must be stopped first.
             self._begin_turn_stop(now, direction)
             return
@@ -898,10 +900,10 @@ class Session:
         if target <= 0 or finishing:
             if finishing:
                 self._begin_finish(now)
-            elif kind == "turnaround_stop" or target <= 0:
+            elif kind == TURNAROUND_STOP or target <= 0:
                 self._begin_turn_stop(now, self._next_direction(step))
             return
-        stopping = kind in ("turnaround_stop", "finish_ramp")
+        stopping = kind in (TURNAROUND_STOP, FINISH_RAMP)
         wanted = target if stopping else target + self.user_offset_kmh
         if self._heart_rate_limits(now):
             wanted = min(wanted, self.floor_kmh)
@@ -928,10 +930,10 @@ class Session:
         self.heart_limited = limited
         return limited
 
-    def _next_direction(self, step: object) -> Direction:
+    def _next_direction(self, step: PlanStep) -> Direction:
         steps = self.plan.steps
         for later in steps:
-            if later.start_s >= getattr(step, "end_s", 0) and later.direction is not self.facing:
+            if later.start_s >= step.end_s and later.direction is not self.facing:
                 return later.direction
         return self.facing
 
@@ -974,8 +976,8 @@ class Session:
         steps = self.plan.steps
         resume = self.plan_time_s
         for step in steps:
-            if step.start_s >= self.plan_time_s - 1e-9 and step.direction is to and getattr(
-                    step, "kind", "") not in ("turnaround_stop", "turnaround_hold", "countdown"):
+            if step.start_s >= self.plan_time_s - 1e-9 and step.direction is to and (
+                    step.kind not in (TURNAROUND_STOP, TURNAROUND_HOLD, COUNTDOWN)):
                 resume = float(step.start_s)
                 break
         self._resume_plan_s = resume
@@ -997,7 +999,7 @@ class Session:
         if stopped and self.commander.stop_acked:
             self._stop_confirmed = True
             return self.commander.idle()
-        started = getattr(self, "_safe_stop_started", None)
+        started = self._safe_stop_started
         if started is None:
             self._safe_stop_started = now
             self._last_stop_repeat = now
@@ -1132,7 +1134,7 @@ class Session:
         start, end = self.plan_time_s, self.plan_time_s
         first = True
         for step in self.plan.steps:
-            if _step_segment(step) == self.segment_index:
+            if step.segment_index == self.segment_index:
                 if first:
                     start, first = float(step.start_s), False
                 end = float(step.end_s)
