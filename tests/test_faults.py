@@ -337,3 +337,49 @@ async def test_a_stop_is_never_queued_behind_a_retried_speed(first_session: Prof
     assert not any(isinstance(r, codec.SetTargetSpeed | codec.StartOrResume) for r in after)
     first = next(r for r in after if not isinstance(r, codec.RequestControl))
     assert isinstance(first, codec.StopOrPause) and first.action is codec.StopPause.STOP
+
+
+@VIRTUAL
+async def test_a_pause_left_alone_ends_the_workout_with_stop(first_session: Profile) -> None:
+    async def scenario(sim: SimulatedTreadmill, session: Session) -> None:
+        await walking_backward(session)
+        assert session.request(UserCommand.PAUSE)  # and nobody comes back
+
+    run = await run_on_sim(first_session, scenario=scenario)
+    assert run.result.outcome is Outcome.STOPPED_BY_USER
+    assert "idle" in run.watchdog_triggers()
+    finished = run.result.elapsed_s
+    assert finished > run.session.settings.max_idle_s
+    check_invariants(run)
+
+
+@VIRTUAL
+async def test_a_belt_that_will_not_stop_for_a_turnaround_is_stopped(
+        first_session: Profile) -> None:
+    async def scenario(sim: SimulatedTreadmill, session: Session) -> None:
+        await until(lambda: session.state is State.TURN_STOPPING)
+        sim.start_runaway(1.0)  # the belt keeps creeping along, ignoring Pause
+        await until(lambda: session.state is State.SAFE_STOP)
+        sim.faults.runaway_kmh = None  # the machine obeys Stop again
+
+    run = await run_on_sim(first_session, scenario=scenario)
+    assert run.result.outcome is Outcome.WATCHDOG
+    assert "belt_not_stopping" in run.watchdog_triggers()
+    assert run.sim.belt.speed_kmh == 0.0
+    check_invariants(run)
+
+
+@VIRTUAL
+async def test_writes_refused_as_busy_end_in_stop(first_session: Profile) -> None:
+    async def scenario(sim: SimulatedTreadmill, session: Session) -> None:
+        await walking_backward(session)
+        sim.faults.reply_delay_s = 2.5  # replies come after our time-out: the next write
+        # finds a procedure still in progress (ATT 0xFE)
+
+    run = await run_on_sim(first_session, scenario=scenario)
+    assert run.result.outcome is Outcome.WATCHDOG
+    assert run.result.stop_sent
+    # The Stop reached the machine and the belt stopped, although no reply ever came in
+    # time to acknowledge it (the session then tells the person to pull the safety key).
+    assert run.sim.belt.speed_kmh == 0.0
+    check_invariants(run)
