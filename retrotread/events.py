@@ -31,6 +31,24 @@ class UserCommand(enum.StrEnum):
     SKIP = "skip"
     SPEED_UP = "speed_up"
     SPEED_DOWN = "speed_down"
+    START = "start"
+    """A deliberate start (the companion's hold-to-start, or the key at the machine): puts
+    a stopped belt in motion at a start gate or after a pause. Only a local source may."""
+
+
+class CommandSource(enum.StrEnum):
+    """Where a command came from. Only the person at the machine (``LOCAL_SOURCES``) can
+    put a stopped belt in motion; every source can stop it."""
+
+    KEY = "key"  # the keyboard (or a pipe) of the computer at the treadmill
+    COMPANION = "companion"  # the paired phone/tablet page
+    VOICE = "voice"  # the offline keyword spotter: stop or pause only
+    REMOTE = "remote"  # MQTT and any other network remote
+    SIGNAL = "signal"  # SIGINT/SIGTERM
+
+
+LOCAL_SOURCES = frozenset({CommandSource.KEY, CommandSource.COMPANION})
+"""Sources that may start or resume a belt (the companion only by hold-to-start)."""
 
 
 class Outcome(enum.StrEnum):
@@ -145,7 +163,7 @@ class MachineStatusChanged(Event):
 class UserAction(Event):
     kind: ClassVar[str] = "user"
     command: UserCommand
-    source: str  # key | remote | signal
+    source: str  # a CommandSource value
     accepted: bool
     detail: str = ""
 
