@@ -33,6 +33,9 @@ class UnsupportedOpCodeError(CodecError):
 class LinkError(RetrotreadError):
     """A transport (BLE, TCP, in-process) failed."""
 
+    delivered: bool = False
+    """Set by the treadmill client: the request had reached the machine before this."""
+
 
 class LinkClosedError(LinkError):
     """The link is closed or was lost; the belt may still be running."""
@@ -52,6 +55,10 @@ class GattError(LinkError):
 
 class TreadmillError(RetrotreadError):
     """The treadmill (FTMS server) refused or failed a request."""
+
+    delivered: bool = False
+    """The request had reached the machine's control point (its write was accepted)
+    before this went wrong: a time-out, a refusal, or the link lost while waiting."""
 
 
 class ControlPointError(TreadmillError):

@@ -112,8 +112,11 @@ class SessionSettings:
     start_countdown_s: float = 3.0
     wait_for_ready_at_start: bool = False  # real machines: an explicit user action first
     stop_confirm_timeout_s: float = 15.0
-    reconnect_attempts: int = 5
-    reconnect_backoff_s: float = 0.5
+    reconnect_backoff_s: float = 0.5  # first wait after a failed reconnect, then doubled ...
+    reconnect_backoff_max_s: float = 5.0  # ... up to this; the attempts never give up
+    reconnect_timeout_s: float = 15.0  # one connection attempt that hangs this long failed
+    unreachable_alarm_every_s: float = 10.0  # "pull the safety key" while unreachable
+    interrupt_grace_s: float = 3.0  # Ctrl-C/SIGTERM: at most this long for the last Stop
     telemetry_event_every: int = 1
     user_step_kmh: float = 0.16  # 0.1 mph per +/- press
     max_idle_s: float = 600.0  # paused (or waiting for ready) this long ends the workout
@@ -148,8 +151,12 @@ class Commander:
         self.last_sent_kmh: float | None = None
         self.recent_kmh: collections.deque[float] = collections.deque(maxlen=8)
         self.stop_sent = False
+        """A Stop reached the machine's control point (its write was accepted) since the
+        last Start: what the summary calls "Stop sent"."""
         self.stop_acked = False  # a Stop was answered "success" by the machine
         self.busy = False
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.history: collections.deque[tuple[float, float]] = collections.deque(maxlen=64)
         self.wire_kmh: float | None = None  # last speed on the wire since Start/Stop/Pause
         self._force = False
@@ -175,6 +182,7 @@ class Commander:
         elif intent.kind == "stop":
             self._pending.clear()
         self._pending.append(intent)
+        self._idle.clear()
         self._wake.set()
 
     def stop_queued(self) -> bool:
@@ -182,6 +190,10 @@ class Commander:
 
     def idle(self) -> bool:
         return not self._pending and not self.busy
+
+    async def wait_idle(self) -> None:
+        """Until every queued command has been carried out (or failed)."""
+        await self._idle.wait()
 
     async def run(self) -> None:
         while True:
@@ -194,6 +206,7 @@ class Commander:
                     await self._execute(intent)
                 finally:
                     self.busy = False
+            self._idle.set()
 
     def force_resend(self) -> None:
         """Send the current setpoint again even if it is what we last sent (the console
@@ -219,6 +232,16 @@ class Commander:
                                                                     increment)))
         step = max(env.ramp_kmh_per_s(session.facing), env.ramp_stop_kmh_per_s) * (dt + 0.001)
         return min(self.wire_kmh, max(wanted_kmh, quantize_up(self.wire_kmh - step, increment)))
+
+    def _delivered(self, intent: _Intent, error: LinkError | TreadmillError) -> None:
+        """A failed command may still have reached the machine: a Stop that did counts as
+        sent (and a Start that did makes any earlier Stop history)."""
+        if not error.delivered:
+            return
+        if intent.kind == "stop":
+            self.stop_sent = True
+        elif intent.kind == "start":
+            self.stop_acked = self.stop_sent = False
 
     def _request(self, intent: _Intent) -> codec.ControlPointRequest:
         session = self.session
@@ -256,8 +279,6 @@ class Commander:
             return  # the ramp limit allows no step yet: the next tick asks again
         if isinstance(request, codec.SetTargetSpeed):
             self._force = False
-        if intent.kind == "stop":
-            self.stop_sent = True
         for attempt in (1, 2):
             if attempt > 1 and intent.kind != "stop" and self.stop_queued():
                 return  # a Stop is waiting: never retry anything else before it
@@ -274,13 +295,16 @@ class Commander:
                         await treadmill.request_control()
                 await treadmill.command(request)
                 if intent.kind == "stop":
-                    self.stop_acked = True
+                    self.stop_acked = self.stop_sent = True
+                elif intent.kind == "start":
+                    self.stop_acked = self.stop_sent = False
                 if isinstance(request, codec.SetTargetSpeed):
                     self.wire_kmh, self.wire_s = request.speed_kmh, sent_s
                 elif intent.kind in ("start", "stop", "pause"):
                     self.wire_kmh = None
                 return
             except ControlPointTimeoutError as exc:
+                self._delivered(intent, exc)
                 if intent.kind in ("start", "stop", "pause"):
                     self.wire_kmh = None
                 if attempt == 1 and intent.kind == "start" and session.belt_moving():
@@ -290,6 +314,7 @@ class Commander:
                 session.trigger(Trigger("no_reply", "stop", str(exc)))
                 return
             except ControlPointError as exc:
+                self._delivered(intent, exc)
                 not_permitted = exc.result_code == codec.ResultCode.CONTROL_NOT_PERMITTED
                 if not_permitted and attempt == 1:
                     session.emit_watchdog(Trigger(
@@ -311,9 +336,11 @@ class Commander:
                 return
             except LinkClosedError as exc:
                 # The link is gone: the disconnect handler reconnects and sends Stop.
+                self._delivered(intent, exc)
                 log.info("command %s failed, the link is closed: %s", request, exc)
                 return
             except (LinkError, TreadmillError) as exc:
+                self._delivered(intent, exc)
                 # Refused by the peer (e.g. ATT "procedure already in progress" after a
                 # late reply): retry once, then treat it as a failed command.
                 if attempt == 1:
@@ -397,7 +424,11 @@ class Session:
         self._distance_origin_m: float | None = None
         self._stop_confirmed = False
         self._idle_since: float | None = None
-        self._reconnect_gave_up = False
+        self._link_down = asyncio.Event()  # wakes the link keeper after every drop
+        self._unreachable_alarm_s: float | None = None
+        self._interrupt_by: float | None = None  # Ctrl-C/SIGTERM: end by this time
+        self.treadmills: list[Treadmill] = [treadmill]
+        """Every treadmill connection this session opened (the runner closes them all)."""
         self._turn_stop_since: float | None = None
         self._warned_long = False
         self._safe_stop_started: float | None = None
@@ -411,11 +442,17 @@ class Session:
 
     # ------------------------------------------------------------------ plumbing
     def _bind(self, treadmill: Treadmill) -> None:
-        treadmill.on_telemetry(self._on_telemetry)
-        treadmill.on_status(self._on_status)
+        """Listen to ``treadmill``; anything from a connection that was replaced since
+        (a late notification, a second disconnect) is ignored."""
+
+        def current() -> bool:
+            return treadmill is self.treadmill
+
+        treadmill.on_telemetry(lambda sample: self._on_telemetry(sample) if current() else None)
+        treadmill.on_status(lambda status: self._on_status(status) if current() else None)
         treadmill.on_command(self._on_command_reply)
         treadmill.on_command_sent(self._on_command_sent)
-        treadmill.link.on_disconnect(self._on_link_lost)
+        treadmill.link.on_disconnect(lambda: self._on_link_lost() if current() else None)
 
     def emit_watchdog(self, trigger: Trigger) -> None:
         self.bus.emit(WatchdogAction(self.clock.now(), trigger.name, trigger.action,
@@ -426,7 +463,8 @@ class Session:
         self.bus.emit(Announcement(self.clock.now(), text, level))
 
     def trigger(self, trigger: Trigger, outcome: Outcome = Outcome.WATCHDOG) -> None:
-        """A reason to stop at once (from the watchdog, the commander, a signal)."""
+        """A reason to stop at once (from the watchdog, the commander, a signal). The
+        first one decides the outcome; later ones change nothing (the stop is under way)."""
         if self._pending_trigger is not None or self.state is State.FINISHED:
             return
         self._pending_trigger = trigger
@@ -438,8 +476,21 @@ class Session:
         self._enter_safe_stop()
 
     def interrupt(self, reason: str) -> None:
-        """Ctrl-C, SIGTERM: a controlled stop before exit."""
-        self.trigger(Trigger("interrupted", "stop", reason), Outcome.INTERRUPTED)
+        """Ctrl-C, SIGTERM: a controlled stop, and the session ends within
+        ``interrupt_grace_s`` whatever state the link is in (a second one: at once).
+        With the link up, a last Stop goes out; with the link down, nothing can."""
+        if self.state is State.FINISHED:
+            return
+        now = self.clock.now()
+        first = self._interrupt_by is None
+        self._interrupt_by = now + self.settings.interrupt_grace_s if first else now
+        if self._pending_trigger is None:
+            self.trigger(Trigger("interrupted", "stop", reason), Outcome.INTERRUPTED)
+        else:
+            self.emit_watchdog(Trigger("interrupted", "stop",
+                                       f"{reason}: ending the session"
+                                       + ("" if self.link_ok else
+                                          " with the link down: no Stop can be sent")))
 
     def request(self, command: UserCommand, source: str = "key") -> bool:
         """A person's (or a remote's) command. Returns whether it was accepted."""
@@ -554,15 +605,24 @@ class Session:
         self.commander.force_resend()  # force the plan's speed out again
 
     def _on_link_lost(self) -> None:
-        if self.state is State.FINISHED:
+        """The current link dropped (in any state, as often as it happens): reconnect and
+        stop. The link keeper reconnects; the loop sends Stop once the link is back."""
+        if self.state is State.FINISHED or not self.link_ok:
             return
         self.link_ok = False
-        self.bus.emit(LinkStateChanged(self.clock.now(), False,
-                                       f"{self.treadmill.link.description} lost"))
+        now = self.clock.now()
+        self.bus.emit(LinkStateChanged(now, False, f"{self.treadmill.link.description} lost"))
         self.announce("Link to the treadmill lost: the belt may still be running. "
                       "Hold the rails; pull the safety key if needed.", "alarm")
-        self.trigger(Trigger("link_lost", "stop",
-                             "the link to the treadmill was lost; reconnecting to stop the belt"))
+        self._unreachable_alarm_s = now
+        if self._pending_trigger is None:
+            self.trigger(Trigger("link_lost", "stop", "the link to the treadmill was lost; "
+                                 "reconnecting to stop the belt"))
+        else:
+            self.emit_watchdog(Trigger("link_lost", "reconnect",
+                                       "the link was lost again; reconnecting to stop the belt"))
+            self._enter_safe_stop()
+        self._link_down.set()
 
     # ------------------------------------------------------------------ user commands
     def _handle_user(self, command: UserCommand, source: str) -> tuple[bool, str]:
@@ -639,11 +699,16 @@ class Session:
         self.announce(f"Paused: {why}. Press space to resume.")
 
     def _enter_safe_stop(self) -> None:
-        self.state = State.SAFE_STOP
+        """Stop the belt: Stop now if the link is up (SAFE_STOP, repeated until the belt is
+        known stopped), else RECONNECTING until the link keeper brings it back."""
         self.belt_should_move = False
         self._expect_machine_stop = True
+        self._safe_stop_started = None
         if self.link_ok:
+            self.state = State.SAFE_STOP
             self.commander.submit(_Intent("stop", reason="safe stop"))
+        else:
+            self.state = State.RECONNECTING
 
     def raise_floor(self, refused_kmh: float) -> bool:
         """The machine refused a speed near its floor: its real minimum is higher."""
@@ -680,34 +745,18 @@ class Session:
         self._started_s = clock.now()
         commander = asyncio.ensure_future(self.commander.run())
         guard = asyncio.ensure_future(self._stall_guard())
-        reconnector: asyncio.Future[None] | None = None
+        keeper = asyncio.ensure_future(self._keep_link())
         cancelled = False
         try:
             self._emit_started()
-            await self._prepare()
-            period = self.period_s
-            t0 = clock.now()
-            self._last_tick_s = t0
-            k = 0
-            while self.state is not State.FINISHED:
-                k += 1
-                deadline = t0 + k * period
-                now = clock.now()
-                if deadline < now - period:  # fell behind: skip missed ticks, keep phase
-                    k += int((now - deadline) // period)
-                    deadline = t0 + k * period
-                await clock.sleep_until(deadline)
-                now = clock.now()
-                dt = now - (self._last_tick_s or now)
-                self._last_tick_s = now
-                self.watchdog.observe_tick(now)
-                if self.state is State.SAFE_STOP:
-                    if not self.link_ok and reconnector is None:
-                        reconnector = asyncio.ensure_future(self._reconnect_and_stop())
-                    if self._safe_stop_done(now):
-                        break
-                    continue
-                self._tick(now, dt)
+            try:
+                await self._prepare()
+            except RetrotreadError:
+                if self._pending_trigger is None:
+                    raise
+                # The link dropped (or a watchdog fired) while preparing: the loop below
+                # reconnects and stops the belt.
+            await self._loop()
         except asyncio.CancelledError:
             cancelled = True
             if self._outcome is None:
@@ -721,10 +770,57 @@ class Session:
             if self._outcome is None:
                 self._outcome = (Outcome.ERROR, f"{type(exc).__name__}: {exc}")
         finally:
-            result = await self._finish(commander, guard, reconnector)
+            result = await self._finish(commander, guard, keeper)
         if cancelled:
             raise asyncio.CancelledError
         return result
+
+    async def _loop(self) -> None:
+        """Tick on absolute deadlines until the session is over."""
+        clock = self.clock
+        period = self.period_s
+        t0 = clock.now()
+        self._last_tick_s = t0
+        k = 0
+        while self.state is not State.FINISHED:
+            k += 1
+            deadline = t0 + k * period
+            now = clock.now()
+            if deadline < now - period:  # fell behind: skip missed ticks, keep phase
+                k += int((now - deadline) // period)
+                deadline = t0 + k * period
+            await clock.sleep_until(deadline)
+            now = clock.now()
+            dt = now - (self._last_tick_s or now)
+            self._last_tick_s = now
+            self.watchdog.observe_tick(now)
+            if self._interrupt_by is not None and self._interrupted_done(now):
+                return
+            if self.state is State.RECONNECTING:
+                self._tick_unreachable(now)
+                continue
+            if self.state is State.SAFE_STOP:
+                if self._safe_stop_done(now):
+                    return
+                continue
+            self._tick(now, dt)
+
+    def _interrupted_done(self, now: float) -> bool:
+        """After Ctrl-C/SIGTERM: over once the last Stop is answered and the belt is seen
+        stopped, the link is down (nothing more can be sent), or the grace time is up."""
+        assert self._interrupt_by is not None
+        if now >= self._interrupt_by or not self.link_ok:
+            return True
+        return self.commander.stop_acked and self.commander.idle() and (
+            self._confirmed_stopped(now) or self.safety_key_stopped)
+
+    def _tick_unreachable(self, now: float) -> None:
+        """RECONNECTING: while the machine cannot be reached, keep saying what to do."""
+        last = self._unreachable_alarm_s
+        if last is None or now - last >= self.settings.unreachable_alarm_every_s:
+            self._unreachable_alarm_s = now
+            self.announce("Cannot reach the treadmill: the belt may still be running. "
+                          "Pull the safety key or stop it at the console.", "alarm")
 
     def _emit_started(self) -> None:
         plan = self.plan
@@ -992,26 +1088,38 @@ class Session:
         self.announce("Workout complete. The belt is stopping.")
 
     def _safe_stop_done(self, now: float) -> bool:
-        """In SAFE_STOP: repeat Stop until the machine confirms it, then finish."""
-        if not self.link_ok:
-            return False
+        """In SAFE_STOP (the link is up): repeat Stop until the machine answers it or the
+        belt is seen stopped; over once the belt is known stopped. If the machine neither
+        answers nor stops within ``stop_confirm_timeout_s``: alarm, and end."""
+        commander = self.commander
         stopped = self._confirmed_stopped(now) or self.safety_key_stopped
-        if stopped and self.commander.stop_acked:
+        if stopped and (commander.stop_acked or commander.stop_sent or self.safety_key_stopped):
             self._stop_confirmed = True
-            return self.commander.idle()
+            return commander.idle()
         started = self._safe_stop_started
         if started is None:
             self._safe_stop_started = now
             self._last_stop_repeat = now
             return False
-        if now - self._last_stop_repeat >= 1.0 and self.commander.idle():
+        if commander.stop_acked and self._telemetry_silent(now):
+            return commander.idle()  # answered, and nothing can show more: done
+        if not commander.stop_acked and now - self._last_stop_repeat >= 1.0 and (
+                commander.idle()):
             self._last_stop_repeat = now
-            self.commander.submit(_Intent("stop", reason="repeat until confirmed"))
+            commander.submit(_Intent("stop", reason="repeat until confirmed"))
         if now - started > self.settings.stop_confirm_timeout_s:
             self.announce("The machine does not confirm the stop: pull the safety key.",
                           "alarm")
             return True
         return False
+
+    def _telemetry_silent(self, now: float) -> bool:
+        """No Treadmill Data for the stale limit, counted from the start of this stop."""
+        latest = self.treadmill.latest
+        since = self._safe_stop_started if self._safe_stop_started is not None else now
+        if latest is not None:
+            since = max(since, latest.time_s)
+        return now - since > self.watchdog.limits.telemetry_stale_s
 
     async def _stall_guard(self) -> None:
         """A task of its own: stop the belt if the control loop stops ticking."""
@@ -1028,62 +1136,73 @@ class Session:
                 self._stall_detected = True
                 self.trigger(trigger)
 
-    async def _reconnect_and_stop(self) -> None:
-        if self.reconnect is None:
-            self.announce("Cannot reconnect to the treadmill: stop the belt at the console "
-                          "or pull the safety key.", "alarm")
-            self.state = State.FINISHED
+    async def _keep_link(self) -> None:
+        """For the whole session: after every drop, reconnect (with back-off, for as long
+        as it takes: a belt may be running) and hand over to the safe stop, which sends
+        Stop on the new link. A drop during any of this simply starts it again."""
+        while True:
+            await self._link_down.wait()
+            self._link_down.clear()
+            delay = self.settings.reconnect_backoff_s
+            attempt = 0
+            while not self.link_ok and self.state is not State.FINISHED and (
+                    self._interrupt_by is None):
+                if self.reconnect is None:
+                    self.announce("Cannot reconnect to the treadmill: stop the belt at the "
+                                  "console or pull the safety key.", "alarm")
+                    return
+                attempt += 1
+                try:
+                    treadmill = await asyncio.wait_for(self.reconnect(),
+                                                       self.settings.reconnect_timeout_s)
+                except (RetrotreadError, OSError, TimeoutError) as exc:
+                    self.emit_watchdog(Trigger("link_lost", "reconnect",
+                                               f"attempt {attempt} failed: {exc or 'timed out'}"))
+                    await self.clock.sleep_until(self.clock.now() + delay)
+                    delay = min(delay * 2, self.settings.reconnect_backoff_max_s)
+                    continue
+                self._adopt(treadmill)
+
+    def _adopt(self, treadmill: Treadmill) -> None:
+        """A new connection to the machine: from now on only Stop (never a resume)."""
+        self.treadmills.append(treadmill)
+        self.treadmill = treadmill
+        self._bind(treadmill)
+        if not treadmill.link.is_connected:  # dropped again before we listened
             return
-        delay = self.settings.reconnect_backoff_s
-        for attempt in range(1, self.settings.reconnect_attempts + 1):
-            try:
-                treadmill = await self.reconnect()
-            except (RetrotreadError, OSError) as exc:
-                self.emit_watchdog(Trigger("link_lost", "reconnect",
-                                           f"attempt {attempt} failed: {exc}"))
-                await self.clock.sleep_until(self.clock.now() + delay)
-                delay = min(delay * 2, 8.0)
-                continue
-            self.treadmill = treadmill
-            self._bind(treadmill)
-            self.link_ok = True
-            self.bus.emit(LinkStateChanged(self.clock.now(), True,
-                                           f"reconnected to {treadmill.link.description}"))
-            self.emit_watchdog(Trigger("link_lost", "reconnect",
-                                       "reconnected: sending Stop at once, never resuming"))
-            self._stopped_since = None
-            self.commander.stop_sent = False
-            self.commander.stop_acked = False
-            self.commander.submit(_Intent("stop", reason="after reconnect"))
+        self.link_ok = True
+        now = self.clock.now()
+        self.bus.emit(LinkStateChanged(now, True, f"reconnected to {treadmill.link.description}"))
+        if self.state is State.FINISHED or self._interrupt_by is not None:
             return
-        self.announce("Could not reconnect: stop the belt at the console or pull the "
-                      "safety key.", "alarm")
-        self._reconnect_gave_up = True
-        self.state = State.FINISHED
+        self.emit_watchdog(Trigger("link_lost", "reconnect",
+                                   "reconnected: sending Stop at once, never resuming"))
+        self._stopped_since = None
+        self.commander.stop_acked = False
+        self._enter_safe_stop()
 
     async def _finish(self, commander: asyncio.Future[None], guard: asyncio.Future[None],
-                      reconnector: asyncio.Future[None] | None) -> SessionResult:
+                      keeper: asyncio.Future[None]) -> SessionResult:
         guard.cancel()
-        if reconnector is not None and not reconnector.done():
-            reconnector.cancel()
-        # Every way out ends with the belt commanded to stop, after a reconnect if needed.
-        if not self.link_ok and self.reconnect is not None and not self._reconnect_gave_up:
-            try:
-                await self._reconnect_and_stop()
-            except Exception:  # never let a failed reconnect hide the outcome
-                log.exception("reconnecting to stop the belt failed")
-        for _ in range(3):  # until a Stop is answered, a few times at most
-            if not self.link_ok:
-                break
-            if not self.commander.stop_acked and self.commander.idle():
+        # Every way out ends with the belt commanded to stop: a last Stop on the link if
+        # it is up and no Stop was answered yet (bounded: Ctrl-C must end the program).
+        if not self.link_ok and self._interrupt_by is None and self.reconnect is not None \
+                and self._outcome is not None and self._outcome[0] is Outcome.ERROR:
+            # A failure in the loop with the link down: give the keeper a bounded chance.
+            self._link_down.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._link_up(), 2 * self.settings.reconnect_timeout_s)
+        keeper.cancel()
+        if self.link_ok and not self.commander.stop_acked:
+            if self.commander.idle():
                 self.commander.submit(_Intent("stop", reason="session ending"))
-            deadline = self.clock.now() + 2 * self.treadmill.reply_timeout_s + 1.0
-            while not self.commander.idle() and self.clock.now() < deadline:  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
-            if self.commander.stop_acked:
-                break
+            bound = self.treadmill.reply_timeout_s + 1.0
+            if self._interrupt_by is None:
+                bound = 2 * bound + 1.0  # room for one retry
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.commander.wait_idle(), bound)
         commander.cancel()
-        for task in (commander, guard):
+        for task in (commander, guard, keeper):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.state = State.FINISHED
@@ -1094,6 +1213,10 @@ class Session:
                                       self.commander.stop_sent))
         return SessionResult(outcome, reason, self.commander.stop_sent, self._stop_confirmed,
                              elapsed, self.backward_s, self.distance_m)
+
+    async def _link_up(self) -> None:
+        while not self.link_ok:  # noqa: ASYNC110 (bounded by the caller's wait_for)
+            await self.clock.sleep_until(self.clock.now() + 0.1)
 
     # ------------------------------------------------------------------ display
     def snapshot(self, banner: str = "") -> SessionSnapshot:

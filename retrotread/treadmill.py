@@ -253,15 +253,20 @@ class Treadmill:
             sent_at = self.clock.now()
             for listener in list(self._sent_listeners):
                 listener(sent_at, request)
+            written = False
             try:
                 await self.link.write(gatt.FITNESS_MACHINE_CONTROL_POINT, data)
+                written = True
                 response = await asyncio.wait_for(self._reply, timeout)
             except TimeoutError:
                 message = (f"{describe_request(request)}: no reply from the treadmill "
                            f"within {timeout:.1f} s")
                 self._notify_reply(request, None, message)
-                raise ControlPointTimeoutError(message) from None
+                error = ControlPointTimeoutError(message)
+                error.delivered = True
+                raise error from None
             except (LinkError, TreadmillError) as exc:
+                exc.delivered = written
                 self._notify_reply(request, None, str(exc))
                 raise
             finally:
@@ -278,10 +283,12 @@ class Treadmill:
                 hint = _RESULT_HINTS.get(result, result.name.lower())
             except ValueError:
                 hint = f"unknown result code 0x{int(response.result):02x}"
-            raise ControlPointError(
+            refused = ControlPointError(
                 f"the treadmill refused {describe_request(request)}: {hint}",
                 int(request.op), int(response.result),
             )
+            refused.delivered = True
+            raise refused
         if isinstance(request, codec.RequestControl):
             self.has_control = True
         elif isinstance(request, codec.Reset):

@@ -101,6 +101,7 @@ async def run_on_sim(
             except Exception as exc:  # reported, not swallowed
                 error = exc
         await asyncio.sleep(5)  # let the belt coast to a stop in the simulator
+        sim.belt.advance_to(clock.now())  # (its physics advance lazily, on each event)
     return WorkoutRun(result, events, sim, holder[0], error, extra)
 
 

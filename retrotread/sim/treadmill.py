@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from retrotread import gatt
 from retrotread.clock import TIME_TOLERANCE_S, Clock, next_deadline, sleep_until_or_woken
 from retrotread.envelope import Direction
-from retrotread.errors import CodecError, GattError, UnsupportedOpCodeError
+from retrotread.errors import CodecError, GattError, LinkClosedError, UnsupportedOpCodeError
 from retrotread.ftms import codec
 from retrotread.sim.belt import Belt
 from retrotread.sim.person import HeartModel
@@ -66,6 +66,8 @@ class Faults:
     """Treadmill Data stops carrying the heart rate (the strap slipped)."""
     heart_rate_extra_bpm: float = 0.0
     """The simulated person's heart rate runs this much higher (an unfit day)."""
+    refuse_connections: bool = False
+    """New connections are refused (the machine is out of reach); existing ones stay."""
 
 
 @dataclass(order=True)
@@ -114,6 +116,9 @@ class SimulatedTreadmill(gatt.GattServer):
         self.request_listeners: list[Callable[[float, codec.ControlPointRequest], None]] = []
         """Called with every decoded control point request (``retrotread sim -v``)."""
         self.status_sent: list[codec.MachineStatus] = []
+        self.replies_delivered: list[tuple[float, codec.ControlPointRequest | None,
+                                           codec.ControlPointResponse]] = []
+        """Every control point reply that reached a connected central, with its request."""
         self.notifications_sent = 0
         self._pending: dict[int, bool] = {}  # id(connection) -> a procedure is pending
         self._schedule: list[_Scheduled] = []
@@ -227,6 +232,9 @@ class SimulatedTreadmill(gatt.GattServer):
 
     # ------------------------------------------------------------------ GattServer
     def attach(self, connection: gatt.ServerConnection) -> None:
+        if self.faults.refuse_connections:
+            connection.closed = True
+            raise LinkClosedError("the simulated treadmill refuses connections (out of reach)")
         self.connections.append(connection)
 
     def detach(self, connection: gatt.ServerConnection) -> None:
@@ -278,7 +286,9 @@ class SimulatedTreadmill(gatt.GattServer):
             raise GattError("a control point procedure is already in progress",
                             gatt.ATT_PROCEDURE_ALREADY_IN_PROGRESS)
         self.belt.advance_to(self.clock.now())
+        decoded_before = len(self.requests)
         response = self._handle_control_point(connection, data)
+        request = self.requests[-1] if len(self.requests) > decoded_before else None
         if self.faults.replies_lost:
             return  # the write is acknowledged, no indication ever follows
         delay = self.faults.reply_delay_s
@@ -288,7 +298,9 @@ class SimulatedTreadmill(gatt.GattServer):
 
         def deliver() -> None:
             self._pending.pop(id(connection), None)
-            if not connection.closed:
+            if not connection.closed and (
+                    gatt.FITNESS_MACHINE_CONTROL_POINT in connection.subscriptions):
+                self.replies_delivered.append((self.clock.now(), request, response))
                 self._send(connection, gatt.FITNESS_MACHINE_CONTROL_POINT,
                            codec.encode_control_point_response(response))
 
@@ -407,6 +419,15 @@ class SimulatedTreadmill(gatt.GattServer):
             self.heart.facing = direction
 
     # ------------------------------------------------------------------ console
+    def stop_acknowledged_after(self, time_s: float = float("-inf")) -> bool:
+        """Whether a Stop sent at or after ``time_s`` was answered "success" to a central
+        that was still connected."""
+        return any(
+            t >= time_s and isinstance(request, codec.StopOrPause)
+            and request.action is codec.StopPause.STOP
+            and response.result == codec.ResultCode.SUCCESS
+            for t, request, response in self.replies_delivered)
+
     def console_speed_up(self, step_kmh: float = 0.5) -> None:
         """Someone presses + on the console (only acts on a running belt)."""
         if self.state is MachineState.RUNNING:

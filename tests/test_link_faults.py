@@ -1,0 +1,138 @@
+"""Link faults, named after the reports that found them (issue 9), in virtual time.
+
+A flaky radio drops twice in a row, and several real treadmills keep the belt running when
+the controlling link drops: the session must reconnect after every drop, keep trying until
+a Stop is acknowledged or telemetry shows the belt stopped, end by itself once it is, and
+never claim a Stop that did not reach the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from retrotread.events import Announcement, LinkStateChanged, SessionFinished
+from retrotread.ftms import codec
+from retrotread.profile import Profile, load_profile_text
+from retrotread.session import Session, State
+from retrotread.sim.treadmill import SimulatedTreadmill
+from tests.workout_harness import WorkoutRun, check_invariants, run_on_sim
+
+VIRTUAL = pytest.mark.looptime(noop_cycles=1)
+
+FORWARD_THEN_BACKWARD = """\
+name: Forward then backward
+units: mph
+segments:
+  - forward: 60s
+    speed: 2.0 mph
+  - backward: 60s
+    speed: 1.5 mph
+"""
+
+
+@pytest.fixture(scope="module")
+def profile() -> Profile:
+    return load_profile_text(FORWARD_THEN_BACKWARD, "two-segments.yaml")
+
+
+def drops_at(*times_s: float):
+    async def scenario(sim: SimulatedTreadmill, session: Session) -> None:
+        start = sim.clock.now()
+        for at in times_s:
+            await asyncio.sleep(max(0.0, start + at - sim.clock.now()))
+            sim.drop_links()
+    return scenario
+
+
+async def finished_within(profile: Profile, scenario, limit_s: float) -> WorkoutRun:
+    """The run, which must end by itself within ``limit_s`` of virtual time."""
+    return await asyncio.wait_for(run_on_sim(profile, scenario=scenario), limit_s)
+
+
+@VIRTUAL
+@pytest.mark.parametrize("second_s", [20.1, 20.2, 20.5, 21.0, 23.0])
+async def test_a_second_drop_during_the_reconnect_still_stops_the_belt(
+        profile: Profile, second_s: float) -> None:
+    run = await finished_within(profile, drops_at(20.0, second_s), 120.0)
+    check_invariants(run)
+    sim = run.sim
+    assert sim.belt.speed_kmh == 0.0
+    assert sim.stop_acknowledged_after(0.0), "no Stop was acknowledged by the machine"
+    assert run.result.stop_sent and run.result.stop_confirmed
+    assert run.result.outcome.value == "watchdog"
+    lost = [e for e in run.of(LinkStateChanged) if not e.connected]
+    assert len(lost) == 2
+
+
+@VIRTUAL
+@pytest.mark.parametrize("second_s", [0.0, 0.01, 0.02, 0.03])
+async def test_drops_before_any_motion_claim_no_stop_that_was_not_delivered(
+        profile: Profile, second_s: float) -> None:
+    run = await finished_within(profile, drops_at(0.0, second_s), 120.0)
+    sim = run.sim
+    assert sim.belt.speed_kmh == 0.0
+    assert not any(isinstance(r, codec.StartOrResume) for r in sim.requests)
+    stops = [r for r in sim.requests
+             if isinstance(r, codec.StopOrPause) and r.action is codec.StopPause.STOP]
+    # Either a Stop reached the machine (and the record says so) or none did and none is
+    # claimed.
+    assert run.result.stop_sent == bool(stops)
+    finished = run.of(SessionFinished)[-1]
+    assert finished.stop_sent == bool(stops)
+
+
+@VIRTUAL
+async def test_many_drops_in_a_burst_during_a_backward_segment(profile: Profile) -> None:
+    times = [70.0 + 0.3 * k for k in range(6)]
+    run = await finished_within(profile, drops_at(*times), 200.0)
+    check_invariants(run)
+    assert run.sim.belt.speed_kmh == 0.0
+    assert run.result.stop_sent and run.result.stop_confirmed
+
+
+@VIRTUAL
+async def test_while_unreachable_the_session_keeps_saying_pull_the_safety_key(
+        profile: Profile) -> None:
+    """The simulator refuses every connection for 60 s after the drop: the session keeps
+    trying (with back-off), keeps announcing, and stops the belt once it gets through."""
+    marks: dict[str, float] = {}
+
+    async def scenario(sim: SimulatedTreadmill, session: Session) -> None:
+        await asyncio.sleep(70.0)
+        marks["drop"] = sim.clock.now()
+        sim.faults.refuse_connections = True
+        sim.drop_links()
+        await asyncio.sleep(60.0)
+        assert session.state is State.RECONNECTING
+        sim.faults.refuse_connections = False
+
+    run = await finished_within(profile, scenario, 400.0)
+    check_invariants(run)
+    alarms = [a for a in run.of(Announcement)
+              if a.time_s > marks["drop"] and "safety key" in a.text]
+    assert len(alarms) >= 4, alarms
+    assert run.sim.belt.speed_kmh == 0.0
+    assert run.result.stop_sent and run.result.stop_confirmed
+
+
+@VIRTUAL
+async def test_an_interrupt_while_the_link_is_down_ends_the_session_at_once(
+        profile: Profile) -> None:
+    marks: dict[str, float] = {}
+
+    async def scenario(sim: SimulatedTreadmill, session: Session) -> None:
+        await asyncio.sleep(70.0)
+        sim.faults.refuse_connections = True
+        sim.drop_links()
+        await asyncio.sleep(5.0)
+        marks["interrupt"] = sim.clock.now()
+        session.interrupt("SIGTERM")
+
+    run = await finished_within(profile, scenario, 300.0)
+    finished = run.of(SessionFinished)[-1]
+    assert finished.time_s - marks["interrupt"] <= 3.0
+    # Honest: no Stop went out before the drop, and none could after it.
+    assert not finished.stop_sent
+    assert finished.outcome.value == "watchdog"
