@@ -403,7 +403,7 @@ class EventPrinter:
             return ("!! LINK LOST" + (f" ({event.detail})" if event.detail else "")
                     + ": the belt may still be running")
         if isinstance(event, SessionFinished):
-            stop = "Stop sent" if event.stop_sent else "NO Stop sent: check the belt"
+            stop = "Stop sent" if event.stop_sent else "Stop not delivered: check the belt"
             return (f"FINISHED {event.outcome.value.replace('_', ' ')}: {event.reason} · "
                     f"{clock_text(event.elapsed_s)} total, {clock_text(event.backward_s)} "
                     f"backward, {distance_parts(event.distance_m, self.units)[0]} · {stop}")

@@ -192,6 +192,10 @@ class SessionFinished(Event):
     backward_s: float
     distance_m: float
     stop_sent: bool
+    """A Stop reached the machine's control point (its write was accepted) after the last
+    Start; False means "Stop not delivered": nothing says the machine was told to stop."""
+    stop_acknowledged: bool = False
+    """The machine answered that Stop with "success"."""
 
 
 Subscriber = Callable[[Event], None]

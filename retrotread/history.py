@@ -72,6 +72,8 @@ class HistoryEntry:
     """The fastest backward segment target (after the envelope)."""
     segments_started: int = 0
     watchdog_stop: bool = False
+    stop_sent: bool | None = None
+    """A Stop reached the machine at the end (None: the log does not say)."""
     heart_rate_limited: bool = False
     max_heart_rate_bpm: int | None = None
     simulated: bool | None = None
@@ -183,6 +185,7 @@ def entry_from_records(records: Sequence[Record], *, id: str, path: Path | None 
         backward_speed_kmh=max(speeds) if speeds else None,
         segments_started=len(segments),
         watchdog_stop=watchdog_stop,
+        stop_sent=summary.stop_sent,
         heart_rate_limited=heart_rate_limited,
         max_heart_rate_bpm=summary.max_heart_rate_bpm,
         simulated=summary.simulated,
@@ -303,6 +306,8 @@ def describe_outcome(entry: HistoryEntry) -> str:
         flags.append("heart-rate limit")
     if entry.watchdog_stop and entry.outcome not in ("watchdog", "safety_key"):
         flags.append("watchdog stop")
+    if entry.stop_sent is False:
+        flags.append("Stop not delivered")
     if flags:
         text += f" ({', '.join(flags)})"
     return text

@@ -240,6 +240,7 @@ class SessionSummary:
     distance_m: float
     commands_sent: int
     stop_sent: bool | None  # None: unknown (the log has no end)
+    stop_acknowledged: bool | None = None
     watchdog_actions: list[str] = field(default_factory=list)
     segments_done: int = 0
     segments_started: int = 0
@@ -252,6 +253,17 @@ class SessionSummary:
     @property
     def complete(self) -> bool:
         return self.outcome != "incomplete"
+
+
+def describe_stop(summary: SessionSummary) -> str:
+    """Whether the machine was told to stop, in words that claim no more than the log."""
+    if summary.stop_sent is None:
+        return "Stop sent: unknown (the log is incomplete)"
+    if not summary.stop_sent:
+        return "Stop not delivered - check the treadmill has stopped"
+    if summary.stop_acknowledged:
+        return "Stop sent: yes (acknowledged by the machine)"
+    return "Stop sent: yes (delivered, not acknowledged)"
 
 
 def _num(value: Any) -> float | None:
@@ -317,6 +329,7 @@ def summarize(records: Iterable[dict[str, Any]]) -> SessionSummary:
         backward = _num(finished.get("backward_s")) or 0.0
         distance = _num(finished.get("distance_m")) or 0.0
         stop_sent: bool | None = bool(finished.get("stop_sent"))
+        stop_acknowledged: bool | None = bool(finished.get("stop_acknowledged"))
     else:
         outcome = "incomplete"
         reason = "the log ends without a session_finished record (the program stopped " \
@@ -326,6 +339,7 @@ def summarize(records: Iterable[dict[str, Any]]) -> SessionSummary:
         distances = [d for r in telemetry if (d := _num(r.get("distance_m"))) is not None]
         distance = max(0.0, distances[-1] - distances[0]) if distances else moving_km * 1000
         stop_sent = None
+        stop_acknowledged = None
 
     segments_started = len(segment_indices)
     segments_done = max(0, segments_started - 1)
@@ -343,6 +357,7 @@ def summarize(records: Iterable[dict[str, Any]]) -> SessionSummary:
         distance_m=distance,
         commands_sent=len(commands),
         stop_sent=stop_sent,
+        stop_acknowledged=stop_acknowledged,
         watchdog_actions=watchdog,
         segments_done=segments_done,
         segments_started=segments_started,
@@ -412,11 +427,7 @@ def format_summary(summary: SessionSummary, units: str = "mph") -> str:
                      f"{format_speed(summary.max_backward_command_kmh, units)}")
     if summary.max_heart_rate_bpm is not None:
         lines.append(f"  Peak heart rate: {summary.max_heart_rate_bpm} bpm")
-    if summary.stop_sent is None:
-        stop = "unknown (the log is incomplete)"
-    else:
-        stop = "yes" if summary.stop_sent else "NO - check the treadmill has stopped"
-    lines.append(f"  Commands:  {summary.commands_sent} sent · Stop sent: {stop}")
+    lines.append(f"  Commands:  {summary.commands_sent} sent · {describe_stop(summary)}")
     if summary.watchdog_actions:
         lines.append(f"  Watchdog actions ({len(summary.watchdog_actions)}):")
         lines.extend(f"    - {action}" for action in summary.watchdog_actions)

@@ -1210,7 +1210,7 @@ class Session:
         elapsed = self.clock.now() - self._started_s
         self.bus.emit(SessionFinished(self.clock.now(), outcome, reason, elapsed,
                                       self.backward_s, self.distance_m,
-                                      self.commander.stop_sent))
+                                      self.commander.stop_sent, self.commander.stop_acked))
         return SessionResult(outcome, reason, self.commander.stop_sent, self._stop_confirmed,
                              elapsed, self.backward_s, self.distance_m)
 

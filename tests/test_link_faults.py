@@ -136,3 +136,29 @@ async def test_an_interrupt_while_the_link_is_down_ends_the_session_at_once(
     # Honest: no Stop went out before the drop, and none could after it.
     assert not finished.stop_sent
     assert finished.outcome.value == "watchdog"
+
+
+def test_the_summary_and_history_say_stop_not_delivered(tmp_path) -> None:
+    """A session whose Stop never reached the machine says so in every record."""
+    import json
+
+    from retrotread.history import describe_outcome, entry_from_records
+    from retrotread.recorder import format_summary, read_session, summarize
+
+    log = tmp_path / "s.jsonl"
+    records = [
+        {"type": "session_started", "t": 0.0, "profile_name": "x", "device": "sim",
+         "simulated": True},
+        {"type": "session_finished", "t": 75.0, "outcome": "watchdog",
+         "reason": "the link to the treadmill was lost", "elapsed_s": 75.0,
+         "backward_s": 10.0, "distance_m": 50.0, "stop_sent": False,
+         "stop_acknowledged": False},
+    ]
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    summary = summarize(read_session(log))
+    text = format_summary(summary)
+    assert "Stop not delivered" in text and "Stop sent: yes" not in text
+    assert "Stop not delivered" in describe_outcome(entry_from_records(records, id="1"))
+    records[1].update(stop_sent=True, stop_acknowledged=True)
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert "Stop sent: yes (acknowledged" in format_summary(summarize(read_session(log)))

@@ -344,7 +344,7 @@ def test_format_summary_warns_when_no_stop_was_sent() -> None:
     summary = summarize([
         SessionFinished(5.0, Outcome.ERROR, "crashed", 5.0, 0.0, 0.0, False).to_record(),
     ])
-    assert "Stop sent: NO" in format_summary(summary)
+    assert "Stop not delivered" in format_summary(summary)
     assert "Watchdog" not in format_summary(summary)
 
 
