@@ -42,25 +42,36 @@ class LoopClock:
         await self.sleep_until(self.now() + seconds)
 
 
+MAX_SCALED_STEP_S = 1.5
+"""A sped-up clock never jumps more than this (in its own seconds) between two readings."""
+
+
 class ScaledClock:
-    """A clock that runs ``speedup`` times faster than the loop's (for demos)."""
+    """A clock that runs ``speedup`` times faster than the loop's (for simulator demos).
+
+    The simulated machine and the session share it, so when the computer stalls (a busy
+    laptop, 0.3 s without scheduling), simulated time advances by at most
+    ``MAX_SCALED_STEP_S`` at once instead of ``speedup`` times the stall: a hiccup is not
+    magnified into a simulated fault (at 20x, 0.3 s would be 6 s without telemetry).
+    A stalled control loop is judged on the real clock instead (``Session.stall_clock``).
+    """
 
     def __init__(self, speedup: float) -> None:
         if speedup <= 0:
             raise ValueError("speedup must be positive")
         self.speedup = speedup
         self._origin: float | None = None
-
-    def _loop_time(self) -> float:
-        t = asyncio.get_running_loop().time()
-        if self._origin is None:
-            self._origin = t
-        return t
+        self._last_loop_s = 0.0
+        self._now_s = 0.0
 
     def now(self) -> float:
-        t = self._loop_time()
-        assert self._origin is not None
-        return self._origin + (t - self._origin) * self.speedup
+        t = asyncio.get_running_loop().time()
+        if self._origin is None:
+            self._origin = self._last_loop_s = self._now_s = t
+        step = (t - self._last_loop_s) * self.speedup
+        self._last_loop_s = t
+        self._now_s += min(max(step, 0.0), MAX_SCALED_STEP_S)
+        return self._now_s
 
     async def sleep_until(self, deadline: float) -> None:
         delay = (deadline - self.now()) / self.speedup

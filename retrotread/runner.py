@@ -27,6 +27,7 @@ from retrotread.gatt import GattServer, Link
 from retrotread.session import SegmentInfo, Session, SessionResult, SessionSettings
 from retrotread.sim.treadmill import SimulatedTreadmill
 from retrotread.treadmill import Treadmill
+from retrotread.watchdog import WatchdogLimits
 from retrotread.units import mph_to_kmh
 
 if TYPE_CHECKING:
@@ -227,12 +228,14 @@ async def run_profile(
     on_session: Callable[[Session], None] | None = None,
     speedup: float = 1.0,
     heart_rate_link_factory: Callable[[], Link] | None = None,
+    stall_clock: Clock | None = None,
 ) -> SessionResult:
     """Connect, build the envelope and plan for this machine, and run the session.
 
     With ``heart_rate_link_factory``, a heart-rate strap on that link is the session's
     heart-rate source (Treadmill Data's is then ignored); a strap that cannot be reached
-    is a warning, not an error."""
+    is a warning, not an error. ``stall_clock``: the real clock when ``clock`` is sped up
+    (the stalled-loop rule is judged in real time, at the real machine's 10 Hz)."""
     from retrotread.heart_rate import connect_strap
     from retrotread.plan import compile_plan
 
@@ -259,6 +262,8 @@ async def run_profile(
             profile_path=profile_path,
             simulated=simulated,
             reconnect=reconnect,
+            watchdog_limits=WatchdogLimits(reply_timeout_s=treadmill.reply_timeout_s),
+            stall_clock=stall_clock,
         )
         if heart_rate_link_factory is not None:
             strap = await connect_strap(heart_rate_link_factory, clock,
@@ -276,7 +281,7 @@ async def run_profile(
         # A reconnect replaces the session's treadmill: close whichever links are open.
         opened = {id(treadmill): treadmill}
         if session is not None:
-            opened[id(session.treadmill)] = session.treadmill
+            opened.update((id(each), each) for each in session.treadmills)
         for each in opened.values():
             with contextlib.suppress(Exception):
                 await each.close()
@@ -412,6 +417,7 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
                     on_session=install,
                     speedup=options.speedup,
                     heart_rate_link_factory=strap_links,
+                    stall_clock=LoopClock() if options.speedup != 1.0 else None,
                 )
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):

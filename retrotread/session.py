@@ -369,7 +369,11 @@ class Session:
         simulated: bool = False,
         reconnect: ReconnectFactory | None = None,
         watchdog_limits: WatchdogLimits | None = None,
+        stall_clock: Clock | None = None,
     ) -> None:
+        """``stall_clock``: the real clock, when ``clock`` runs faster than real time (a
+        sped-up simulator demo). A stalled loop is a fact of real time: it is judged on
+        this clock, against ``WatchdogLimits.stall_limit_s`` real seconds."""
         self.plan = plan
         self.segments = segments
         self.envelope = envelope
@@ -382,6 +386,7 @@ class Session:
         self.simulated = simulated
         self.reconnect = reconnect
         self.period_s = 1.0 / self.settings.tick_hz
+        self.stall_clock = stall_clock or clock
         self.watchdog = Watchdog(
             backward_ceiling_kmh=envelope.ceiling_kmh(Direction.BACKWARD),
             tick_period_s=self.period_s,
@@ -793,7 +798,7 @@ class Session:
             now = clock.now()
             dt = now - (self._last_tick_s or now)
             self._last_tick_s = now
-            self.watchdog.observe_tick(now)
+            self.watchdog.observe_tick(self.stall_clock.now())
             if self._interrupt_by is not None and self._interrupted_done(now):
                 return
             if self.state is State.RECONNECTING:
@@ -1122,16 +1127,19 @@ class Session:
         return now - since > self.watchdog.limits.telemetry_stale_s
 
     async def _stall_guard(self) -> None:
-        """A task of its own: stop the belt if the control loop stops ticking."""
-        allowed = self.watchdog.limits.missed_ticks * self.period_s
+        """A task of its own: stop the belt if the control loop stops ticking (judged on
+        the real clock: see ``stall_clock``)."""
+        clock = self.stall_clock
+        allowed = self.watchdog.stall_limit_s()
+        margin = allowed / 6
         while True:
             # Wake just after the moment a stall would be declared (not every tick).
             last = self.watchdog.last_tick_s
-            due = (last if last is not None else self.clock.now()) + allowed + self.period_s / 2
-            await self.clock.sleep_until(max(due, self.clock.now() + self.period_s / 2))
+            due = (last if last is not None else clock.now()) + allowed + margin
+            await clock.sleep_until(max(due, clock.now() + margin))
             if self.state in (State.FINISHED, State.SAFE_STOP, State.RECONNECTING):
                 continue
-            trigger = self.watchdog.check_stall(self.clock.now())
+            trigger = self.watchdog.check_stall(clock.now())
             if trigger is not None and not self._stall_detected:
                 self._stall_detected = True
                 self.trigger(trigger)

@@ -148,6 +148,13 @@ class Broker:
         if process.stderr:
             process.stderr.close()
 
+    def ensure_running(self) -> None:
+        """Start the broker again if a test stopped it (or it died)."""
+        if self.process is not None and self.process.poll() is None:
+            return
+        self.stop()
+        self.start()
+
     def restart(self) -> None:
         self.stop()
         self.start()

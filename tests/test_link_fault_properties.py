@@ -27,6 +27,7 @@ import os
 from dataclasses import dataclass
 
 import looptime
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -149,6 +150,7 @@ def run_virtual(coro):  # noqa: ANN001, ANN201
         loop.close()
 
 
+@pytest.mark.timeout(1800)  # the whole property (1,000 examples), not one example
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=DERANDOMIZE,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(text=short_profiles(), burst_list=st.lists(bursts(), min_size=1, max_size=2),

@@ -170,7 +170,9 @@ def test_publish_event_never_blocks_and_drops_the_oldest_without_a_loop() -> Non
         bridge.publish_event(Announcement(float(i), f"cue {i}"))
         bridge.publish_event(_telemetry(float(i), speed=1.0 + (i % 50) / 10))
     elapsed = time.perf_counter() - start
-    assert elapsed < 0.5
+    # Never waits on the network (the broker at port 1 refuses): a blocking publish would
+    # take seconds per call. How fast a call is belongs to the benchmarks.
+    assert elapsed < 5.0
     assert bridge.pending <= 100 + 7
     assert bridge.dropped == 10_000 - 100
     assert json.loads(bridge._events[0].payload)["text"] == "cue 9900"
@@ -556,7 +558,7 @@ async def test_broker_killed_and_restarted_mid_run(mosquitto_broker: Broker) -> 
             bridge.publish_event(Announcement(2.0 + i / 1e4, f"while down {i}"))
             bridge.publish_event(_telemetry(2.0 + i / 1e4, speed=1.0 + (i % 7) / 10))
         blocked = time.perf_counter() - start
-        assert blocked < 0.5, f"publish_event took {blocked:.3f} s for 20,000 calls"
+        assert blocked < 5.0, f"publish_event took {blocked:.3f} s for 20,000 calls"
         assert bridge.pending <= 200 + 7
         assert bridge.dropped >= 10_000 - 200
         assert not task.done()
@@ -600,10 +602,14 @@ async def test_monitor_shows_a_remote_session_read_only(
             main, ["monitor", "--mqtt", mosquitto_broker.url, "--prefix", prefix,
                    "--count", "3"]))
         async with collecting(mosquitto_broker, f"{prefix}/event"):
-            await asyncio.sleep(0.5)  # let the monitor subscribe
-            bridge.publish_event(SegmentStarted(70.0, 2, "fwd 2", Direction.FORWARD, 2.4,
-                                                60.0, None))
-            assert await asyncio.wait_for(monitor, 10) == 0
+            # Events are not retained: publish until the monitor (which may take a while
+            # to start on a busy machine) has seen one.
+            deadline = time.monotonic() + 30
+            while not monitor.done() and time.monotonic() < deadline:
+                bridge.publish_event(SegmentStarted(70.0, 2, "fwd 2", Direction.FORWARD,
+                                                    2.4, 60.0, None))
+                await asyncio.wait({monitor}, timeout=0.3)
+            assert await asyncio.wait_for(monitor, 5) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 3, out
     assert any("availability: online" in line for line in out)
@@ -693,11 +699,13 @@ segments:
 
 async def _workout_with_bridge(
         broker: Broker, prefix: str, profile_source: Path | str,
-        during: Callable[[Any, Any, Handler], Any]) -> tuple[Any, Any, Handler, list[Any]]:
-    """Run a profile (a file, or YAML text) on the simulator at 50x real time, with the
-    bridge wired to ``session.request``; ``during(sim, session, handler)`` runs alongside."""
+        during: Callable[[Any, Any, Handler], Any], speedup: float = 50.0,
+) -> tuple[Any, Any, Handler, list[Any]]:
+    """Run a profile (a file, or YAML text) on the simulator at ``speedup`` x real time,
+    with the bridge wired to ``session.request``; ``during(sim, session, handler)`` runs
+    alongside. As in ``retrotread run --speedup``, a stalled loop is judged in real time."""
     pytest.importorskip("retrotread.plan")
-    from retrotread.clock import ScaledClock
+    from retrotread.clock import LoopClock, ScaledClock
     from retrotread.devices import DeviceSpec
     from retrotread.events import EventBus
     from retrotread.profile import load_profile, load_profile_text
@@ -706,7 +714,7 @@ async def _workout_with_bridge(
 
     profile = (load_profile(profile_source) if isinstance(profile_source, Path)
                else load_profile_text(profile_source))
-    clock = ScaledClock(50)
+    clock = ScaledClock(speedup)
     bus = EventBus()
     events: list[Any] = []
     bus.subscribe(events.append)
@@ -729,7 +737,7 @@ async def _workout_with_bridge(
         result = await run_profile(
             profile, link_factory=LinkFactory(DeviceSpec("sim", "generic"), sim),
             clock=clock, bus=bus, simulated=True, settings=SessionSettings(),
-            on_session=on_session)
+            on_session=on_session, stall_clock=LoopClock())
         for task in scenario:
             await asyncio.wait_for(task, 5)  # re-raises the scenario's failures
         sim.belt.advance_to(clock.now())
@@ -774,9 +782,11 @@ async def test_broker_killed_mid_workout_changes_nothing_in_the_workout(
     async def nothing(sim: Any, session: Any, handler: Handler) -> None:
         return None
 
-    # a reference run with the broker up all along
+    # A reference run with the broker up all along. At 20x real time, 0.1 s of scheduling
+    # jitter on a busy machine is 2 s of workout time: the tolerances below allow for it.
+    speedup = 20.0
     reference, _, _, ref_events = await _workout_with_bridge(
-        mosquitto_broker, _prefix(), SHORT_WALK, nothing)
+        mosquitto_broker, _prefix(), SHORT_WALK, nothing, speedup)
 
     prefix = _prefix()
     arrived: list[str] = []
@@ -785,15 +795,17 @@ async def test_broker_killed_mid_workout_changes_nothing_in_the_workout(
         await _wait_until(lambda: sim.belt.speed_kmh > 1.0, within_s=10, what="the belt")
         # (in a thread: a blocked loop would itself trip the session's watchdog)
         await asyncio.to_thread(mosquitto_broker.stop)
-        await asyncio.sleep(0.6)  # 30 s of workout time with no broker
-        await asyncio.to_thread(mosquitto_broker.start)
+        try:
+            await asyncio.sleep(1.5)  # 30 s of workout time with no broker
+        finally:  # the broker is shared by the tests after this one
+            await asyncio.to_thread(mosquitto_broker.start)
         async with collecting(mosquitto_broker, f"{prefix}/event") as seen:
             message = await seen.wait_for(
                 lambda m: m.json()["type"] in ("segment_started", "turnaround"), within_s=8)
             arrived.append(message.json()["type"])
 
     result, sim, _, events = await _workout_with_bridge(
-        mosquitto_broker, prefix, SHORT_WALK, kill_and_restart)
+        mosquitto_broker, prefix, SHORT_WALK, kill_and_restart, speedup)
     assert result.outcome is SessionOutcome.COMPLETED, result
     assert arrived  # telemetry resumed after the restart
     assert sim.belt.speed_kmh == 0.0
@@ -806,7 +818,6 @@ async def test_broker_killed_mid_workout_changes_nothing_in_the_workout(
     ours, theirs = segment_times(events), segment_times(ref_events)
     assert [label for label, _ in ours] == [label for label, _ in theirs]
     for (_, a), (_, b) in zip(ours, theirs, strict=True):
-        assert a == pytest.approx(b, abs=1.5)  # workout seconds (30 ms of real time)
-    # the end includes confirming the belt stopped, sampled once a (workout) second or so:
-    # runs differ by up to ~2 s of workout time (40 ms real at 50x) with or without MQTT
-    assert result.elapsed_s == pytest.approx(reference.elapsed_s, abs=2.5)
+        assert a == pytest.approx(b, abs=4.0)  # workout seconds (0.2 s of real time)
+    # the end includes confirming the belt stopped, sampled once a (workout) second or so
+    assert result.elapsed_s == pytest.approx(reference.elapsed_s, abs=5.0)

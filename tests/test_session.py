@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,21 @@ async def test_a_matching_quirk_file_makes_the_envelope_stricter() -> None:
     speeds = [r.speed_kmh for r in run.sim.requests if isinstance(r, codec.SetTargetSpeed)]
     assert speeds and min(speeds) >= 1.5
     check_invariants(run)
+
+
+@pytest.mark.looptime(noop_cycles=1)
+async def test_a_sped_up_clock_does_not_magnify_a_stall() -> None:
+    """At 20x, a 0.3 s freeze of the computer would be 6 s of simulated time (a stale
+    telemetry fault that never happened); the demo clock advances at most 1.5 s at once."""
+    from retrotread.clock import MAX_SCALED_STEP_S, ScaledClock
+
+    clock = ScaledClock(20.0)
+    start = clock.now()
+    for _ in range(10):  # ordinary running: read every 10 ms, exactly 20x
+        await asyncio.sleep(0.01)
+        clock.now()
+    assert clock.now() - start == pytest.approx(2.0, abs=1e-6)
+    before = clock.now()
+    await asyncio.sleep(0.3)  # a freeze: nobody reads the clock for 0.3 s
+    assert clock.now() - before == pytest.approx(MAX_SCALED_STEP_S)
+    await clock.sleep_until(clock.now() + 1.0)  # and sleeping still works in scaled time
