@@ -312,6 +312,9 @@ def add_plot_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_plot(args: argparse.Namespace) -> int:
+    from retrotread.extras import require
+
+    require("matplotlib", "plot", "retrotread plot")
     result = plot(args.source, args.output, units=args.units, log_dir=args.dir)
     for note in result.data.notes:
         print(f"note: {note}")

@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests.mosquitto import Broker, in_ci, start_broker
+
+# Tests never read the developer's own ~/.config/retrotread/config.toml or RETROTREAD_*
+# run defaults (retrotread/config.py); a test that wants a config file sets its own.
+os.environ["RETROTREAD_CONFIG"] = os.path.join(os.sep, "nonexistent", "retrotread-tests.toml")
+for _key in ("DEVICE", "UNITS", "BACKWARD_MAX", "VOICE", "COMPANION", "READY", "MQTT"):
+    os.environ.pop(f"RETROTREAD_{_key}", None)
 
 
 @pytest.fixture(scope="session")
