@@ -5,13 +5,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from retrotread.config import CONFIG_ENV, ENV_PREFIX, RUN_KEYS
 from tests.mosquitto import Broker, in_ci, start_broker
 
 # Tests never read the developer's own ~/.config/retrotread/config.toml or RETROTREAD_*
 # run defaults (retrotread/config.py); a test that wants a config file sets its own.
-os.environ["RETROTREAD_CONFIG"] = os.path.join(os.sep, "nonexistent", "retrotread-tests.toml")
-for _key in ("DEVICE", "UNITS", "BACKWARD_MAX", "VOICE", "COMPANION", "READY", "MQTT"):
-    os.environ.pop(f"RETROTREAD_{_key}", None)
+os.environ[CONFIG_ENV] = os.path.join(os.sep, "nonexistent", "retrotread-tests.toml")
+for _key in RUN_KEYS:
+    os.environ.pop(ENV_PREFIX + _key.upper(), None)
 
 
 @pytest.fixture(scope="session")
