@@ -22,7 +22,6 @@ from retrotread.export import (
     export_fit,
     export_session,
     export_tcx,
-    fit_crc,
 )
 from retrotread.history import read_log
 from retrotread.recorder import summarize
@@ -63,11 +62,6 @@ def _rel_times(records: Records, kind: str) -> list[float]:
 
 
 # ------------------------------------------------------------------ FIT
-
-
-def test_fit_crc_is_crc16_arc() -> None:
-    assert fit_crc(b"123456789") == 0xBB3D  # the CRC-16/ARC check value
-    assert fit_crc(b"") == 0
 
 
 def test_fit_of_a_real_session_reads_back(completed: Records) -> None:
