@@ -178,7 +178,7 @@ def build_activity(records: Sequence[Record], name: str | None = None) -> Activi
     samples: list[Sample] = []
     first_distance: float | None = None
     first_steps: float | None = None
-    last_counted: tuple[float, float] | None = None  # (t, steps) of the last step count
+    counted: list[tuple[float, float]] = []  # (t, step count) of the samples with one
     for r in records:
         if r.get("type") != "telemetry" or (t := _num(r.get("t"))) is None:
             continue
@@ -191,9 +191,9 @@ def build_activity(records: Sequence[Record], name: str | None = None) -> Activi
         cadence = _num(r.get("cadence_spm"))
         if steps is not None:
             first_steps = steps if first_steps is None else first_steps
-            if cadence is None and last_counted is not None and rel > last_counted[0]:
-                cadence = max(0.0, (steps - last_counted[1]) / (rel - last_counted[0]) * 60)
-            last_counted = (rel, steps)
+            if cadence is None and counted:
+                cadence = _steps_per_minute(counted, rel, steps)
+            counted.append((rel, steps))
         samples.append(Sample(
             t=rel,
             speed_kmh=_num(r.get("speed_kmh")),
@@ -242,6 +242,23 @@ def build_activity(records: Sequence[Record], name: str | None = None) -> Activi
         pauses=pauses,
         device=str(started["device"]) if started and started.get("device") else None,
     )
+
+
+CADENCE_WINDOW_S = 5.0  # whole steps over a few seconds, not 1 s of +-1 step
+
+
+def _steps_per_minute(earlier: Sequence[tuple[float, float]], t: float, steps: float
+                      ) -> float | None:
+    """Cadence at ``t`` from the step count ``CADENCE_WINDOW_S`` (or as far as there is)
+    before it."""
+    base_t, base_steps = earlier[0]
+    for sample_t, sample_steps in reversed(earlier):
+        if sample_t <= t - CADENCE_WINDOW_S:
+            base_t, base_steps = sample_t, sample_steps
+            break
+    if t <= base_t:
+        return None
+    return max(0.0, (steps - base_steps) / (t - base_t) * 60)
 
 
 def _turnaround_pauses(records: Sequence[Record], t0: float, end_t: float) -> list[Pause]:
@@ -306,7 +323,8 @@ def fit_time(moment: datetime.datetime) -> int:
 
 
 def _software_version() -> float:
-    """``0.1.0`` -> 0.10 (FIT's software_version is hundredths)."""
+    """``0.1.0`` -> 0.01, ``2.13`` -> 2.13: FIT's software_version counts hundredths, so
+    the minor version takes two digits."""
     from retrotread import __version__
 
     parts = [int(p) for p in re.findall(r"\d+", __version__)[:2]] + [0, 0]
