@@ -335,7 +335,7 @@ def _mps(kmh: float | None) -> float | None:
     return None if kmh is None else kmh / 3.6
 
 
-def _facing_descriptions() -> dict[int, dict[str, dict[str, Any]]]:
+def _facing_descriptions() -> dict[int, dict[str, Any]]:
     developer = {"developer_data_index": DEVELOPER_INDEX,
                  "application_id": list(APPLICATION_ID.bytes),
                  "application_version": round(_software_version() * 100),
