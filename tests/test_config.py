@@ -169,3 +169,17 @@ def test_the_file_sets_what_run_does(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "1.61" in capped  # 1.0 mph, on the FTMS step at or above it
     for mph in ("1.0", "2.0"):  # both ends of the documented range are accepted
         assert main(["plan", "first-session", "--backward-max", mph]) == 0
+
+
+def test_the_files_mqtt_table_reaches_the_mqtt_settings(tmp_path: Path) -> None:
+    from retrotread.mqtt import MqttSettings
+
+    config = load_config(write(tmp_path, GOOD), environ={})
+    settings = MqttSettings.from_sources(config_file=config.mqtt_config_file(), environ={})
+    assert (settings.url, settings.username, settings.password) == (
+        "mqtt://127.0.0.1:1", "walker", "secret")
+    # Credentials only (no broker named anywhere): runs do not publish.
+    only = load_config(write(tmp_path, '[mqtt]\nusername = "walker"\n'), environ={})
+    assert only.mqtt and only.mqtt_config_file() is None
+    named = load_config(tmp_path / "config.toml", environ={"RETROTREAD_MQTT": "mqtt://h"})
+    assert named.mqtt_config_file() == tmp_path / "config.toml"
