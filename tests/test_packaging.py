@@ -251,3 +251,10 @@ def test_the_built_wheel_runs_a_bundled_profile_in_a_fresh_venv(tmp_path: Path) 
     as_module = _run([str(venv / "bin" / "python"), "-m", "retrotread", "--version"], work,
                      env, 60)
     assert as_module.stdout.strip() == f"retrotread {retrotread.__version__}"
+
+
+def test_plot_takes_a_bundled_profile_by_name(tmp_path: Path) -> None:
+    # needs the plot extra (matplotlib), which ./dev and CI install
+    out = tmp_path / "plan.png"
+    assert main(["plot", "first-session", "-o", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
