@@ -59,6 +59,9 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "treadmill is the default device, so you can try every profile without hardware.",
         epilog="keys during a workout: space pause/resume, r ready, s or q stop, "
         "+ and - adjust speed (within the safety envelope), n skip segment.\n"
+        "defaults for --device, --units, --backward-max, --voice, --ready and --mqtt come "
+        "from ~/.config/retrotread/config.toml and RETROTREAD_<KEY> variables (the command "
+        "line wins); see `retrotread config`.\n"
         "exit status: 0 completed or stopped by you, 3 stopped by the watchdog or the "
         "safety key, 130 interrupted, 1 error, 2 bad input.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
