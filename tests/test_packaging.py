@@ -38,10 +38,10 @@ def _requirement_name(requirement: str) -> str:
     return _normal(match.group(1))
 
 
-def _imported_top_level_names() -> dict[str, set[str]]:
-    """Every absolute import in retrotread/ -> the files importing it."""
+def _imported_top_level_names(*folders: str) -> dict[str, set[str]]:
+    """Every absolute import in the folders -> the files importing it."""
     names: dict[str, set[str]] = {}
-    for path in (ROOT / "retrotread").rglob("*.py"):
+    for path in [p for folder in folders for p in (ROOT / folder).rglob("*.py")]:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -55,15 +55,24 @@ def _imported_top_level_names() -> dict[str, set[str]]:
     return names
 
 
-def test_every_directly_imported_package_is_declared() -> None:
+@pytest.mark.parametrize("folders, groups", [
+    (("retrotread",), ()),  # the program: core dependencies and extras
+    (("tests", "benchmarks"), ("dev",)),  # and the dev group for the tests and benchmarks
+])
+def test_every_directly_imported_package_is_declared(folders: tuple[str, ...],
+                                                     groups: tuple[str, ...]) -> None:
     project = PYPROJECT["project"]
     declared = {_requirement_name(r) for r in project["dependencies"]}
     for extra in project["optional-dependencies"].values():
         declared |= {_requirement_name(r) for r in extra}
+    for group in groups:
+        declared |= {_requirement_name(r) for r in PYPROJECT["dependency-groups"][group]
+                     if isinstance(r, str)}
     distributions = importlib.metadata.packages_distributions()
     missing = []
-    for name, files in sorted(_imported_top_level_names().items()):
-        if name in sys.stdlib_module_names or name in ("retrotread", "__future__"):
+    for name, files in sorted(_imported_top_level_names(*folders).items()):
+        if name in sys.stdlib_module_names or name in ("retrotread", "tests", "benchmarks",
+                                                       "__future__"):
             continue
         dists = {_normal(d) for d in distributions.get(name, [])}
         assert dists, f"{name} (imported by {sorted(files)}) is not installed here"
