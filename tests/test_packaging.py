@@ -221,20 +221,20 @@ def test_the_built_wheel_runs_a_bundled_profile_in_a_fresh_venv(tmp_path: Path) 
     where, quirk_files = json.loads(probe.stdout)
     assert Path(where).is_relative_to(venv) and quirk_files >= 4  # the installed copy's data
 
-    # A bundled profile by name, from an unrelated folder. It runs at 10x until the log
-    # shows it moving, then gets Ctrl-C: the installed program must stop the belt, write
-    # its log and exit 130. (A whole workout at --speedup 50 is what the README demo
-    # does; on a loaded 2-core machine its watchdog budget is too tight until the stall
-    # and staleness checks are judged in real time, issue 13 item 6.)
+    # A bundled profile by name, from an unrelated folder. It runs in real time until the
+    # log shows it moving, then gets Ctrl-C: the installed program must stop the belt,
+    # write its log and exit 130. (A whole workout with --speedup 50 would be quicker,
+    # but on a loaded 2-core machine --speedup shrinks the watchdog's real-time budget
+    # until the stall and staleness checks are judged in real time: issue 13, item 6.)
     log = work / "session.jsonl"
-    process = subprocess.Popen([program, "run", "first-session", "--speedup", "10",
+    process = subprocess.Popen([program, "run", "first-session",
                                 "--no-ui", "--log", str(log)], cwd=work, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
             text = log.read_text(encoding="utf-8") if log.exists() else ""
-            if text.count('"type": "telemetry"') + text.count('"type":"telemetry"') >= 20:
+            if text.count('"type": "telemetry"') + text.count('"type":"telemetry"') >= 4:
                 break
             time.sleep(0.2)
         process.send_signal(signal.SIGINT)
@@ -249,7 +249,7 @@ def test_the_built_wheel_runs_a_bundled_profile_in_a_fresh_venv(tmp_path: Path) 
     started = next(r for r in records if r["type"] == "session_started")
     assert started["profile_name"] == "First session"
     assert Path(started["profile_path"]).is_relative_to(venv)  # the bundled file
-    assert sum(r["type"] == "telemetry" for r in records) >= 20
+    assert sum(r["type"] == "telemetry" for r in records) >= 4
     finished = records[-1]
     assert finished["type"] == "session_finished"
     assert finished["outcome"] == "interrupted" and finished["stop_sent"] is True
