@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from retrotread import __version__
-from retrotread.errors import ProfileError, RetrotreadError
+from retrotread.errors import ConfigError, ProfileError, RetrotreadError
 
 if TYPE_CHECKING:
     from retrotread.devices import DeviceSpec
@@ -36,9 +36,11 @@ or wrong. The hardware safety key is still the only true emergency stop: clip it
 
 EPILOG = """\
 examples:
-  retrotread run profiles/first-session.yaml             # on the built-in simulator
-  retrotread run profiles/intervals.yaml --speedup 30    # a fast demo
-  retrotread plan profiles/intervals.yaml --units km/h   # what a profile will do
+  retrotread profiles                                    # the bundled profiles
+  retrotread run first-session                           # on the built-in simulator
+  retrotread run intervals --speedup 30                  # a fast demo
+  retrotread run my-profile.yaml                         # your own profile (a path)
+  retrotread plan intervals --units km/h                 # what a profile will do
   retrotread validate profiles/*.yaml                    # check hand-edited profiles
   retrotread sim --port 36866                            # serve the simulator over TCP
   retrotread run profiles/intervals.yaml --device dircon://127.0.0.1:36866
@@ -46,6 +48,7 @@ examples:
   retrotread export last --format fit                    # for Garmin Connect or Strava
   retrotread plot last -o last.png                       # planned vs measured speed
   retrotread next -o next.yaml                           # the next session, from history
+  retrotread config                                      # defaults from config.toml, env
 """
 
 
@@ -56,13 +59,17 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "treadmill is the default device, so you can try every profile without hardware.",
         epilog="keys during a workout: space pause/resume, r ready, s or q stop, "
         "+ and - adjust speed (within the safety envelope), n skip segment.\n"
+        "defaults for --device, --units, --backward-max, --voice, --ready and --mqtt come "
+        "from ~/.config/retrotread/config.toml and RETROTREAD_<KEY> variables (the command "
+        "line wins); see `retrotread config`.\n"
         "exit status: 0 completed or stopped by you, 3 stopped by the watchdog or the "
         "safety key, 130 interrupted, 1 error, 2 bad input.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("profile", type=Path,
-                   help="workout profile (YAML), e.g. profiles/first-session.yaml")
-    p.add_argument("--device", default="sim", metavar="DEVICE",
+    p.add_argument("profile", metavar="PROFILE",
+                   help="a bundled profile by name (see `retrotread profiles`), e.g. "
+                   "first-session, or the path of a YAML file")
+    p.add_argument("--device", default=None, metavar="DEVICE",
                    help="sim (default), sim:PRESET (generic, walking-pad, home-treadmill, "
                    "coarse, strict-control), dircon://HOST:PORT, or ble:ADDRESS_OR_NAME")
     p.add_argument("--speedup", type=float, default=1.0, metavar="N",
@@ -72,9 +79,9 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-ui", action="store_true",
                    help="print one line per event instead of the live display "
                    "(automatic when stdout is not a terminal)")
-    p.add_argument("--units", choices=["mph", "km/h"], default="mph",
-                   help="units shown first (both are always shown)")
-    p.add_argument("--voice", action="store_true",
+    p.add_argument("--units", choices=["mph", "km/h"], default=None,
+                   help="units shown first (both are always shown; default mph)")
+    p.add_argument("--voice", action=argparse.BooleanOptionalAction, default=None,
                    help="speak cues with espeak-ng when it is installed")
     p.add_argument("--no-bell", action="store_true", help="do not ring the terminal bell")
     p.add_argument("--backward-max", type=float, default=None, metavar="MPH",
@@ -153,13 +160,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="show what a profile will do, as a table",
                        description="Compile a profile into its plan (ramps and turnarounds "
                        "inserted, every speed inside the safety envelope) and print it.")
-    p.add_argument("profile", type=Path)
-    p.add_argument("--units", choices=["mph", "km/h"], default="mph")
+    p.add_argument("profile", metavar="PROFILE", help="a bundled profile's name or a path")
+    p.add_argument("--units", choices=["mph", "km/h"], default=None)
     p.add_argument("--device", default="sim", metavar="DEVICE",
                    help="quantize for this simulator preset's speed range (sim:PRESET)")
     p.add_argument("--backward-max", type=float, default=None, metavar="MPH")
+    p = sub.add_parser("profiles", help="list the bundled profiles",
+                       description="The profiles that come with retrotread: name, level, total "
+                       "and backward minutes. Run one by name: retrotread run NAME.")
+    p = sub.add_parser("config", help="show the effective settings and where each came from",
+                       description="Defaults for `run` come from the config file "
+                       "(~/.config/retrotread/config.toml, or $RETROTREAD_CONFIG), then "
+                       "RETROTREAD_<KEY> variables, then the command line, each beating the "
+                       "one before. This prints every setting and where it came from; a bad "
+                       "file gets file:line: key: message and exit status 2. A setting can "
+                       "only lower a safety limit (backward_max 1.0 to 2.0 mph).")
+    p.add_argument("--path", action="store_true", help="print only the config file's path")
     _add_after_workout(sub)
-    _add_optional_commands(sub)
+    _add_device_commands(sub)
     return parser
 
 
@@ -191,23 +209,20 @@ def _add_after_workout(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.set_defaults(handler=progression.run_next)
 
 
-def _add_optional_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Commands whose modules may be absent in a partial install."""
-    with contextlib.suppress(ImportError):
-        from retrotread import scan as scan_module
+def _add_device_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """scan, doctor (bleak) and monitor (aiomqtt): core dependencies, always listed."""
+    from retrotread import mqtt as mqtt_module
+    from retrotread import scan as scan_module
 
-        p = sub.add_parser("scan", help="find FTMS treadmills nearby over Bluetooth LE")
-        scan_module.add_scan_arguments(p)
-        p.set_defaults(handler=scan_module.run_scan)
-        p = sub.add_parser("doctor", help="probe a treadmill and suggest a quirk file")
-        scan_module.add_doctor_arguments(p)
-        p.set_defaults(handler=scan_module.run_doctor)
-    with contextlib.suppress(ImportError):
-        from retrotread import mqtt as mqtt_module
-
-        p = sub.add_parser("monitor", help="watch a remote session over MQTT (read-only)")
-        mqtt_module.add_monitor_arguments(p)
-        p.set_defaults(handler=mqtt_module.run_monitor)
+    p = sub.add_parser("scan", help="find FTMS treadmills nearby over Bluetooth LE")
+    scan_module.add_scan_arguments(p)
+    p.set_defaults(handler=scan_module.run_scan)
+    p = sub.add_parser("doctor", help="probe a treadmill and suggest a quirk file")
+    scan_module.add_doctor_arguments(p)
+    p.set_defaults(handler=scan_module.run_doctor)
+    p = sub.add_parser("monitor", help="watch a remote session over MQTT (read-only)")
+    mqtt_module.add_monitor_arguments(p)
+    p.set_defaults(handler=mqtt_module.run_monitor)
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -244,23 +259,26 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from retrotread.config import command_line_values, load_config
     from retrotread.devices import parse_device
     from retrotread.envelope import MachineLimits
     from retrotread.plan import compile_plan, format_plan_table
     from retrotread.profile import load_profile
+    from retrotread.resources import find_profile
     from retrotread.runner import build_envelope
     from retrotread.sim.presets import PRESETS
 
-    profile = load_profile(args.profile)
+    run = load_config(command_line=command_line_values(args)).run
+    profile = load_profile(find_profile(args.profile))
     device = parse_device(args.device)
     if device.kind == "sim":
         preset = PRESETS[device.target]
         machine = MachineLimits(preset.min_kmh, preset.max_kmh, preset.increment_kmh)
     else:
         machine = MachineLimits()
-    envelope = build_envelope(profile, machine, args.backward_max)
+    envelope = build_envelope(profile, machine, run.backward_max)
     plan = compile_plan(profile, envelope)
-    print(format_plan_table(plan, units=args.units))
+    print(format_plan_table(plan, units=run.units))
     return 0
 
 
@@ -279,32 +297,49 @@ def parse_strap(text: str) -> DeviceSpec:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from retrotread.config import command_line_values, load_config
     from retrotread.devices import parse_device
+    from retrotread.resources import find_profile
     from retrotread.runner import RunOptions, run_workout
 
+    config = load_config(command_line=command_line_values(args))  # validates every value
+    run = config.run
+    profile_path = find_profile(args.profile)
     ui = not args.no_ui and sys.stdout.isatty()
     options = RunOptions(
-        device=parse_device(args.device),
+        device=parse_device(run.device),
         speedup=args.speedup,
         log_path=args.log,
         ui=ui,
-        units=args.units,
-        voice=args.voice,
+        units=run.units,
+        voice=run.voice,
         bell=not args.no_bell,
-        backward_max_mph=args.backward_max,
-        ready_gate=args.ready,
-        mqtt_url=args.mqtt,
-        mqtt_config=args.mqtt_config,
+        backward_max_mph=run.backward_max,
+        ready_gate=run.ready,
+        mqtt_url=run.mqtt,
+        mqtt_config=args.mqtt_config or config.mqtt_config_file(),
         hr_strap=parse_strap(args.hr_strap) if args.hr_strap is not None else None,
     )
     if args.speedup <= 0:
         raise RetrotreadError("--speedup must be a positive number")
-    if args.backward_max is not None:
-        from retrotread.envelope import Envelope
-        from retrotread.units import mph_to_kmh
+    return asyncio.run(run_workout(profile_path, options))
 
-        Envelope.build(backward_ceiling_kmh=mph_to_kmh(args.backward_max))  # validates
-    return asyncio.run(run_workout(args.profile, options))
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    from retrotread.resources import format_profile_list, list_profiles
+
+    print(format_profile_list(list_profiles()))
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from retrotread.config import config_path, format_config, load_config
+
+    if args.path:
+        print(config_path())
+        return 0
+    print(format_config(load_config()))
+    return 0
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -330,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     handlers = {
         "run": cmd_run, "sim": cmd_sim, "validate": cmd_validate, "schema": cmd_schema,
-        "plan": cmd_plan,
+        "plan": cmd_plan, "profiles": cmd_profiles, "config": cmd_config,
     }
     handler = handlers.get(args.command)
     if handler is None:
@@ -340,6 +375,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ProfileError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
         return EXIT_USAGE
     except RetrotreadError as exc:
         print(f"retrotread: {exc}", file=sys.stderr)

@@ -90,3 +90,16 @@ class SafetyError(RetrotreadError):
 
 class DeviceSpecError(RetrotreadError):
     """A --device string that cannot be understood."""
+
+
+class MissingExtraError(RetrotreadError, ImportError):
+    """An optional part (a pip "extra") that a command needs is not installed.
+
+    The message names the command, the missing package and the extra that brings it,
+    e.g. ``pip install 'retrotread[plot]'``. Raised by :func:`retrotread.extras.require`.
+    """
+
+
+class ConfigError(RetrotreadError):
+    """The config file (``~/.config/retrotread/config.toml``) or a RETROTREAD_* variable is
+    invalid; str() is one line per problem, ``file:line: key: message``. Exit status 2."""

@@ -150,6 +150,7 @@ class TelemetrySample(Event):
     heart_rate_bpm: int | None
     target_kmh: float
     facing: Direction
+    step_count: int | None = None  # the machine's step counter, when it has one
 
 
 @dataclass(frozen=True)

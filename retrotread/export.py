@@ -18,12 +18,13 @@ import argparse
 import csv
 import datetime
 import io
-import struct
+import re
 import sys
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from xml.sax.saxutils import escape
+from typing import Any
 
 from retrotread.errors import RetrotreadError
 from retrotread.history import Record, resolve_session, session_start
@@ -46,6 +47,35 @@ class Sample:
     heart_rate_bpm: int | None
     target_kmh: float | None
     facing: str
+    steps: int | None = None  # the machine's step count (relative to the first sample)
+    cadence_spm: float | None = None  # steps per minute, where the machine counts steps
+
+
+@dataclass(frozen=True)
+class Pause:
+    """The timer stopped: the belt stopped for a turnaround until it started again."""
+
+    start_t: float
+    end_t: float
+
+
+def _overlap(a0: float, a1: float, pauses: Sequence[Pause]) -> float:
+    return sum(max(0.0, min(a1, p.end_t) - max(a0, p.start_t)) for p in pauses)
+
+
+def _cadences(samples: Sequence[Sample]) -> tuple[float | None, float | None]:
+    values = [s.cadence_spm for s in samples if s.cadence_spm is not None]
+    return (sum(values) / len(values), max(values)) if values else (None, None)
+
+
+def _strides(samples: Sequence[Sample], t0: float, t1: float) -> int | None:
+    """Strides (two steps each) between t0 and t1, from the machine's step count."""
+    counted = [s for s in samples if s.steps is not None]
+    if not counted:
+        return None
+    before = [s.steps for s in counted if s.t <= t0 + 1e-9] or [counted[0].steps]
+    upto = [s.steps for s in counted if s.t <= t1 + 1e-9] or [counted[0].steps]
+    return max(0, (upto[-1] or 0) - (before[-1] or 0)) // 2
 
 
 @dataclass
@@ -60,6 +90,10 @@ class Lap:
     max_speed_kmh: float | None = None
     avg_heart_rate_bpm: int | None = None
     max_heart_rate_bpm: int | None = None
+    timer_s: float = 0.0  # the duration less the turnaround pauses inside it
+    strides: int | None = None
+    avg_cadence_spm: float | None = None
+    max_cadence_spm: float | None = None
 
     @property
     def duration_s(self) -> float:
@@ -83,6 +117,30 @@ class Activity:
     laps: list[Lap]
     backward_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    pauses: list[Pause] = field(default_factory=list)
+    device: str | None = None  # the treadmill, as the session log names it
+
+    @property
+    def timer_s(self) -> float:
+        """Elapsed time less the turnaround pauses (FIT's total_timer_time)."""
+        return max(0.0, self.elapsed_s - _overlap(0.0, self.elapsed_s, self.pauses))
+
+    @property
+    def avg_speed_kmh(self) -> float | None:
+        moving_s = self.timer_s
+        return self.distance_m / 1000 / (moving_s / 3600) if moving_s > 0 else None
+
+    @property
+    def total_strides(self) -> int | None:
+        return _strides(self.samples, 0.0, self.elapsed_s)
+
+    @property
+    def avg_cadence_spm(self) -> float | None:
+        return _cadences(self.samples)[0]
+
+    @property
+    def max_cadence_spm(self) -> float | None:
+        return _cadences(self.samples)[1]
 
     def at(self, t: float) -> datetime.datetime:
         return self.start + datetime.timedelta(seconds=t)
@@ -119,6 +177,8 @@ def build_activity(records: Sequence[Record], name: str | None = None) -> Activi
 
     samples: list[Sample] = []
     first_distance: float | None = None
+    first_steps: float | None = None
+    counted: list[tuple[float, float]] = []  # (t, step count) of the samples with one
     for r in records:
         if r.get("type") != "telemetry" or (t := _num(r.get("t"))) is None:
             continue
@@ -126,14 +186,24 @@ def build_activity(records: Sequence[Record], name: str | None = None) -> Activi
         if distance is not None and first_distance is None:
             first_distance = distance
         hr = _num(r.get("heart_rate_bpm"))
+        rel = max(0.0, t - t0)
+        steps = _num(r.get("step_count"))
+        cadence = _num(r.get("cadence_spm"))
+        if steps is not None:
+            first_steps = steps if first_steps is None else first_steps
+            if cadence is None and counted:
+                cadence = _steps_per_minute(counted, rel, steps)
+            counted.append((rel, steps))
         samples.append(Sample(
-            t=max(0.0, t - t0),
+            t=rel,
             speed_kmh=_num(r.get("speed_kmh")),
             distance_m=None if distance is None or first_distance is None
             else max(0.0, distance - first_distance),
             heart_rate_bpm=int(hr) if hr is not None and hr > 0 else None,
             target_kmh=_num(r.get("target_kmh")),
             facing=str(r.get("facing", "forward")),
+            steps=None if steps is None or first_steps is None else int(steps - first_steps),
+            cadence_spm=cadence,
         ))
     end_t = max(0.0, max(times) - t0)
     finished = next((r for r in reversed(records) if r.get("type") == "session_finished"), None)
@@ -154,10 +224,11 @@ def build_activity(records: Sequence[Record], name: str | None = None) -> Activi
                         target_kmh=_num(r.get("speed_kmh"))))
     if not laps:
         laps.append(Lap(0, name or summary.profile_name or "Session", "forward", 0.0, end_t, None))
+    pauses = _turnaround_pauses(records, t0, end_t)
     laps[0].start_t = 0.0
     for lap, following in zip(laps, [*laps[1:], None], strict=True):
         lap.end_t = following.start_t if following is not None else end_t
-        _fill_lap(lap, samples)
+        _fill_lap(lap, samples, pauses)
     distance = sum(lap.distance_m for lap in laps)
     return Activity(
         start=start,
@@ -168,7 +239,46 @@ def build_activity(records: Sequence[Record], name: str | None = None) -> Activi
         samples=samples,
         laps=laps,
         backward_s=summary.backward_s,
+        pauses=pauses,
+        device=str(started["device"]) if started and started.get("device") else None,
     )
+
+
+CADENCE_WINDOW_S = 5.0  # whole steps over a few seconds, not 1 s of +-1 step
+
+
+def _steps_per_minute(earlier: Sequence[tuple[float, float]], t: float, steps: float
+                      ) -> float | None:
+    """Cadence at ``t`` from the step count ``CADENCE_WINDOW_S`` (or as far as there is)
+    before it."""
+    base_t, base_steps = earlier[0]
+    for sample_t, sample_steps in reversed(earlier):
+        if sample_t <= t - CADENCE_WINDOW_S:
+            base_t, base_steps = sample_t, sample_steps
+            break
+    if t <= base_t:
+        return None
+    return max(0.0, (steps - base_steps) / (t - base_t) * 60)
+
+
+def _turnaround_pauses(records: Sequence[Record], t0: float, end_t: float) -> list[Pause]:
+    """From each turnaround's ``stopped`` phase (belt confirmed stopped) to its ``start``
+    (the belt starts again), or to the end of the session."""
+    pauses: list[Pause] = []
+    stopped_at: float | None = None
+    for r in records:
+        if r.get("type") != "turnaround" or (t := _num(r.get("t"))) is None:
+            continue
+        rel = min(max(0.0, t - t0), end_t)
+        if r.get("phase") == "stopped" and stopped_at is None:
+            stopped_at = rel
+        elif r.get("phase") == "start" and stopped_at is not None:
+            if rel > stopped_at:
+                pauses.append(Pause(stopped_at, rel))
+            stopped_at = None
+    if stopped_at is not None and end_t > stopped_at:
+        pauses.append(Pause(stopped_at, end_t))
+    return pauses
 
 
 def distance_at(samples: Sequence[Sample], t: float) -> float:
@@ -182,8 +292,11 @@ def distance_at(samples: Sequence[Sample], t: float) -> float:
     return value
 
 
-def _fill_lap(lap: Lap, samples: Sequence[Sample]) -> None:
+def _fill_lap(lap: Lap, samples: Sequence[Sample], pauses: Sequence[Pause]) -> None:
     inside = [s for s in samples if lap.start_t <= s.t < lap.end_t]
+    lap.timer_s = max(0.0, lap.duration_s - _overlap(lap.start_t, lap.end_t, pauses))
+    lap.strides = _strides(samples, lap.start_t, lap.end_t)
+    lap.avg_cadence_spm, lap.max_cadence_spm = _cadences(inside)
     lap.distance_m = max(0.0, distance_at(samples, lap.end_t) - distance_at(samples, lap.start_t))
     speeds = [s.speed_kmh for s in inside if s.speed_kmh is not None]
     lap.max_speed_kmh = max(speeds) if speeds else None
@@ -194,164 +307,164 @@ def _fill_lap(lap: Lap, samples: Sequence[Sample]) -> None:
 
 
 # --------------------------------------------------------------------------- FIT
+# Written with the encoder of Garmin's FIT SDK (garmin-fit-sdk): it writes the header,
+# definition messages, scale/offset, enum names and both CRCs from the SDK's profile.
+SPORTS = ("walking", "running")
 FIT_EPOCH = datetime.datetime(1989, 12, 31, tzinfo=datetime.UTC)
-FIT_PROFILE_VERSION = 2132  # 21.32
-FIT_PROTOCOL_VERSION = 0x20  # 2.0
-SPORTS = {"walking": 11, "running": 1}
-SUB_SPORT_TREADMILL = 1
-MANUFACTURER_DEVELOPMENT = 255
-
-# base types: (code, struct format, invalid value)
-ENUM = (0x00, "B", 0xFF)
-UINT8 = (0x02, "B", 0xFF)
-UINT16 = (0x84, "H", 0xFFFF)
-UINT32 = (0x86, "I", 0xFFFFFFFF)
-UINT32Z = (0x8C, "I", 0)
-
-_CRC_TABLE = (0x0000, 0xCC01, 0xD801, 0x1400, 0xF001, 0x3C00, 0x2800, 0xE401,
-              0xA001, 0x6C00, 0x7800, 0xB401, 0x5000, 0x9C01, 0x8801, 0x4400)
-
-
-def fit_crc(data: bytes, crc: int = 0) -> int:
-    """The FIT CRC-16 (the SDK's nibble-table algorithm)."""
-    for byte in data:
-        tmp = _CRC_TABLE[crc & 0xF]
-        crc = (crc >> 4) & 0x0FFF
-        crc = crc ^ tmp ^ _CRC_TABLE[byte & 0xF]
-        tmp = _CRC_TABLE[crc & 0xF]
-        crc = (crc >> 4) & 0x0FFF
-        crc = crc ^ tmp ^ _CRC_TABLE[(byte >> 4) & 0xF]
-    return crc
-
-
-FieldDef = tuple[int, tuple[int, str, int]]  # (field number, base type)
-
-# Global message numbers and the fields we write, in order.
-FILE_ID = (0, [(0, ENUM), (1, UINT16), (2, UINT16), (3, UINT32Z), (4, UINT32)])
-EVENT = (21, [(253, UINT32), (0, ENUM), (1, ENUM), (4, UINT8)])
-RECORD = (20, [(253, UINT32), (5, UINT32), (6, UINT16), (73, UINT32), (3, UINT8)])
-LAP = (19, [(254, UINT16), (253, UINT32), (0, ENUM), (1, ENUM), (2, UINT32), (7, UINT32),
-            (8, UINT32), (9, UINT32), (13, UINT16), (14, UINT16), (15, UINT8), (16, UINT8),
-            (24, ENUM), (25, ENUM), (39, ENUM)])
-SESSION = (18, [(254, UINT16), (253, UINT32), (0, ENUM), (1, ENUM), (2, UINT32), (5, ENUM),
-                (6, ENUM), (7, UINT32), (8, UINT32), (9, UINT32), (14, UINT16), (15, UINT16),
-                (16, UINT8), (17, UINT8), (25, UINT16), (26, UINT16), (28, ENUM)])
-ACTIVITY = (34, [(253, UINT32), (0, UINT32), (1, UINT16), (2, ENUM), (3, ENUM), (4, ENUM),
-                 (5, UINT32)])
-
-EVENT_TIMER, EVENT_LAP, EVENT_SESSION, EVENT_ACTIVITY = 0, 9, 8, 26
-EVENT_TYPE_START, EVENT_TYPE_STOP, EVENT_TYPE_STOP_ALL = 0, 1, 4
-LAP_TRIGGER_MANUAL, LAP_TRIGGER_SESSION_END = 0, 7
-
-
-class FitWriter:
-    """Definition and data messages; local message types are assigned per global one."""
-
-    def __init__(self) -> None:
-        self._body = bytearray()
-        self._local: dict[int, int] = {}
-
-    def write(self, message: tuple[int, list[FieldDef]], values: dict[int, float | int | None]
-              ) -> None:
-        number, fields = message
-        local = self._local.get(number)
-        if local is None:
-            local = len(self._local) % 16
-            self._local[number] = local
-            self._body += struct.pack("<BBBHB", 0x40 | local, 0, 0, number, len(fields))
-            for field_number, (code, fmt, _invalid) in fields:
-                self._body += struct.pack("<BBB", field_number, struct.calcsize(fmt), code)
-        self._body += struct.pack("<B", local)
-        for field_number, (_code, fmt, invalid) in fields:
-            value = values.get(field_number)
-            if value is None:
-                encoded = invalid
-            else:
-                encoded = round(value)
-                limit = (1 << (8 * struct.calcsize(fmt))) - 1
-                if not 0 <= encoded < limit:  # the top value is the "invalid" marker
-                    encoded = invalid
-            self._body += struct.pack("<" + fmt, encoded)
-
-    def to_bytes(self) -> bytes:
-        header = struct.pack("<BBHI4s", 14, FIT_PROTOCOL_VERSION, FIT_PROFILE_VERSION,
-                             len(self._body), b".FIT")
-        header += struct.pack("<H", fit_crc(header))
-        data = header + bytes(self._body)
-        return data + struct.pack("<H", fit_crc(data))
+# retrotread's developer data: one field per record, which way the person faced.
+DEVELOPER_INDEX = 0
+FACING_FIELD = "facing_backward"  # 1: facing the rear of the treadmill (walking backward)
+APPLICATION_ID = uuid.UUID("6f1e2c3a-5b7d-4e8f-9a0b-72657472a7d1")  # retrotread's, fixed
 
 
 def fit_time(moment: datetime.datetime) -> int:
+    """Seconds since the FIT epoch (1989-12-31 UTC), whole seconds."""
     return int((moment - FIT_EPOCH).total_seconds())
 
 
-def _mps(kmh: float | None, scale: float = 1000.0) -> float | None:
-    return None if kmh is None else kmh / 3.6 * scale
+def _software_version() -> float:
+    """``0.1.0`` -> 0.01, ``2.13`` -> 2.13: FIT's software_version counts hundredths, so
+    the minor version takes two digits."""
+    from retrotread import __version__
+
+    parts = [int(p) for p in re.findall(r"\d+", __version__)[:2]] + [0, 0]
+    return parts[0] + min(parts[1], 99) / 100
+
+
+def _mps(kmh: float | None) -> float | None:
+    return None if kmh is None else kmh / 3.6
+
+
+def _facing_descriptions() -> dict[int, dict[str, Any]]:
+    developer = {"developer_data_index": DEVELOPER_INDEX,
+                 "application_id": list(APPLICATION_ID.bytes),
+                 "application_version": round(_software_version() * 100),
+                 "manufacturer_id": "development"}
+    description = {"developer_data_index": DEVELOPER_INDEX, "field_definition_number": 0,
+                   "fit_base_type_id": 2, "field_name": FACING_FIELD,  # 2: uint8
+                   "units": "1=backward", "native_mesg_num": 20}  # on record messages
+    return {0: {"developer_data_id_mesg": developer, "field_description_mesg": description}}
+
+
+def _cadence(spm: float | None) -> tuple[int | None, float | None]:
+    """Steps per minute -> FIT ``cadence`` in strides (cycles) per minute and its
+    fraction (walking and running count one cycle per two steps)."""
+    if spm is None:
+        return None, None
+    strides = spm / 2
+    return int(strides), round(strides - int(strides), 3)
 
 
 def export_fit(activity: Activity, sport: str = "walking") -> bytes:
-    """The activity as a FIT activity file (bytes)."""
+    """The activity as a FIT activity file (bytes), through the FIT SDK's encoder.
+
+    file_id, file_creator and device_info (retrotread as creator, the treadmill as a
+    second device), retrotread's developer field description, timer start, one record a
+    second (speed, distance, heart rate, cadence where the machine counts steps, and the
+    ``facing_backward`` developer field), a timer stop and start around every turnaround
+    the belt stopped for, one lap per segment, session and activity.
+    """
+    from garmin_fit_sdk import Encoder, Profile
+
     if sport not in SPORTS:
         raise ExportError(f"unknown sport {sport!r}: use one of {', '.join(SPORTS)}")
-    sport_code = SPORTS[sport]
-    w = FitWriter()
-    start = fit_time(activity.start)
-    end = fit_time(activity.at(activity.elapsed_s))
-    w.write(FILE_ID, {0: 4, 1: MANUFACTURER_DEVELOPMENT, 2: 0, 3: None, 4: start})
-    w.write(EVENT, {253: start, 0: EVENT_TIMER, 1: EVENT_TYPE_START, 4: 0})
+    num = Profile["mesg_num"]
+    descriptions = _facing_descriptions()
+    encoder = Encoder(field_descriptions=descriptions)
 
-    # One record per whole second (the last sample of that second).
+    def write(name: str, **fields: Any) -> None:
+        encoder.write_mesg({"mesg_num": num[name],
+                            **{k: v for k, v in fields.items() if v is not None}})
+
+    start = activity.start
+    end = activity.at(activity.elapsed_s)
+    version = _software_version()
+    write("FILE_ID", type="activity", manufacturer="development", product=0,
+          time_created=start, serial_number=None)
+    write("FILE_CREATOR", software_version=round(version * 100))
+    write("DEVICE_INFO", timestamp=start, device_index="creator", manufacturer="development",
+          product=0, product_name="retrotread", software_version=version)
+    if activity.device:
+        write("DEVICE_INFO", timestamp=start, device_index=1, manufacturer="development",
+              product_name=activity.device[:40], descriptor="treadmill (FTMS)")
+    (desc,) = descriptions.values()
+    write("DEVELOPER_DATA_ID", **desc["developer_data_id_mesg"])
+    write("FIELD_DESCRIPTION", **desc["field_description_mesg"])
+    write("EVENT", timestamp=start, event="timer", event_type="start", event_group=0)
+
+    # One record per whole second (the last sample of that second), with the timer
+    # events and each lap message in time order between them.
     by_second: dict[int, Sample] = {}
-    for s in activity.samples:
-        by_second[fit_time(activity.at(s.t))] = s
-    seconds = sorted(by_second)
-    # Each lap message follows its records: it is written before the first record of a
-    # later second than its end (the last lap after all the records).
-    pending = list(activity.laps)
-    for second in seconds:
-        while len(pending) > 1 and fit_time(activity.at(pending[0].end_t)) < second:
-            _write_lap(w, activity, pending.pop(0), sport_code)
-        s = by_second[second]
-        w.write(RECORD, {253: second,
-                         5: None if s.distance_m is None else s.distance_m * 100,
-                         6: _mps(s.speed_kmh), 73: _mps(s.speed_kmh),
-                         3: s.heart_rate_bpm})
-    for lap in pending:
-        _write_lap(w, activity, lap, sport_code)
-
-    w.write(EVENT, {253: end, 0: EVENT_TIMER, 1: EVENT_TYPE_STOP_ALL, 4: 0})
+    for sample in activity.samples:
+        by_second[fit_time(activity.at(sample.t))] = sample
+    timeline: list[tuple[float, int, Any]] = []  # (t, order at the same t, item)
+    for sample in by_second.values():
+        timeline.append((sample.t, 1, sample))
+    for pause in activity.pauses:
+        timeline.append((pause.start_t, 0, ("stop", pause)))
+        if pause.end_t < activity.elapsed_s:
+            timeline.append((pause.end_t, 2, ("start", pause)))
+    for lap in activity.laps[:-1]:
+        timeline.append((lap.end_t, 3, lap))
+    for _t, _order, item in sorted(timeline, key=lambda entry: (entry[0], entry[1])):
+        if isinstance(item, Sample):
+            strides, fraction = _cadence(item.cadence_spm)
+            write("RECORD", timestamp=activity.at(item.t),
+                  distance=item.distance_m, speed=_mps(item.speed_kmh),
+                  enhanced_speed=_mps(item.speed_kmh), heart_rate=item.heart_rate_bpm,
+                  cadence=strides, fractional_cadence=fraction,
+                  developer_fields={0: 1 if item.facing == "backward" else 0})
+        elif isinstance(item, Lap):
+            _write_lap(write, activity, item, sport)
+        else:
+            kind, pause = item
+            write("EVENT", timestamp=activity.at(pause.start_t if kind == "stop" else
+                                                 pause.end_t),
+                  event="timer", event_type="stop_all" if kind == "stop" else "start",
+                  event_group=0)
+    _write_lap(write, activity, activity.laps[-1], sport)
+    write("EVENT", timestamp=end, event="timer", event_type="stop_all", event_group=0)
     hrs = activity.heart_rates
-    elapsed_ms = activity.elapsed_s * 1000
-    avg_kmh = (activity.distance_m / 1000 / (activity.elapsed_s / 3600)
-               if activity.elapsed_s > 0 else None)
-    w.write(SESSION, {254: 0, 253: end, 0: EVENT_SESSION, 1: EVENT_TYPE_STOP, 2: start,
-                      5: sport_code, 6: SUB_SPORT_TREADMILL, 7: elapsed_ms, 8: elapsed_ms,
-                      9: activity.distance_m * 100, 14: _mps(avg_kmh),
-                      15: _mps(activity.max_speed_kmh),
-                      16: round(sum(hrs) / len(hrs)) if hrs else None,
-                      17: max(hrs) if hrs else None,
-                      25: 0, 26: len(activity.laps), 28: 0})
-    local_offset = activity.start.astimezone().utcoffset() or datetime.timedelta(0)
-    w.write(ACTIVITY, {253: end, 0: elapsed_ms, 1: 1, 2: 0, 3: EVENT_ACTIVITY,
-                       4: EVENT_TYPE_STOP, 5: end + int(local_offset.total_seconds())})
-    return w.to_bytes()
+    strides_total = activity.total_strides
+    write("SESSION", message_index=0, timestamp=end, event="session", event_type="stop",
+          start_time=start, sport=sport, sub_sport="treadmill",
+          total_elapsed_time=activity.elapsed_s, total_timer_time=activity.timer_s,
+          total_distance=activity.distance_m, avg_speed=_mps(activity.avg_speed_kmh),
+          enhanced_avg_speed=_mps(activity.avg_speed_kmh),
+          max_speed=_mps(activity.max_speed_kmh),
+          enhanced_max_speed=_mps(activity.max_speed_kmh),
+          avg_heart_rate=round(sum(hrs) / len(hrs)) if hrs else None,
+          max_heart_rate=max(hrs) if hrs else None,
+          total_cycles=strides_total, avg_cadence=_cadence(activity.avg_cadence_spm)[0],
+          max_cadence=_cadence(activity.max_cadence_spm)[0],
+          first_lap_index=0, num_laps=len(activity.laps), trigger="activity_end")
+    local_offset = start.astimezone().utcoffset() or datetime.timedelta(0)
+    write("ACTIVITY", timestamp=end, total_timer_time=activity.timer_s, num_sessions=1,
+          type="manual", event="activity", event_type="stop",
+          local_timestamp=fit_time(end + local_offset))
+    data: bytes = encoder.close()
+    return data
 
 
-def _write_lap(w: FitWriter, activity: Activity, lap: Lap, sport_code: int) -> None:
+def _write_lap(write: Any, activity: Activity, lap: Lap, sport: str) -> None:
     last = lap.index == len(activity.laps) - 1
-    ms = lap.duration_s * 1000
-    w.write(LAP, {254: lap.index, 253: fit_time(activity.at(lap.end_t)), 0: EVENT_LAP,
-                  1: EVENT_TYPE_STOP, 2: fit_time(activity.at(lap.start_t)), 7: ms, 8: ms,
-                  9: lap.distance_m * 100, 13: _mps(lap.avg_speed_kmh),
-                  14: _mps(lap.max_speed_kmh), 15: lap.avg_heart_rate_bpm,
-                  16: lap.max_heart_rate_bpm,
-                  24: LAP_TRIGGER_SESSION_END if last else LAP_TRIGGER_MANUAL,
-                  25: sport_code, 39: SUB_SPORT_TREADMILL})
+    write("LAP", message_index=lap.index, timestamp=activity.at(lap.end_t), event="lap",
+          event_type="stop", start_time=activity.at(lap.start_t),
+          total_elapsed_time=lap.duration_s, total_timer_time=lap.timer_s,
+          total_distance=lap.distance_m, avg_speed=_mps(lap.avg_speed_kmh),
+          enhanced_avg_speed=_mps(lap.avg_speed_kmh), max_speed=_mps(lap.max_speed_kmh),
+          enhanced_max_speed=_mps(lap.max_speed_kmh), avg_heart_rate=lap.avg_heart_rate_bpm,
+          max_heart_rate=lap.max_heart_rate_bpm, total_cycles=lap.strides,
+          avg_cadence=_cadence(lap.avg_cadence_spm)[0],
+          max_cadence=_cadence(lap.max_cadence_spm)[0],
+          lap_trigger="session_end" if last else "manual", sport=sport,
+          sub_sport="treadmill")
 
 
 # --------------------------------------------------------------------------- TCX
 TCX_NS = "http://www.garmin.com/xmlschemas/TrainingCenterDatabase/v2"
 TCX_EXT_NS = "http://www.garmin.com/xmlschemas/ActivityExtension/v2"
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 TCX_SCHEMA_LOCATION = (f"{TCX_NS} http://www.garmin.com/xmlschemas/"
                        "TrainingCenterDatabasev2.xsd")
 
@@ -362,55 +475,74 @@ def _iso(moment: datetime.datetime) -> str:
 
 
 def export_tcx(activity: Activity, sport: str = "walking") -> str:
-    """The activity as Training Center XML (TCX v2). Sport is Running or Other."""
-    tcx_sport = "Running" if sport == "running" else "Other"
-    out: list[str] = [
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<TrainingCenterDatabase xmlns="{TCX_NS}" xmlns:ns3="{TCX_EXT_NS}" '
-        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
-        f'xsi:schemaLocation="{TCX_SCHEMA_LOCATION}">',
-        "  <Activities>",
-        f'    <Activity Sport="{tcx_sport}">',
-        f"      <Id>{_iso(activity.start)}</Id>",
-    ]
+    """The activity as Training Center XML (TCX v2), built with ElementTree. Sport is
+    Running or Other; the segment label and direction go in each lap's notes; speed and
+    (where the machine counts steps) run cadence in the ActivityExtension."""
+    from xml.etree import ElementTree as ET
+
+    # Prefixes for serializing (ElementTree keeps them in one process-wide table).
+    ET.register_namespace("", TCX_NS)
+    ET.register_namespace("ae", TCX_EXT_NS)
+
+    def sub(parent: ET.Element, tag: str, text: object = None, ns: str = TCX_NS,
+            **attrs: str) -> ET.Element:
+        element = ET.SubElement(parent, f"{{{ns}}}{tag}", attrs)
+        if text is not None:
+            element.text = str(text)
+        return element
+
+    root = ET.Element(f"{{{TCX_NS}}}TrainingCenterDatabase",
+                      {f"{{{XSI_NS}}}schemaLocation": TCX_SCHEMA_LOCATION})
+    xml_activity = sub(sub(root, "Activities"), "Activity",
+                       Sport="Running" if sport == "running" else "Other")
+    sub(xml_activity, "Id", _iso(activity.start))
     for lap in activity.laps:
-        out.append(f'      <Lap StartTime="{_iso(activity.at(lap.start_t))}">')
-        out.append(f"        <TotalTimeSeconds>{lap.duration_s:.1f}</TotalTimeSeconds>")
-        out.append(f"        <DistanceMeters>{lap.distance_m:.1f}</DistanceMeters>")
+        xml_lap = sub(xml_activity, "Lap", StartTime=_iso(activity.at(lap.start_t)))
+        sub(xml_lap, "TotalTimeSeconds", f"{lap.timer_s:.1f}")
+        sub(xml_lap, "DistanceMeters", f"{lap.distance_m:.1f}")
         if lap.max_speed_kmh is not None:
-            out.append(f"        <MaximumSpeed>{lap.max_speed_kmh / 3.6:.3f}</MaximumSpeed>")
-        out.append("        <Calories>0</Calories>")
+            sub(xml_lap, "MaximumSpeed", f"{lap.max_speed_kmh / 3.6:.3f}")
+        sub(xml_lap, "Calories", 0)
         if lap.avg_heart_rate_bpm and lap.max_heart_rate_bpm:
-            out.append("        <AverageHeartRateBpm><Value>"
-                       f"{lap.avg_heart_rate_bpm}</Value></AverageHeartRateBpm>")
-            out.append("        <MaximumHeartRateBpm><Value>"
-                       f"{lap.max_heart_rate_bpm}</Value></MaximumHeartRateBpm>")
-        out.append("        <Intensity>Active</Intensity>")
-        out.append("        <TriggerMethod>Manual</TriggerMethod>")
-        inside = [s for s in activity.samples if lap.start_t <= s.t < lap.end_t
-                  or (lap.index == len(activity.laps) - 1 and s.t == lap.end_t)]
+            sub(sub(xml_lap, "AverageHeartRateBpm"), "Value", lap.avg_heart_rate_bpm)
+            sub(sub(xml_lap, "MaximumHeartRateBpm"), "Value", lap.max_heart_rate_bpm)
+        sub(xml_lap, "Intensity", "Active")
+        sub(xml_lap, "TriggerMethod", "Manual")
+        last = lap.index == len(activity.laps) - 1
+        inside = [s for s in activity.samples
+                  if lap.start_t <= s.t < lap.end_t or (last and s.t == lap.end_t)]
         if inside:
-            out.append("        <Track>")
-            for s in inside:
-                out.append("          <Trackpoint>")
-                out.append(f"            <Time>{_iso(activity.at(s.t))}</Time>")
-                if s.distance_m is not None:
-                    out.append(f"            <DistanceMeters>{s.distance_m:.1f}</DistanceMeters>")
-                if s.heart_rate_bpm:
-                    out.append("            <HeartRateBpm><Value>"
-                               f"{s.heart_rate_bpm}</Value></HeartRateBpm>")
-                if s.speed_kmh is not None:
-                    out.append(f"            <Extensions><ns3:TPX><ns3:Speed>"
-                               f"{s.speed_kmh / 3.6:.3f}</ns3:Speed></ns3:TPX></Extensions>")
-                out.append("          </Trackpoint>")
-            out.append("        </Track>")
-        out.append(f"        <Notes>{escape(f'{lap.label} ({lap.direction})')}</Notes>")
-        out.append("      </Lap>")
-    notes = (f"{activity.name}: {activity.outcome}, "
-             f"{activity.backward_s / 60:.1f} min backward (retrotread)")
-    out.append(f"      <Notes>{escape(notes)}</Notes>")
-    out += ["    </Activity>", "  </Activities>", "</TrainingCenterDatabase>", ""]
-    return "\n".join(out)
+            track = sub(xml_lap, "Track")
+            for sample in inside:
+                point = sub(track, "Trackpoint")
+                sub(point, "Time", _iso(activity.at(sample.t)))
+                if sample.distance_m is not None:
+                    sub(point, "DistanceMeters", f"{sample.distance_m:.1f}")
+                if sample.heart_rate_bpm:
+                    sub(sub(point, "HeartRateBpm"), "Value", sample.heart_rate_bpm)
+                if sample.speed_kmh is not None or sample.cadence_spm is not None:
+                    tpx = sub(sub(point, "Extensions"), "TPX", ns=TCX_EXT_NS)
+                    if sample.speed_kmh is not None:
+                        sub(tpx, "Speed", f"{sample.speed_kmh / 3.6:.3f}", ns=TCX_EXT_NS)
+                    if sample.cadence_spm is not None:
+                        sub(tpx, "RunCadence", round(sample.cadence_spm / 2), ns=TCX_EXT_NS)
+        sub(xml_lap, "Notes", f"{lap.label} ({lap.direction})")
+        if lap.avg_cadence_spm is not None:
+            lx = sub(sub(xml_lap, "Extensions"), "LX", ns=TCX_EXT_NS)
+            sub(lx, "AvgRunCadence", round(lap.avg_cadence_spm / 2), ns=TCX_EXT_NS)
+    sub(xml_activity, "Notes", f"{activity.name}: {activity.outcome}, "
+        f"{activity.backward_s / 60:.1f} min backward (retrotread)")
+    creator = sub(xml_activity, "Creator", **{f"{{{XSI_NS}}}type": "Device_t"})
+    sub(creator, "Name", "retrotread")
+    sub(creator, "UnitId", 0)
+    sub(creator, "ProductID", 0)
+    version = sub(creator, "Version")
+    major, minor = divmod(round(_software_version() * 100), 100)
+    sub(version, "VersionMajor", major)
+    sub(version, "VersionMinor", minor)
+    ET.indent(root, space="  ")
+    body = ET.tostring(root, encoding="unicode")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
 
 
 # --------------------------------------------------------------------------- CSV

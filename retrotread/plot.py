@@ -272,11 +272,14 @@ def is_profile_path(source: str | Path) -> bool:
 
 def plot(source: str | Path, output: Path | None = None, *, units: str = "mph",
          log_dir: Path | None = None) -> PlotResult:
-    """Plot a profile file or a session (path or id), and save a PNG if ``output``."""
-    if is_profile_path(source):
+    """Plot a profile (a file, or a bundled profile's name) or a session (path or id),
+    and save a PNG if ``output``."""
+    from retrotread.resources import bundled_profiles, find_profile
+
+    if is_profile_path(source) or str(source) in bundled_profiles():
         from retrotread.profile import load_profile
 
-        data = plot_data_for_profile(load_profile(source))
+        data = plot_data_for_profile(load_profile(find_profile(source)))
     else:
         _sid, records = resolve_session(source, log_dir)
         data = plot_data_for_session(records)
@@ -312,6 +315,9 @@ def add_plot_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_plot(args: argparse.Namespace) -> int:
+    from retrotread.extras import require
+
+    require("matplotlib", "plot", "retrotread plot")
     result = plot(args.source, args.output, units=args.units, log_dir=args.dir)
     for note in result.data.notes:
         print(f"note: {note}")

@@ -211,9 +211,12 @@ def rules_from_dict(data: dict[str, Any]) -> ProgressionRules:
 
 
 def load_rules(path: str | Path | None) -> ProgressionRules:
-    """Rules from a YAML file, or the built-in defaults when ``path`` is None."""
+    """Rules from a YAML file, or the bundled ``profiles/rules/progression.yaml`` (package
+    data, the same values as :class:`ProgressionRules`' defaults) when ``path`` is None."""
     if path is None:
-        return ProgressionRules()
+        from retrotread.resources import RULES, bundled_path
+
+        path = bundled_path(*RULES)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -440,7 +443,7 @@ def add_next_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", type=Path, default=None, metavar="DIR",
                    help="log directory (default: $RETROTREAD_LOG_DIR or the user data dir)")
     p.add_argument("--rules", type=Path, default=None, metavar="FILE",
-                   help="progression rules (YAML; default: the built-in rules, the same as "
+                   help="progression rules (YAML; default: the bundled "
                    "profiles/rules/progression.yaml)")
     p.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
                    help="write the profile here (default: standard output)")

@@ -185,11 +185,13 @@ def load_quirk_file(path: Path) -> QuirkFile:
 
 
 def default_quirk_dirs() -> list[Path]:
-    """The bundled ``hardware/quirks`` (in a source checkout) and the user's own."""
+    """The bundled quirk files (package data; ``hardware/quirks`` in a clone) and the
+    user's own (``~/.config/retrotread/quirks``)."""
     from platformdirs import user_config_path
 
-    dirs = [Path(__file__).resolve().parent.parent / "hardware" / "quirks",
-            user_config_path("retrotread") / "quirks"]
+    from retrotread.resources import QUIRKS, bundled_path
+
+    dirs = [bundled_path(QUIRKS), user_config_path("retrotread") / "quirks"]
     return [d for d in dirs if d.is_dir()]
 
 

@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from retrotread.clock import Clock, LoopClock, ScaledClock
 from retrotread.devices import DeviceSpec
-from retrotread.envelope import Envelope, MachineLimits
+from retrotread.envelope import (
+    BACKWARD_CEILING_KMH,
+    BACKWARD_CEILING_LOWEST_KMH,
+    Envelope,
+    MachineLimits,
+)
 from retrotread.errors import RetrotreadError
 from retrotread.events import Event, EventBus, Outcome, TurnaroundPhase
 from retrotread.gatt import GattServer, Link
@@ -108,7 +113,11 @@ def build_envelope(profile: Any, machine: MachineLimits,
                    backward_max_mph: float | None) -> Envelope:
     envelope: Envelope = profile.envelope(machine)
     if backward_max_mph is not None:
-        user = Envelope.build(machine, backward_ceiling_kmh=mph_to_kmh(backward_max_mph))
+        # 1.0 and 2.0 mph are allowed, but fall between FTMS steps (0.01 km/h): keep them on
+        # the allowed steps, as a profile's safety.backward_max is (1.61 and 3.21 km/h).
+        ceiling_kmh = min(max(mph_to_kmh(backward_max_mph), BACKWARD_CEILING_LOWEST_KMH),
+                          BACKWARD_CEILING_KMH)
+        user = Envelope.build(machine, backward_ceiling_kmh=ceiling_kmh)
         envelope = dataclasses.replace(
             envelope,
             backward_ceiling_kmh=min(envelope.backward_ceiling_kmh, user.backward_ceiling_kmh),

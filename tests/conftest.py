@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
+from retrotread.config import CONFIG_ENV, ENV_PREFIX, RUN_KEYS
 from tests.mosquitto import Broker, in_ci, start_broker
+
+# Tests never read the developer's own ~/.config/retrotread/config.toml or RETROTREAD_*
+# run defaults (retrotread/config.py); a test that wants a config file sets its own.
+os.environ[CONFIG_ENV] = os.path.join(os.sep, "nonexistent", "retrotread-tests.toml")
+for _key in RUN_KEYS:
+    os.environ.pop(ENV_PREFIX + _key.upper(), None)
 
 
 @pytest.fixture(scope="session")

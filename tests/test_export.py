@@ -13,6 +13,7 @@ from typing import Any
 
 import fitdecode
 import pytest
+from garmin_fit_sdk import Decoder, Stream
 
 from retrotread.cli import main
 from retrotread.export import (
@@ -22,7 +23,6 @@ from retrotread.export import (
     export_fit,
     export_session,
     export_tcx,
-    fit_crc,
 )
 from retrotread.history import read_log
 from retrotread.recorder import summarize
@@ -63,11 +63,6 @@ def _rel_times(records: Records, kind: str) -> list[float]:
 
 
 # ------------------------------------------------------------------ FIT
-
-
-def test_fit_crc_is_crc16_arc() -> None:
-    assert fit_crc(b"123456789") == 0xBB3D  # the CRC-16/ARC check value
-    assert fit_crc(b"") == 0
 
 
 def test_fit_of_a_real_session_reads_back(completed: Records) -> None:
@@ -294,3 +289,114 @@ def test_cli_export_every_format(log_dir: Path, tmp_path: Path,  # noqa: F811
     path = log_dir / "20250303-080000-first-session.jsonl"
     assert main(["export", str(path), "-f", "csv", "-o", "-"]) == 0
     assert capsys.readouterr().out.startswith("time_s,wall_time,speed_kmh")
+
+
+# ------------------------------------------------------------------ FIT: the SDK's view
+def sdk_read(data: bytes) -> dict[str, list[dict[str, Any]]]:
+    """Garmin's own decoder: the file's integrity (header, sizes, both CRCs), then every
+    message, with no decoding errors."""
+    assert Decoder(Stream.from_byte_array(bytearray(data))).check_integrity()
+    messages, errors = Decoder(Stream.from_byte_array(bytearray(data))).read()
+    assert errors == []
+    return messages
+
+
+def test_fit_passes_the_sdk_integrity_check_and_names_its_creator(completed: Records) -> None:
+    data = export_fit(build_activity(completed))
+    fit = sdk_read(data)
+    (file_id,) = fit["file_id_mesgs"]
+    assert file_id["type"] == "activity" and file_id["manufacturer"] == "development"
+    assert fit["file_creator_mesgs"][0]["software_version"] is not None
+    creator, treadmill = fit["device_info_mesgs"]
+    assert creator["device_index"] == "creator" and creator["product_name"] == "retrotread"
+    started = next(r for r in completed if r["type"] == "session_started")
+    assert treadmill["product_name"] == started["device"]
+    damaged = bytearray(data)
+    damaged[300] ^= 0x01
+    assert not Decoder(Stream.from_byte_array(damaged)).check_integrity()
+
+
+def test_fit_says_which_way_the_person_faced_each_second(completed: Records) -> None:
+    data = export_fit(build_activity(completed))
+    fit = sdk_read(data)
+    (description,) = fit["field_description_mesgs"]
+    assert description["field_name"] == "facing_backward"
+    (developer,) = fit["developer_data_id_mesgs"]
+    assert developer["developer_data_index"] == description["developer_data_index"]
+    telemetry = [r for r in completed if r["type"] == "telemetry"]
+    sdk_facing = [m["developer_fields"][description["key"]] for m in fit["record_mesgs"]]
+    assert sdk_facing == [int(r["facing"] == "backward") for r in telemetry]
+    assert 0 < sum(sdk_facing) < len(sdk_facing)
+    # fitdecode, independently, sees the same developer field by its name.
+    decoded = [r["facing_backward"] for r in decode_fit(data)["record"]]
+    assert decoded == sdk_facing
+
+
+def test_fit_timer_pauses_at_every_turnaround(completed: Records) -> None:
+    activity = build_activity(completed)
+    fit = sdk_read(export_fit(activity))
+    t0 = next(r["t"] for r in completed if r["type"] == "session_started")
+    stopped = [r["t"] - t0 for r in completed
+               if r["type"] == "turnaround" and r["phase"] == "stopped"]
+    restarted = [r["t"] - t0 for r in completed  # not the first start of the belt
+                 if r["type"] == "turnaround" and r["phase"] == "start"
+                 and r["t"] - t0 > stopped[0]]
+    assert len(stopped) == len(restarted) >= 2
+    timer = [m for m in fit["event_mesgs"] if m["event"] == "timer"]
+    kinds = [m["event_type"] for m in timer]
+    assert kinds == ["start"] + ["stop_all", "start"] * len(stopped) + ["stop_all"]
+    start = fit["session_mesgs"][0]["start_time"]
+    stops = [(m["timestamp"] - start).total_seconds() for m in timer[1:-1:2]]
+    starts = [(m["timestamp"] - start).total_seconds() for m in timer[2:-1:2]]
+    assert stops == pytest.approx(stopped, abs=1.0) and starts == pytest.approx(restarted,
+                                                                                 abs=1.0)
+    paused = sum(b - a for a, b in zip(stopped, restarted, strict=True))
+    (session,) = fit["session_mesgs"]
+    assert session["total_timer_time"] == pytest.approx(
+        session["total_elapsed_time"] - paused, abs=0.01)
+    assert sum(lap["total_timer_time"] for lap in fit["lap_mesgs"]) == pytest.approx(
+        session["total_timer_time"], abs=0.01)
+    assert fit["activity_mesgs"][0]["total_timer_time"] == session["total_timer_time"]
+
+
+def test_steps_and_cadence_where_the_machine_counts_steps() -> None:
+    # 2 steps a second = 120 steps/min = 60 strides/min, then 100 steps/min.
+    steps = [500 + 2 * i for i in range(30)] + [558 + round(i * 100 / 60) for i in range(1, 31)]
+    records = _synthetic(*[
+        {"type": "telemetry", "t": 10.0 + i, "speed_kmh": 1.8, "distance_m": 100 + i // 2,
+         "elapsed_s": i, "heart_rate_bpm": None, "target_kmh": 1.8, "facing": "backward",
+         "step_count": count} for i, count in enumerate(steps)
+    ])
+    data = export_fit(build_activity(records))
+    fit = sdk_read(data)
+    cadences = [m.get("cadence") for m in fit["record_mesgs"]]
+    assert cadences[0] is None  # no earlier count to compare with
+    assert set(cadences[1:30]) == {60}
+    assert all(45 <= c <= 55 for c in cadences[36:])  # 100 steps/min, whole steps
+    (lap,) = fit["lap_mesgs"]
+    assert lap["total_strides"] == (steps[-1] - steps[0]) // 2
+    assert lap["max_cadence"] == 60 and 50 <= lap["avg_cadence"] <= 60
+    assert fit["session_mesgs"][0]["total_strides"] == lap["total_strides"]
+    decoded = decode_fit(data)
+    assert decoded["lap"][0]["total_strides"] == lap["total_strides"]
+    # TCX: run cadence (strides per minute) in the ActivityExtension.
+    root = ET.fromstring(export_tcx(build_activity(records)))
+    check_tcx_structure(root)
+    run_cadence = root.findall(".//t:Trackpoint/t:Extensions/x:TPX/x:RunCadence", NS)
+    assert [int(c.text or 0) for c in run_cadence[1:30]] == [60] * 29
+    assert len(run_cadence) == len(steps) - 1
+    # Without step counts there is no cadence at all, not zeros.
+    plain = sdk_read(export_fit(build_activity(_synthetic(*[
+        {"type": "telemetry", "t": 10.0 + i, "speed_kmh": 1.8, "distance_m": 100 + i,
+         "elapsed_s": i, "heart_rate_bpm": None, "target_kmh": 1.8, "facing": "forward"}
+        for i in range(5)]))))
+    assert all("cadence" not in m for m in plain["record_mesgs"])
+    assert "total_strides" not in plain["lap_mesgs"][0]
+
+
+def test_tcx_names_its_creator(completed: Records) -> None:
+    root = ET.fromstring(export_tcx(build_activity(completed)).encode("utf-8"))
+    check_tcx_structure(root)
+    creator = root.find("t:Activities/t:Activity/t:Creator", NS)
+    assert creator is not None and creator.findtext("t:Name", namespaces=NS) == "retrotread"
+    assert creator.get("{http://www.w3.org/2001/XMLSchema-instance}type") == "Device_t"

@@ -36,12 +36,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from retrotread import gatt
-from retrotread.errors import GattError, LinkError, RetrotreadError
+from retrotread.errors import GattError, LinkError, MissingExtraError
+from retrotread.extras import install_hint
 
-INSTALL_HINT = "pip install 'retrotread[ble-sim]'  (or: pip install bumble)"
+INSTALL_HINT = install_hint("ble-sim")
 
 
-class BleSimUnavailableError(RetrotreadError, ImportError):
+class BleSimUnavailableError(MissingExtraError):
     """Bumble, which ``retrotread sim --ble`` needs, is not installed."""
 
 
@@ -53,7 +54,8 @@ try:
     from bumble.device import Connection, Device
 except ImportError as _exc:  # pragma: no cover - exercised only without bumble
     raise BleSimUnavailableError(
-        f"the BLE simulator needs the Bumble Bluetooth stack: {INSTALL_HINT}"
+        f"retrotread sim --ble needs the Bumble Bluetooth stack (bumble), which is not "
+        f"installed: {INSTALL_HINT}"
     ) from _exc
 
 __all__ = [
