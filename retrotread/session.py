@@ -546,6 +546,7 @@ class Session:
                 now, speed, data.total_distance_m, data.elapsed_time_s,
                 self.heart_rate_bpm if self.external_heart_rate else data.heart_rate_bpm,
                 self.commander.last_sent_kmh or 0.0, self.facing,
+                step_count=data.step_count,
             ))
 
     def observe_heart_rate(self, now: float, bpm: int | None) -> None:
