@@ -60,6 +60,8 @@ from retrotread.events import (
     UserCommand,
     WatchdogAction,
 )
+from retrotread import authority
+from retrotread.authority import Gate, Verdict
 from retrotread.ftms import codec
 from retrotread.plan import (
     COUNTDOWN,
@@ -409,6 +411,7 @@ class Session:
         self.last_announcement: str | None = None
         self.link_ok = True
         self._ready = False
+        self._gate_kind = Gate.START
         self._gate_until: float | None = None
         self._stopped_since: float | None = None
         self._stopped_at: float | None = None
@@ -631,9 +634,23 @@ class Session:
         self._link_down.set()
 
     # ------------------------------------------------------------------ user commands
+    def _gate(self) -> Gate:
+        """Which ready gate is open now (what a READY or START would pass)."""
+        if self.state is State.PAUSED or (
+                self.state is State.WAITING_READY and self._gate_kind is Gate.RESUME):
+            return Gate.RESUME
+        if self.state in (State.WAITING_READY, State.HOLD):
+            return self._gate_kind
+        return Gate.NONE
+
     def _handle_user(self, command: UserCommand, source: str) -> tuple[bool, str]:
         active = self.state not in (State.FINISHED, State.SAFE_STOP, State.FINISHING,
                                     State.RECONNECTING)
+        if command is UserCommand.TOGGLE_PAUSE:
+            command = UserCommand.RESUME if self.state is State.PAUSED else UserCommand.PAUSE
+        decision = authority.decide(command, source, self._gate())
+        if decision.verdict is Verdict.REFUSE:
+            return False, decision.reason
         if command is UserCommand.STOP:
             if not active:
                 return False, "already stopping"
@@ -642,18 +659,23 @@ class Session:
             return True, ""
         if not active:
             return False, "the session is ending"
-        if command is UserCommand.TOGGLE_PAUSE:
-            command = UserCommand.RESUME if self.state is State.PAUSED else UserCommand.PAUSE
         if command is UserCommand.PAUSE:
             if self.state is not State.RUNNING:
                 return False, f"cannot pause while {self.state.value}"
             self._enter_paused(f"paused ({source})")
             return True, ""
+        if command is UserCommand.START and self.state is State.PAUSED:
+            command = UserCommand.RESUME  # the deliberate hold ends the pause
+        elif command is UserCommand.START:
+            command = UserCommand.READY  # ... or passes the gate that is open
         if command is UserCommand.RESUME:
             if self.state is not State.PAUSED:
                 return False, "not paused"
             self._resume_plan_s = self.plan_time_s
             self._turn_to = self.facing
+            if decision.verdict is Verdict.TO_GATE:
+                self._resume_gate(source)
+                return True, decision.reason
             self._start_gate(after_pause=True)
             return True, ""
         if command is UserCommand.READY:
@@ -666,8 +688,6 @@ class Session:
                 return False, f"cannot skip while {self.state.value}"
             return self._skip()
         if command in (UserCommand.SPEED_UP, UserCommand.SPEED_DOWN):
-            if source != "key":
-                return False, "speed changes are only taken from the local keyboard"
             if self.state is not State.RUNNING:
                 return False, "speed can only be adjusted while walking"
             step = self.settings.user_step_kmh
@@ -685,6 +705,18 @@ class Session:
                 return False, "at the machine's lowest speed"
             return True, f"offset {self.user_offset_kmh:+.2f} km/h"
         return False, "unknown command"
+
+    def _resume_gate(self, source: str) -> None:
+        """A resume from anyone but the person at the machine: the belt stays stopped at
+        the ready gate until that person presses r or holds START on the page."""
+        self.state = State.WAITING_READY
+        self._gate_kind = Gate.RESUME
+        self._ready = False
+        self._gate_until = None
+        self._stopped_at = self.clock.now()
+        self._warned_long = True  # a pause, not a turnaround: no console time-out warning
+        self.announce(f"Resume asked for ({source}). The belt starts only when you are "
+                      "ready: press r, or hold START on the page.", "warning")
 
     def _skip(self) -> tuple[bool, str]:
         steps = self.plan.steps
@@ -737,6 +769,7 @@ class Session:
             self._countdown_said = None
             return
         self.state = State.WAITING_READY if self.settings.ready_gate == "key" else State.HOLD
+        self._gate_kind = Gate.TURNAROUND
         self._ready = False
         self._gate_until = self.clock.now() + self.settings.hold_s
         self.bus.emit(TurnaroundPhase(self.clock.now(), "stopped", self._turn_to))
