@@ -16,7 +16,7 @@ from retrotread.history import read_log
 from retrotread.recorder import format_summary, summarize
 from tests.test_export import decode_fit
 from tests.test_history import _synthetic
-from tests.test_recorder import write_log, workout_events
+from tests.test_recorder import workout_events, write_log
 
 TCX = "{http://www.garmin.com/xmlschemas/TrainingCenterDatabase/v2}"
 
