@@ -507,7 +507,8 @@ class MqttBridge:
         try:
             record = snapshot_record(snapshot)
             self._set_value("state", json.dumps(record, separators=(",", ":")), qos=1)
-            self._update_ends_at(record["remaining_s"], finished=snapshot.state == SessionState.FINISHED)
+            self._update_ends_at(record["remaining_s"],
+                                 finished=snapshot.state == SessionState.FINISHED)
             self._set_value("segment", snapshot.segment_label)
             self._set_value("direction", str(snapshot.facing))
             # the session counts 0 m until the machine reports a distance: unknown till then
