@@ -83,3 +83,8 @@ class SafetyError(RetrotreadError):
 
 class DeviceSpecError(RetrotreadError):
     """A --device string that cannot be understood."""
+
+
+class CaptureFileError(RetrotreadError):
+    """A machine capture file (``doctor --dump``, tests/fixtures/machines/) that cannot be
+    read: the message names the file and what is wrong."""

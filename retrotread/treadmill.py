@@ -28,6 +28,7 @@ from retrotread.errors import (
     CodecError,
     ControlPointError,
     ControlPointTimeoutError,
+    GattError,
     LinkError,
     TreadmillError,
 )
@@ -201,7 +202,11 @@ class Treadmill:
     ) -> _T | None:
         if service.characteristic(uuid) is None:
             return None
-        raw = await self.link.read(uuid)
+        try:
+            raw = await self.link.read(uuid)
+        except GattError as exc:  # an optional value the machine will not give: do without
+            log.warning("could not read %s: %s", uuid[4:8], exc)
+            return None
         try:
             return decode(raw)
         except CodecError as exc:
