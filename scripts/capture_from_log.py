@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from retrotread import gatt  # noqa: E402
-from retrotread.links.replay import (  # noqa: E402
+from retrotread import gatt
+from retrotread.links.replay import (
     NOTIFY,
     WRITE,
     MachineCapture,

@@ -194,7 +194,7 @@ async def test_a_recorded_capture_replays_to_the_same_records(tmp_path: Path) ->
 def test_a_broken_capture_file_is_named(tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_text('{"format": "retrotread-machine-capture", "version": 1, "services": 3}')
-    with pytest.raises(CaptureFileError, match="bad.json"):
+    with pytest.raises(CaptureFileError, match=r"bad\.json"):
         MachineCapture.load(path)
     path.write_text('{"format": "something else"}')
     with pytest.raises(CaptureFileError, match="not a machine capture"):
