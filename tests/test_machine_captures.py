@@ -199,3 +199,25 @@ def test_a_broken_capture_file_is_named(tmp_path: Path) -> None:
     path.write_text('{"format": "something else"}')
     with pytest.raises(CaptureFileError, match="not a machine capture"):
         MachineCapture.load(path)
+
+
+def test_doctor_dump_writes_a_capture_that_replays(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from retrotread.cli import main
+
+    path = tmp_path / "sim.json"
+    main(["doctor", "--device", "sim", "--dump", str(path)])
+    assert f"wrote the machine capture {path}" in capsys.readouterr().out
+    capture = MachineCapture.load(path)
+    assert capture.model["model"] == "Simulated FTMS treadmill"
+    assert gatt.SUPPORTED_SPEED_RANGE in capture.reads
+    # the probe's Request Control and the machine's answer, in order
+    control = [(e.op, e.value.hex()) for e in capture.trace
+               if e.uuid == gatt.FITNESS_MACHINE_CONTROL_POINT]
+    assert control[:2] == [(WRITE, "00"), (NOTIFY, "800001")]
+    run = asyncio.run(Replayed(capture).run())
+    assert run.treadmill.speed_range == codec.decode_speed_range(
+        capture.reads[gatt.SUPPORTED_SPEED_RANGE])
+    assert run.treadmill.device_info.model == "Simulated FTMS treadmill"
+    assert len(run.telemetry) == len([e for e in capture.entries(gatt.TREADMILL_DATA)
+                                      if not e.value[0] & 1])
