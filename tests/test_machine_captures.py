@@ -29,6 +29,7 @@ from retrotread.links.replay import (
     load_captures,
 )
 from retrotread.treadmill import DecodeProblem, StatusEvent, Telemetry, Treadmill
+from retrotread.units import KMH_PER_MPH
 
 FIXTURES = Path(__file__).parent / "fixtures" / "machines"
 CAPTURES = load_captures(FIXTURES)
@@ -221,3 +222,17 @@ def test_doctor_dump_writes_a_capture_that_replays(tmp_path: Path,
     assert run.treadmill.device_info.model == "Simulated FTMS treadmill"
     assert len(run.telemetry) == len([e for e in capture.entries(gatt.TREADMILL_DATA)
                                       if not e.value[0] & 1])
+
+
+def test_the_fitshow_quirk_file_follows_from_its_capture() -> None:
+    from retrotread.quirks import load_quirk_file
+
+    capture = CAPTURES["fitshow-fs-bt-t4"]
+    quirk = load_quirk_file(Path(__file__).parent.parent / "hardware" / "quirks"
+                            / "fitshow-fs-bt-t4.yaml")
+    assert quirk.matches(capture.model["manufacturer"], "FS-BT-T4", None)
+    advertised = codec.decode_speed_range(capture.reads[gatt.SUPPORTED_SPEED_RANGE])
+    # the advertised numbers are mph: the floor and the step in km/h, rounded up
+    assert quirk.quirks.min_speed_kmh is not None and quirk.quirks.increment_kmh is not None
+    assert 0 <= quirk.quirks.min_speed_kmh - advertised.min_kmh * KMH_PER_MPH < 0.01
+    assert 0 <= quirk.quirks.increment_kmh - advertised.increment_kmh * KMH_PER_MPH < 0.001
