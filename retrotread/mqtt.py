@@ -525,7 +525,9 @@ class MqttBridge:
             self._set_value("direction", str(event.facing))
             # distance_m comes from the snapshot (the session's own count), so that two
             # sources with different rounding do not take turns on one topic
-            self._set_value("heart_rate_bpm", _fmt(event.heart_rate_bpm))
+            # a heart rate of 0 is a machine without a sensor (real captures send it), not
+            # a reading: unknown, like a missing one
+            self._set_value("heart_rate_bpm", _fmt(event.heart_rate_bpm or None))
             return
         if isinstance(event, SegmentStarted):
             self._set_value("segment", event.label)

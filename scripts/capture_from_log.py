@@ -7,10 +7,11 @@ Used to seed tests/fixtures/machines/ (see docs/machine-captures.md). Two log fo
   values nRF Connect itself decoded for Treadmill Data (speed, distance, elapsed time,
   energy) are kept as each entry's ``reference``, an independent decoding the tests
   compare ours with. The GATT table comes from the log's service listing.
-* ``btsnoop``: an Android HCI snoop log (btsnoop, datalink 1001). ATT reads, writes,
-  notifications and indications become reads and trace entries. Such logs often hold no
-  service discovery (the phone cached it), so ``--handle HANDLE=UUID`` says which
-  attribute handle is which characteristic; handles not named are left out.
+* ``btsnoop``: an Android HCI snoop log (btsnoop, datalink 1001), or
+* ``nordic``: a pcapng from the nRF Sniffer for Bluetooth LE (link type 272).
+  ATT reads, writes, notifications and indications become reads and trace entries. Such
+  logs often hold no service discovery (the phone cached it), so ``--handle HANDLE=UUID``
+  says which attribute handle is which characteristic; handles not named are left out.
 
 Only bytes and their times are kept; model names and the source address go in the
 capture's ``model`` and ``source``.
@@ -123,12 +124,52 @@ def _btsnoop_att(data: bytes):
         yield (ts - t0) / 1e6, sent, body[:need]
 
 
-def from_btsnoop(data: bytes, handles: dict[int, str],
-                 services: list[gatt.Service]) -> MachineCapture:
+def _nordic_att(data: bytes):
+    """ATT PDUs from a pcapng of the nRF Sniffer (LINKTYPE_NORDIC_BLE): after the board
+    byte, a 6-byte packet header and a 10-byte payload header (flags at offset 8, bit 1
+    set for central to peripheral) comes the Link Layer packet."""
+    pos, t0, partial = 0, None, {}
+    while pos + 8 <= len(data):
+        kind, length = struct.unpack("<II", data[pos:pos + 8])
+        block = data[pos:pos + length]
+        pos += length
+        if kind == 1 and struct.unpack("<H", block[8:10])[0] != 272:
+            raise SystemExit("not an nRF Sniffer capture (link type 272)")
+        if kind != 6:  # Enhanced Packet Block
+            continue
+        ts_high, ts_low, cap = struct.unpack("<III", block[12:24])
+        pkt = block[28:28 + cap]
+        ll = pkt[17:]
+        if len(ll) < 6 or struct.unpack("<I", ll[:4])[0] == 0x8E89BED6:  # advertising
+            continue
+        sent = bool(pkt[8] & 2)
+        llid, size = ll[4] & 3, ll[5]
+        payload = ll[6:6 + size]
+        if llid == 2 and len(payload) >= 4:
+            need, cid = struct.unpack("<HH", payload[:4])
+            body = payload[4:]
+        elif llid == 1 and size and sent in partial:
+            cid, need, body = partial.pop(sent)
+            body += payload
+        else:
+            continue
+        if len(body) < need:
+            partial[sent] = (cid, need, body)
+            continue
+        if cid != 4:
+            continue
+        ts = (ts_high << 32) | ts_low
+        t0 = ts if t0 is None else t0
+        yield (ts - t0) / 1e6, sent, body[:need]
+
+
+def from_att(events, handles: dict[int, str],
+             services: list[gatt.Service]) -> MachineCapture:
+    """A capture from ATT PDUs ``(t_s, sent by the client, pdu)``."""
     reads: dict[str, bytes] = {}
     trace: list[TraceEntry] = []
     pending_read: int | None = None
-    for t, sent, att in _btsnoop_att(data):
+    for t, sent, att in events:
         op = att[0]
         if sent and op == 0x0A:  # Read Request
             pending_read = struct.unpack("<H", att[1:3])[0]
@@ -150,7 +191,7 @@ def from_btsnoop(data: bytes, handles: dict[int, str],
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("kind", choices=["nrf", "btsnoop"])
+    p.add_argument("kind", choices=["nrf", "btsnoop", "nordic"])
     p.add_argument("log", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("--handle", action="append", default=[], metavar="HANDLE=UUID",
@@ -167,10 +208,15 @@ def main() -> int:
                    for h, u in (item.split("=") for item in args.handle)}
         props = {gatt.normalize_uuid(u): frozenset(v.split(","))
                  for u, v in (item.split("=") for item in args.props)}
-        chars = tuple(gatt.Characteristic(u, props.get(u, frozenset()))
-                      for u in dict.fromkeys(handles.values()))
-        services = [gatt.Service(gatt.FITNESS_MACHINE_SERVICE, chars)]
-        capture = from_btsnoop(args.log.read_bytes(), handles, services)
+        by_service: dict[str, list[gatt.Characteristic]] = {}
+        for u in dict.fromkeys(handles.values()):
+            service = (gatt.DEVICE_INFORMATION_SERVICE if u[4:6] == "2a" and u[4:8] < "2a30"
+                       else gatt.FITNESS_MACHINE_SERVICE)
+            by_service.setdefault(service, []).append(
+                gatt.Characteristic(u, props.get(u, frozenset({gatt.READ}))))
+        services = [gatt.Service(s, tuple(c)) for s, c in by_service.items()]
+        reader = _btsnoop_att if args.kind == "btsnoop" else _nordic_att
+        capture = from_att(reader(args.log.read_bytes()), handles, services)
     capture.model = json.loads(args.model)
     capture.source = json.loads(args.source)
     capture.dump(args.out)

@@ -236,3 +236,34 @@ def test_the_fitshow_quirk_file_follows_from_its_capture() -> None:
     assert quirk.quirks.min_speed_kmh is not None and quirk.quirks.increment_kmh is not None
     assert 0 <= quirk.quirks.min_speed_kmh - advertised.min_kmh * KMH_PER_MPH < 0.01
     assert 0 <= quirk.quirks.increment_kmh - advertised.increment_kmh * KMH_PER_MPH < 0.001
+
+
+@pytest.mark.looptime
+async def test_urevo_e1l_says_success_to_what_it_cannot_do() -> None:
+    run = await replay("urevo-e1l-kinomap")
+    capture = run.capture
+    # its ranges: 0.96-6.43 km/h in 0.32 km/h steps (0.6-4.0 mph in 0.2 mph), and no
+    # incline at all (0-0 %, step 0)
+    assert run.treadmill.speed_range == codec.SpeedRange(0.96, 6.43, 0.32)
+    assert run.treadmill.inclination_range == codec.InclinationRange(0.0, 0.0, 0.0)
+    assert run.treadmill.device_info.model == "URTM041"
+    control = [(e.op, e.value.hex()) for e in capture.trace
+               if e.uuid == gatt.FITNESS_MACHINE_CONTROL_POINT]
+    # the app set a 6 % incline before asking for control, twice without waiting for
+    # the answer; the machine (which has no incline) answered "success" both times
+    assert control[:4] == [(WRITE, "033c00"), (WRITE, "034600"),
+                           (NOTIFY, "800301"), (NOTIFY, "800301")]
+    assert control.index((WRITE, "00")) > 3
+    # Training Status codes FTMS reserves (0x10, 0x11) as well as defined ones
+    statuses = {codec.decode_training_status(e.value).status
+                for e in capture.entries(gatt.TRAINING_STATUS)}
+    assert {0x10, 0x11} <= statuses and codec.TrainingStatusCode.POST_WORKOUT in statuses
+    # the belt's own ramp down (no command sent) is announced step by step as "Target
+    # Speed Changed": a target change is not always a console button press
+    ramp = [e.status.speed_kmh for e in run.status[:13]
+            if isinstance(e.status, codec.TargetSpeedChanged)]
+    assert len(ramp) == 13 and ramp == sorted(ramp, reverse=True) and ramp[-1] == 0.0
+    # Started is padded to three bytes (04 00 00) here too
+    assert any(isinstance(e.status, codec.StartedOrResumedByUser) for e in run.status)
+    # a heart rate field without a sensor: 0 in every record (never a real reading)
+    assert {s.data.heart_rate_bpm for s in run.telemetry} == {0}

@@ -522,13 +522,16 @@ async def test_unknown_stays_unknown_and_the_end_time_moves_only_when_it_must(
         bridge = MqttBridge(_settings(mosquitto_broker, prefix, discovery_prefix=None),
                             wall_clock=wall)
         async with running(bridge):
-            # a machine that reports no speed and no distance: unknown, not 0
-            bridge.publish_event(_telemetry(1.0, speed=None, distance=None))
+            # a machine that reports no speed and no distance: unknown, not 0; and a heart
+            # rate of 0 (a machine without a sensor, as a real UREVO E1L sends) is unknown
+            bridge.publish_event(dataclasses.replace(
+                _telemetry(1.0, speed=None, distance=None), heart_rate_bpm=0))
             bridge.update_snapshot(_snapshot(1.0))  # the session counts 31.5 m regardless
             await seen.wait_topic(f"{prefix}/distance_m")
             await seen.wait_topic(f"{prefix}/speed_kmh")
             assert seen.on(f"{prefix}/speed_kmh")[-1].text == HA_UNKNOWN
             assert seen.on(f"{prefix}/distance_m")[-1].text == HA_UNKNOWN
+            await seen.wait_topic(f"{prefix}/heart_rate_bpm", HA_UNKNOWN)
             # a second a snapshot, as the session sends them: the end time stays put
             for second in range(1, 31):
                 wall.now += datetime.timedelta(seconds=1)
