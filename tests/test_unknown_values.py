@@ -46,9 +46,11 @@ def test_the_log_writes_unknown_as_null(tmp_path: Path) -> None:
 
 
 def test_a_log_with_no_known_speed_has_no_mean_speed() -> None:
+    # heart rate 0 is what a machine without a sensor sends (a real UREVO E1L capture)
     records = _synthetic(*[
         {"type": "telemetry", "t": 20.0 + i, "speed_kmh": None, "distance_m": None,
-         "elapsed_s": i, "heart_rate_bpm": None, "target_kmh": 1.8, "facing": "backward"}
+         "elapsed_s": i, "heart_rate_bpm": None if i % 2 else 0, "target_kmh": 1.8,
+         "facing": "backward"}
         for i in range(10)])
     summary = summarize(records)
     assert summary.mean_speed_kmh is None
