@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ from typing import Any
 from retrotread import gatt
 from retrotread.clock import Clock
 from retrotread.errors import CaptureFileError, GattError, LinkClosedError
+
+log = logging.getLogger(__name__)
 
 CAPTURE_FORMAT = "retrotread-machine-capture"
 CAPTURE_VERSION = 1
@@ -317,7 +320,11 @@ class ReplayLink(gatt.Link):
                 self.undelivered += 1
                 continue
             self.delivered += 1
-            handler(entry.value)
+            try:
+                handler(entry.value)
+            except Exception:  # as the real links do: a failing listener stops nothing
+                log.exception("%s: notification handler for %s failed", self.description,
+                              entry.uuid)
         self.finished.set()
 
 
