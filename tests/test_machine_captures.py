@@ -228,7 +228,8 @@ def test_the_fitshow_quirk_file_follows_from_its_capture() -> None:
     from retrotread.quirks import load_quirk_file
 
     capture = CAPTURES["fitshow-fs-bt-t4"]
-    quirk = load_quirk_file(Path(__file__).parent.parent / "hardware" / "quirks"
+    # main keeps the bundled quirk files as package data (hardware/quirks links there)
+    quirk = load_quirk_file(Path(__file__).parent.parent / "retrotread" / "data" / "quirks"
                             / "fitshow-fs-bt-t4.yaml")
     assert quirk.matches(capture.model["manufacturer"], "FS-BT-T4", None)
     advertised = codec.decode_speed_range(capture.reads[gatt.SUPPORTED_SPEED_RANGE])
