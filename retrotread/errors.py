@@ -84,6 +84,11 @@ class ProfileError(RetrotreadError):
         super().__init__("\n".join(str(problem) for problem in self.problems))
 
 
+class CaptureFileError(RetrotreadError):
+    """A machine capture file (``doctor --dump``, tests/fixtures/machines/) that cannot be
+    read: the message names the file and what is wrong."""
+
+
 class SafetyError(RetrotreadError):
     """A request would leave the safety envelope (e.g. raising the backward ceiling)."""
 

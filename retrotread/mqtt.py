@@ -11,8 +11,12 @@ Topics (``P`` is the topic prefix, ``retrotread`` by default):
 
 - ``P/availability``: ``online`` / ``offline`` (retained; ``offline`` is also the Will)
 - ``P/state``: retained JSON of the latest :class:`~retrotread.events.SessionSnapshot`
-- ``P/speed_kmh``, ``P/target_kmh``, ``P/direction``, ``P/segment``, ``P/remaining_s``,
-  ``P/distance_m``, ``P/heart_rate_bpm``: one retained value each (``None`` when unknown)
+- ``P/speed_kmh``, ``P/target_kmh``, ``P/direction``, ``P/segment``, ``P/ends_at``,
+  ``P/distance_m``, ``P/heart_rate_bpm``: one retained value each, ``None`` when unknown
+  (never 0: Home Assistant shows ``None`` as "unknown"). Speeds are always km/h (Home
+  Assistant converts for display); ``ends_at`` is when the workout is expected to end,
+  an ISO 8601 time with its UTC offset, re-sent only when it moves by more than
+  :data:`ENDS_AT_TOLERANCE_S`
 - ``P/event``: JSON records of the events a person cares about (segments, announcements,
   turnarounds, watchdog actions, user commands, start and finish); not telemetry samples
 - ``P/command``: subscribed; ``pause``, ``resume``, ``stop`` or ``skip`` as plain text
@@ -27,6 +31,8 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import datetime
+import importlib.metadata
 import json
 import logging
 import os
@@ -46,6 +52,7 @@ from urllib.parse import unquote, urlsplit
 import aiomqtt
 
 from retrotread import __version__
+from retrotread.envelope import Direction
 from retrotread.errors import RetrotreadError
 from retrotread.events import (
     Event,
@@ -55,6 +62,7 @@ from retrotread.events import (
     TelemetrySample,
     UserCommand,
 )
+from retrotread.session import State as SessionState
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +87,18 @@ PUBLISHED_EVENT_KINDS = frozenset({
     "user", "session_finished", "link",
 })
 
-VALUE_TOPICS = ("speed_kmh", "target_kmh", "direction", "segment", "remaining_s",
+VALUE_TOPICS = ("speed_kmh", "target_kmh", "direction", "segment", "ends_at",
                 "distance_m", "heart_rate_bpm")
+
+#: ``ends_at`` is re-published only when the expected end moves by more than this (a
+#: pause or a long turnaround), not every second.
+ENDS_AT_TOLERANCE_S = 15.0
+
+WallClock = Callable[[], datetime.datetime]
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
 
 CommandHandler = Callable[[UserCommand, str], bool]
 
@@ -106,7 +124,7 @@ class MqttSettings:
     topic_prefix: str = "retrotread"
     discovery_prefix: str | None = "homeassistant"  # None: no Home Assistant discovery
     queue_size: int = 1000
-    units: str = "km/h"  # the unit Home Assistant shows speeds in: "km/h" or "mph"
+    units: str = "km/h"  # what `retrotread monitor` shows; Home Assistant always gets km/h
 
     def __post_init__(self) -> None:
         self.endpoint()  # validates the URL
@@ -338,14 +356,40 @@ def snapshot_record(snapshot: SessionSnapshot) -> dict[str, Any]:
     return record
 
 
-def discovery_config(settings: MqttSettings) -> tuple[str, dict[str, Any]]:
-    """Home Assistant device-based discovery: ``(config topic, payload)``."""
+def project_url() -> str | None:
+    """The project's web address from the installed package's metadata (``[project.urls]``
+    in pyproject.toml), or None when the package declares none."""
+    try:
+        urls = importlib.metadata.metadata("retrotread").get_all("Project-URL") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    by_label = {}
+    for entry in urls:
+        label, _, url = entry.partition(",")
+        by_label[label.strip().lower()] = url.strip()
+    for label in ("documentation", "homepage", "source", "repository"):
+        if by_label.get(label, "").startswith(("https://", "http://")):
+            return by_label[label]
+    return None
+
+
+#: The session states a Home Assistant "State" enum sensor can take.
+SESSION_STATES: tuple[str, ...] = tuple(state.value for state in SessionState)
+
+
+def discovery_config(settings: MqttSettings,
+                     support_url: str | None = None) -> tuple[str, dict[str, Any]]:
+    """Home Assistant device-based discovery: ``(config topic, payload)``.
+
+    One retained message declares the device, where it comes from (``o``, with the
+    project's address) and every entity (``cmps``). Speeds are always km/h with device
+    class ``speed``, so Home Assistant converts them to the unit each user picks without
+    splitting the statistics; a ``None`` payload is "unknown", never 0. Values that
+    change every second are entity states, never attributes (attributes are stored with
+    every state change). See docs/mqtt.md.
+    """
     node = settings.node_id
     p = settings.topic_prefix
-    if settings.units == "mph":
-        speed_template = "{{ (value | float(0) / 1.609344) | round(2) }}"
-    else:
-        speed_template = "{{ value }}"
 
     def sensor(key: str, name: str, topic: str, **extra: Any) -> dict[str, Any]:
         return {"p": "sensor", "name": name, "unique_id": f"{node}_{key}",
@@ -357,34 +401,38 @@ def discovery_config(settings: MqttSettings) -> tuple[str, dict[str, Any]]:
                 "qos": 1, "retain": False}
 
     speed_extra = {"device_class": "speed", "state_class": "measurement",
-                   "unit_of_measurement": settings.units, "value_template": speed_template,
-                   "suggested_display_precision": 1}
+                   "unit_of_measurement": "km/h", "suggested_display_precision": 1}
     components = {
         "speed": sensor("speed", "Speed", "speed_kmh", **speed_extra),
         "target_speed": sensor("target_speed", "Target speed", "target_kmh", **speed_extra),
         "direction": sensor("direction", "Direction", "direction", device_class="enum",
-                            options=["forward", "backward"], icon="mdi:swap-vertical"),
+                            options=[str(d) for d in Direction], icon="mdi:swap-vertical"),
         "segment": sensor("segment", "Segment", "segment", icon="mdi:format-list-numbered"),
-        "remaining": sensor("remaining", "Remaining", "remaining_s", device_class="duration",
-                            unit_of_measurement="s", state_class="measurement",
-                            suggested_display_precision=0),
+        "ends_at": sensor("ends_at", "Ends at", "ends_at", device_class="timestamp",
+                          icon="mdi:flag-checkered"),
         "distance": sensor("distance", "Distance", "distance_m", device_class="distance",
                            unit_of_measurement="m", state_class="total_increasing",
                            suggested_display_precision=0),
         "heart_rate": sensor("heart_rate", "Heart rate", "heart_rate_bpm",
                              unit_of_measurement="bpm", state_class="measurement",
                              icon="mdi:heart-pulse"),
-        "state": sensor("state", "State", "state", value_template="{{ value_json.state }}",
-                        json_attributes_topic=f"{p}/state", icon="mdi:walk"),
+        "state": sensor("state", "State", "state", device_class="enum",
+                        options=list(SESSION_STATES), value_template="{{ value_json.state }}",
+                        icon="mdi:walk"),
         "stop": button("stop", "Stop", "stop", "mdi:stop"),
         "pause": button("pause", "Pause", "pause", "mdi:pause"),
         "resume": button("resume", "Resume", "resume", "mdi:play"),
+        "skip": button("skip", "Skip segment", "skip", "mdi:skip-next"),
     }
+    origin: dict[str, Any] = {"name": "retrotread", "sw": __version__}
+    url = support_url if support_url is not None else project_url()
+    if url:
+        origin["url"] = url
     payload = {
         "dev": {"ids": [node], "name": "Retrotread treadmill" if node == "retrotread"
                 else f"Retrotread {node}",
                 "mf": "retrotread", "mdl": "Backward-walking workout", "sw": __version__},
-        "o": {"name": "retrotread", "sw": __version__},
+        "o": origin,
         "availability_topic": f"{p}/availability",
         "payload_available": "online",
         "payload_not_available": "offline",
@@ -424,9 +472,14 @@ class MqttBridge:
     """
 
     def __init__(self, settings: MqttSettings,
-                 command_handler: CommandHandler | None = None) -> None:
+                 command_handler: CommandHandler | None = None, *,
+                 wall_clock: WallClock = _utc_now) -> None:
         self.settings = settings
         self.command_handler = command_handler
+        self.wall_clock = wall_clock
+        """Wall time with its UTC offset, for ``ends_at`` (injected in tests)."""
+        self._ends_at: datetime.datetime | None = None
+        self._distance_known = False  # has the machine ever reported a distance?
         self._events: deque[Outgoing] = deque()
         self._values: dict[str, Outgoing] = {}  # latest per retained topic, not yet sent
         self._latest: dict[str, Outgoing] = {}  # latest per retained topic, ever
@@ -454,28 +507,34 @@ class MqttBridge:
         try:
             record = snapshot_record(snapshot)
             self._set_value("state", json.dumps(record, separators=(",", ":")), qos=1)
-            self._set_value("remaining_s", _fmt(record["remaining_s"], 0))
+            self._update_ends_at(record["remaining_s"],
+                                 finished=snapshot.state == SessionState.FINISHED)
             self._set_value("segment", snapshot.segment_label)
             self._set_value("direction", str(snapshot.facing))
-            self._set_value("distance_m", _fmt(snapshot.distance_m, 1))
+            # the session counts 0 m until the machine reports a distance: unknown till then
+            self._set_value("distance_m", _fmt(snapshot.distance_m if self._distance_known
+                                               else None, 1))
         except Exception:
             log.exception("MQTT bridge could not queue the snapshot")
 
     def _queue_event(self, event: Event) -> None:
         if isinstance(event, TelemetrySample):
+            self._distance_known = self._distance_known or event.distance_m is not None
             self._set_value("speed_kmh", _fmt(event.speed_kmh))
             self._set_value("target_kmh", _fmt(event.target_kmh))
             self._set_value("direction", str(event.facing))
             # distance_m comes from the snapshot (the session's own count), so that two
             # sources with different rounding do not take turns on one topic
-            self._set_value("heart_rate_bpm", _fmt(event.heart_rate_bpm))
+            # a heart rate of 0 is a machine without a sensor (real captures send it), not
+            # a reading: unknown, like a missing one
+            self._set_value("heart_rate_bpm", _fmt(event.heart_rate_bpm or None))
             return
         if isinstance(event, SegmentStarted):
             self._set_value("segment", event.label)
             self._set_value("direction", str(event.direction))
             self._set_value("target_kmh", _fmt(event.speed_kmh))
         elif isinstance(event, SessionFinished):
-            self._set_value("remaining_s", "0")
+            self._update_ends_at(0.0, finished=True)
             self._mark_finished(event)
         if event.kind not in PUBLISHED_EVENT_KINDS:
             return
@@ -487,6 +546,20 @@ class MqttBridge:
                 log.warning("MQTT queue full: dropped %d old message(s) so far", self.dropped)
         self._events.append(Outgoing(self.settings.topic("event"), payload, False, 1))
         self._wakeup.set()
+
+    def _update_ends_at(self, remaining_s: float, *, finished: bool) -> None:
+        """Publish when the workout should end; only when that moves noticeably, and once
+        more, exactly, when it is over (then it says when it ended)."""
+        now = self.wall_clock()
+        ends_at = now + datetime.timedelta(seconds=max(0.0, remaining_s))
+        if finished:
+            if self._ends_at is not None and self._ends_at <= now:
+                return  # already said when it ended
+        elif (self._ends_at is not None
+              and abs((ends_at - self._ends_at).total_seconds()) <= ENDS_AT_TOLERANCE_S):
+            return
+        self._ends_at = ends_at
+        self._set_value("ends_at", ends_at.isoformat(timespec="seconds"))
 
     def _mark_finished(self, event: SessionFinished) -> None:
         """The last snapshot may predate the end: make the retained state say finished."""

@@ -314,7 +314,9 @@ def summarize(records: Iterable[dict[str, Any]]) -> SessionSummary:
         if a.get("facing") == "backward":
             backward_est += dt
     mean_speed = moving_km / (moving_time / 3600.0) if moving_time > 0 else None
-    heart_rates = [hr for r in telemetry if (hr := _num(r.get("heart_rate_bpm"))) is not None]
+    # 0 bpm is a machine without a sensor (real machines send it), not a reading
+    heart_rates = [hr for r in telemetry if (hr := _num(r.get("heart_rate_bpm"))) is not None
+                   and hr > 0]
 
     times = [t for r in records if r.get("type") != "log_header" and (t := _num(r.get("t")))
              is not None]

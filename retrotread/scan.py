@@ -570,6 +570,10 @@ def add_doctor_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--write-quirk", type=Path, default=None, metavar="FILE",
                    help="write a suggested quirk file (YAML) here")
     p.add_argument("--json", action="store_true", help="also print the report as JSON")
+    p.add_argument("--dump", type=Path, default=None, metavar="FILE.json",
+                   help="also write a machine capture: the GATT table, every value read and "
+                   "a timed trace of notifications, indications and control point writes "
+                   "(replayable with retrotread.links.replay; see docs/machine-captures.md)")
 
 
 def run_doctor(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
@@ -577,7 +581,8 @@ def run_doctor(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
 
     stream = out if out is not None else sys.stdout
     device = parse_device(args.device)
-    report = asyncio.run(_doctor_device(device, motion=args.yes, out=stream))
+    report = asyncio.run(_doctor_device(device, motion=args.yes, out=stream,
+                                        dump=getattr(args, "dump", None)))
     if args.json:
         stream.write(json.dumps(report.as_dict(), indent=2) + "\n")
     if args.write_quirk is not None:
@@ -586,21 +591,46 @@ def run_doctor(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     return 0 if report.control_granted else 1
 
 
-async def _doctor_device(device: Any, *, motion: bool, out: TextIO) -> DoctorReport:
+async def _doctor_device(device: Any, *, motion: bool, out: TextIO,
+                         dump: Path | None = None) -> DoctorReport:
     clock = LoopClock()
     if device.kind == "sim":
         from retrotread.links.loopback import LoopbackLink
         from retrotread.runner import running_simulator
 
         async with running_simulator(clock, device.target) as sim:
-            return await doctor(LoopbackLink(sim, name=device.target), clock=clock,
-                                motion=motion, out=out)
+            return await _doctor_link(LoopbackLink(sim, name=device.target), clock,
+                                      motion=motion, out=out, dump=dump)
     if device.kind == "dircon":
         from retrotread.links.dircon import DirconLink
 
-        return await doctor(DirconLink(device.target, device.port), clock=clock,
-                            motion=motion, out=out)
+        return await _doctor_link(DirconLink(device.target, device.port), clock,
+                                  motion=motion, out=out, dump=dump)
     from retrotread.links.ble import BleLink, is_address
 
     name = None if is_address(device.target) else device.target
-    return await doctor(BleLink(device.target), clock=clock, motion=motion, out=out, name=name)
+    return await _doctor_link(BleLink(device.target), clock, motion=motion, out=out,
+                              dump=dump, name=name)
+
+
+async def _doctor_link(link: gatt.Link, clock: Clock, *, motion: bool, out: TextIO,
+                       dump: Path | None, name: str | None = None) -> DoctorReport:
+    """Run the doctor over ``link``; with ``dump``, record everything and write a capture
+    (also when the probe fails half-way: what was seen until then is kept)."""
+    if dump is None:
+        return await doctor(link, clock=clock, motion=motion, out=out, name=name)
+    from retrotread.links.replay import RecordingLink
+
+    recorder = RecordingLink(link, clock)
+    report: DoctorReport | None = None
+    try:
+        report = await doctor(recorder, clock=clock, motion=motion, out=out, name=name)
+        return report
+    finally:
+        model = {"manufacturer": report.manufacturer if report else None,
+                 "model": report.model if report else None, "name": name}
+        source = {"tool": "retrotread doctor" + (" --yes" if motion else ""),
+                  "link": link.description, "url": None,
+                  "note": "recorded by retrotread doctor --dump"}
+        recorder.capture(model=model, source=source).dump(dump)
+        print(f"wrote the machine capture {dump}", file=out)

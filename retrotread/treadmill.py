@@ -6,6 +6,12 @@ point, and sends commands. Every command waits for its Response Code (one proced
 time, with a time-out) and turns a failure into a :class:`ControlPointError` or
 :class:`ControlPointTimeoutError` a person can act on. Telemetry and status reach callers
 as typed values through listeners, which must not block.
+
+Odd bytes from real machines (docs/ftms.md) are handled here, never by dropping what
+matters: a Fitness Machine Status with an unreadable parameter still reaches listeners as
+its kind (a "stopped or paused" with a reserved parameter is a stop); a control point
+response whose length does not fit its request op code is reported as malformed and never
+taken as the answer; every such oddity reaches :meth:`Treadmill.on_decode_problem`.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from retrotread.errors import (
     CodecError,
     ControlPointError,
     ControlPointTimeoutError,
+    GattError,
     LinkError,
     TreadmillError,
 )
@@ -62,6 +69,17 @@ class Telemetry:
 class StatusEvent:
     time_s: float
     status: codec.MachineStatus
+
+
+@dataclass(frozen=True)
+class DecodeProblem:
+    """Bytes from the machine that were not (or not fully) understood."""
+
+    time_s: float
+    characteristic: str  # "Treadmill Data", "Fitness Machine Status", ...
+    raw: bytes
+    message: str
+    dropped: bool  # True: nothing was delivered; False: delivered, with this remark
 
 
 @dataclass(frozen=True)
@@ -110,7 +128,9 @@ class Treadmill:
         self._status_listeners: list[Callable[[StatusEvent], None]] = []
         self._command_listeners: list[Callable[[CommandReply], None]] = []
         self._sent_listeners: list[Callable[[float, codec.ControlPointRequest], None]] = []
+        self._problem_listeners: list[Callable[[DecodeProblem], None]] = []
         self.decode_errors = 0
+        """Messages dropped because they could not be read at all."""
 
     # ------------------------------------------------------------------ listeners
     def on_telemetry(self, listener: Callable[[Telemetry], None]) -> None:
@@ -125,6 +145,20 @@ class Treadmill:
 
     def on_command_sent(self, listener: Callable[[float, codec.ControlPointRequest], None]) -> None:
         self._sent_listeners.append(listener)
+
+    def on_decode_problem(self, listener: Callable[[DecodeProblem], None]) -> None:
+        """Called for every message that could not be read, or only partly."""
+        self._problem_listeners.append(listener)
+
+    def _problem(self, characteristic: str, raw: bytes, message: str, *,
+                 dropped: bool) -> None:
+        if dropped:
+            self.decode_errors += 1
+        log.warning("%s %s %s: %s", "dropped" if dropped else "odd", characteristic,
+                    raw.hex(), message)
+        problem = DecodeProblem(self.clock.now(), characteristic, bytes(raw), message, dropped)
+        for listener in list(self._problem_listeners):
+            listener(problem)
 
     # ------------------------------------------------------------------ connection
     async def connect(self) -> None:
@@ -168,7 +202,11 @@ class Treadmill:
     ) -> _T | None:
         if service.characteristic(uuid) is None:
             return None
-        raw = await self.link.read(uuid)
+        try:
+            raw = await self.link.read(uuid)
+        except GattError as exc:  # an optional value the machine will not give: do without
+            log.warning("could not read %s: %s", uuid[4:8], exc)
+            return None
         try:
             return decode(raw)
         except CodecError as exc:
@@ -199,11 +237,14 @@ class Treadmill:
         try:
             record = self._assembler.feed(raw)
         except CodecError as exc:
-            self.decode_errors += 1
-            log.warning("bad Treadmill Data %s: %s", raw.hex(), exc)
+            self._problem("Treadmill Data", raw, str(exc), dropped=True)
             return
         if record is None:
             return
+        if record.truncated_flags:
+            self._problem("Treadmill Data", raw, f"flag bits 0x{record.truncated_flags:04x} "
+                          "set but their field did not fit; the rest of the record is kept",
+                          dropped=False)
         telemetry = Telemetry(self.clock.now(), record)
         self.latest = telemetry
         for listener in list(self._telemetry_listeners):
@@ -212,10 +253,13 @@ class Treadmill:
     def _on_status(self, raw: bytes) -> None:
         try:
             status = codec.decode_status(raw)
-        except CodecError as exc:
-            self.decode_errors += 1
-            log.warning("bad Fitness Machine Status %s: %s", raw.hex(), exc)
+        except CodecError as exc:  # only an empty message: there is no status to pass on
+            self._problem("Fitness Machine Status", raw, str(exc), dropped=True)
             return
+        problem = getattr(status, "problem", None)
+        if problem is not None:
+            self._problem("Fitness Machine Status", raw, f"{status.title}: {problem}",
+                          dropped=False)
         if isinstance(status, codec.ControlPermissionLost | codec.StatusReset):
             self.has_control = False
         event = StatusEvent(self.clock.now(), status)
@@ -227,8 +271,8 @@ class Treadmill:
         try:
             response = codec.decode_control_point_response(raw)
         except CodecError as exc:
-            self.decode_errors += 1
-            log.warning("bad control point response %s: %s", raw.hex(), exc)
+            # Not taken as an answer: the pending command keeps waiting (and times out).
+            self._problem("Fitness Machine Control Point", raw, str(exc), dropped=True)
             return
         if self._reply is not None and not self._reply.done():
             if response.request_op != self._reply_op:

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import datetime
 import itertools
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -21,6 +24,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from retrotread import __version__
 from retrotread.envelope import Direction
 from retrotread.events import (
     Announcement,
@@ -35,14 +39,18 @@ from retrotread.events import (
 )
 from retrotread.events import Outcome as SessionOutcome
 from retrotread.mqtt import (
+    ENDS_AT_TOLERANCE_S,
     MAX_COMMAND_BYTES,
+    REMOTE_COMMANDS,
     MqttBridge,
     MqttConfigError,
     MqttSettings,
     discovery_config,
     parse_broker_url,
     parse_command,
+    project_url,
 )
+from retrotread.session import State as SessionState
 from tests.mosquitto import USERS, Broker
 
 pytestmark = pytest.mark.timeout(30)
@@ -144,23 +152,103 @@ def test_only_pause_resume_stop_skip_are_remote_commands(
     assert parse_command(payload) is expected
 
 
-def test_discovery_config_has_sensors_with_units_and_buttons() -> None:
-    settings = MqttSettings(url="mqtt://x", topic_prefix="retrotread", units="mph")
-    topic, config = discovery_config(settings)
-    assert topic == "homeassistant/device/retrotread/config"
-    assert config["dev"]["ids"] == ["retrotread"]
-    assert config["o"]["name"] == "retrotread"
-    assert config["availability_topic"] == "retrotread/availability"
-    cmps = config["cmps"]
-    assert cmps["speed"]["device_class"] == "speed"
-    assert cmps["speed"]["unit_of_measurement"] == "mph"
-    assert "1.609344" in cmps["speed"]["value_template"]
-    assert cmps["distance"]["unit_of_measurement"] == "m"
-    assert cmps["remaining"]["device_class"] == "duration"
-    assert {c["unique_id"] for c in cmps.values()} == {f"retrotread_{k}" for k in cmps}
-    buttons = {k: c for k, c in cmps.items() if c["p"] == "button"}
-    assert {c["payload_press"] for c in buttons.values()} == {"stop", "pause", "resume"}
-    assert all(parse_command(c["payload_press"].encode()) for c in buttons.values())
+# Home Assistant's device-discovery schema, the facts this bridge relies on. Sources:
+# - https://www.home-assistant.io/integrations/mqtt/#device-discovery-payload (the page's
+#   source: home-assistant.io, source/_integrations/mqtt.markdown): the topic is
+#   <discovery prefix>/device/<object id>/config; the root must hold the `device` (`dev`)
+#   and `origin` (`o`) mappings; the only other root options are shared ones
+#   (availability, command_topic, state_topic, qos, encoding); components go under
+#   `cmps`, each with a `platform` (`p`) and, for entities, a `unique_id`.
+# - same page, "Adding information about the origin of a discovery message": origin
+#   `name` is required, `sw` (sw_version) and `url` (support_url) are optional.
+# - https://www.home-assistant.io/integrations/sensor.mqtt/ and button.mqtt/: a sensor
+#   needs `state_topic`, a button `command_topic`; the device mapping needs at least one
+#   of `identifiers` (`ids`) or `connections` (`cns`).
+# - https://www.home-assistant.io/integrations/sensor/#device-class: an `enum` sensor
+#   lists its `options` and has no unit or state class; a `timestamp` sensor's state is
+#   an ISO 8601 time with a time zone, no unit or state class; speed and distance
+#   sensors take one of their class's units (Home Assistant converts between them).
+# - https://www.home-assistant.io/integrations/binary_sensor.mqtt/ (and the sensor
+#   platform alike): the payload `None` sets the state to unknown.
+HA_OBJECT_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
+HA_ROOT_KEYS = {"dev", "device", "o", "origin", "cmps", "components", "~", "availability",
+                "availability_topic", "availability_mode", "availability_template",
+                "payload_available", "payload_not_available", "command_topic",
+                "state_topic", "qos", "encoding"}
+HA_STATE_CLASSES = {"measurement", "total", "total_increasing"}
+HA_UNITS = {"speed": {"km/h", "mph", "m/s", "ft/s", "kn"},
+            "distance": {"km", "m", "cm", "mm", "mi", "yd", "ft", "in"}}
+HA_UNKNOWN = "None"
+
+
+def check_device_discovery(topic: str, config: dict[str, Any], discovery_prefix: str) -> None:
+    """Assert ``(topic, config)`` is a valid Home Assistant device discovery message."""
+    head, kind, object_id, tail = topic.rsplit("/", 3)
+    assert (head, kind, tail) == (discovery_prefix, "device", "config")
+    assert HA_OBJECT_ID.match(object_id)
+    assert set(config) <= HA_ROOT_KEYS, set(config) - HA_ROOT_KEYS
+    device, origin = config["dev"], config["o"]
+    assert device.get("ids") or device.get("cns")
+    assert isinstance(origin["name"], str) and origin["name"]
+    if "url" in origin:
+        assert origin["url"].startswith(("https://", "http://"))
+    components = config["cmps"]
+    assert components
+    unique_ids = [c["unique_id"] for c in components.values()]
+    assert len(unique_ids) == len(set(unique_ids))
+    for key, c in components.items():
+        assert HA_OBJECT_ID.match(key)
+        assert c["p"] in {"sensor", "button"}, key
+        if c["p"] == "button":
+            assert c["command_topic"] and c["payload_press"], key
+            continue
+        assert c["state_topic"], key
+        assert c.get("state_class", "measurement") in HA_STATE_CLASSES, key
+        device_class = c.get("device_class")
+        if device_class == "enum":
+            assert c["options"] and all(isinstance(o, str) for o in c["options"]), key
+        if device_class in ("enum", "timestamp"):
+            assert "unit_of_measurement" not in c and "state_class" not in c, key
+        if device_class in HA_UNITS:
+            assert c["unit_of_measurement"] in HA_UNITS[device_class], key
+
+
+def test_discovery_config_follows_the_device_discovery_schema() -> None:
+    settings = MqttSettings(url="mqtt://x", topic_prefix="home/treadmill", units="mph")
+    topic, config = discovery_config(settings, support_url="https://example.org/retrotread")
+    check_device_discovery(topic, config, "homeassistant")
+    assert topic == "homeassistant/device/home_treadmill/config"
+    assert config["o"] == {"name": "retrotread", "sw": __version__,
+                           "url": "https://example.org/retrotread"}
+    assert config["availability_topic"] == "home/treadmill/availability"
+
+
+def test_discovery_entities_are_the_right_kinds() -> None:
+    # the monitor's units setting does not reach Home Assistant: always km/h
+    for units in ("mph", "km/h"):
+        _, config = discovery_config(MqttSettings(url="mqtt://x", units=units))
+        cmps = config["cmps"]
+        for key in ("speed", "target_speed"):
+            assert cmps[key]["unit_of_measurement"] == "km/h"
+            assert cmps[key]["device_class"] == "speed"
+            assert "value_template" not in cmps[key]  # the payload as it is: None stays None
+    assert "remaining" not in cmps  # no per-second duration: an end time instead
+    assert cmps["ends_at"]["device_class"] == "timestamp"
+    assert cmps["ends_at"]["state_topic"] == "retrotread/ends_at"
+    assert cmps["state"]["device_class"] == "enum"
+    assert set(cmps["state"]["options"]) == {s.value for s in SessionState}
+    assert cmps["direction"]["options"] == ["forward", "backward"]
+    # nothing that changes every second rides along as attributes
+    assert not any(k.startswith("json_attr") for c in cmps.values() for k in c)
+    buttons = {c["payload_press"]: c for c in cmps.values() if c["p"] == "button"}
+    assert set(buttons) == {"stop", "pause", "resume", "skip"}
+    assert set(buttons) == set(REMOTE_COMMANDS)
+    assert all(parse_command(p.encode()) for p in buttons)
+
+
+def test_origin_url_comes_from_the_package_metadata() -> None:
+    _, config = discovery_config(MqttSettings(url="mqtt://x"))
+    assert config["o"].get("url") == project_url()
 
 
 def test_publish_event_never_blocks_and_drops_the_oldest_without_a_loop() -> None:
@@ -351,6 +439,7 @@ async def test_events_snapshots_and_discovery_arrive_well_formed(
             bridge.publish_event(WatchdogAction(4.0, "stale_telemetry", "alarm", "no data"))
             bridge.update_snapshot(_snapshot())
             await seen.wait_topic(f"{prefix}/state")
+            await seen.wait_topic(f"{prefix}/ends_at")
             bridge.publish_event(SessionFinished(5.0, SessionOutcome.COMPLETED, "done",
                                                  5.0, 3.0, 21.0, True))
             await seen.wait_for(lambda m: m.topic == f"{prefix}/event"
@@ -382,8 +471,11 @@ async def test_events_snapshots_and_discovery_arrive_well_formed(
     assert last("direction") == "backward"
     assert last("segment") == "back 1"
     assert float(last("distance_m")) == pytest.approx(31.5)  # the snapshot came after
-    assert last("heart_rate_bpm") == "None"
-    assert last("remaining_s") == "0"  # finished
+    assert last("heart_rate_bpm") == HA_UNKNOWN
+    ends = [datetime.datetime.fromisoformat(m.text) for m in seen.on(f"{prefix}/ends_at")]
+    assert all(e.tzinfo is not None for e in ends)  # a Home Assistant timestamp
+    assert len(ends) == 2  # expected end while running, then when it ended
+    assert abs((ends[0] - ends[1]).total_seconds() - 530) < 5
     running_state, final_state = (m.json() for m in seen.on(f"{prefix}/state"))
     assert running_state["state"] == "running" and running_state["facing"] == "backward"
     assert running_state["remaining_s"] == pytest.approx(530.0)
@@ -394,10 +486,13 @@ async def test_events_snapshots_and_discovery_arrive_well_formed(
     assert final_state["segment_label"] == "back 1"  # the rest of the last snapshot stays
 
     config = seen.on(discovery_topic)[-1].json()
+    check_device_discovery(discovery_topic, config, "homeassistant")
     cmps = config["cmps"]
     assert config["availability_topic"] == f"{prefix}/availability"
-    assert set(cmps) >= {"speed", "target_speed", "direction", "segment", "remaining",
-                         "distance", "heart_rate", "state", "stop", "pause", "resume"}
+    assert set(cmps) >= {"speed", "target_speed", "direction", "segment", "ends_at",
+                         "distance", "heart_rate", "state", "stop", "pause", "resume",
+                         "skip"}
+    assert running_state["state"] in cmps["state"]["options"]
     assert cmps["speed"]["unit_of_measurement"] == "km/h"
     assert cmps["speed"]["state_topic"] == f"{prefix}/speed_kmh"
     assert cmps["heart_rate"]["unit_of_measurement"] == "bpm"
@@ -409,6 +504,53 @@ async def test_events_snapshots_and_discovery_arrive_well_formed(
         await late.wait_topic(f"{prefix}/state")
         await late.wait_topic(f"{prefix}/availability", "offline")
         assert all(m.retain for m in late.messages)
+
+
+class SteppedWallClock:
+    """Wall time that a test moves by hand (with its UTC offset, as Home Assistant needs)."""
+
+    def __init__(self) -> None:
+        self.now = datetime.datetime(2026, 3, 1, 7, 0, tzinfo=datetime.UTC)
+
+    def __call__(self) -> datetime.datetime:
+        return self.now
+
+
+async def test_unknown_stays_unknown_and_the_end_time_moves_only_when_it_must(
+        mosquitto_broker: Broker) -> None:
+    prefix = _prefix()
+    wall = SteppedWallClock()
+    async with collecting(mosquitto_broker, f"{prefix}/#") as seen:
+        bridge = MqttBridge(_settings(mosquitto_broker, prefix, discovery_prefix=None),
+                            wall_clock=wall)
+        async with running(bridge):
+            # a machine that reports no speed and no distance: unknown, not 0; and a heart
+            # rate of 0 (a machine without a sensor, as a real UREVO E1L sends) is unknown
+            bridge.publish_event(dataclasses.replace(
+                _telemetry(1.0, speed=None, distance=None), heart_rate_bpm=0))
+            bridge.update_snapshot(_snapshot(1.0))  # the session counts 31.5 m regardless
+            await seen.wait_topic(f"{prefix}/distance_m")
+            await seen.wait_topic(f"{prefix}/speed_kmh")
+            assert seen.on(f"{prefix}/speed_kmh")[-1].text == HA_UNKNOWN
+            assert seen.on(f"{prefix}/distance_m")[-1].text == HA_UNKNOWN
+            await seen.wait_topic(f"{prefix}/heart_rate_bpm", HA_UNKNOWN)
+            # a second a snapshot, as the session sends them: the end time stays put
+            for second in range(1, 31):
+                wall.now += datetime.timedelta(seconds=1)
+                elapsed = 70.0 + second if second <= 10 else 80.0  # paused after 10 s
+                bridge.update_snapshot(dataclasses.replace(_snapshot(1.0 + second),
+                                                           plan_elapsed_s=elapsed))
+            # then the machine reports a distance: from now on the session's count shows
+            bridge.publish_event(_telemetry(40.0, speed=1.5, distance=25))
+            bridge.update_snapshot(dataclasses.replace(_snapshot(40.0), distance_m=32.0))
+            await seen.wait_topic(f"{prefix}/distance_m", "32.0")
+            await seen.wait_topic(f"{prefix}/speed_kmh", "1.50")
+    ends = [datetime.datetime.fromisoformat(m.text) for m in seen.on(f"{prefix}/ends_at")]
+    start = datetime.datetime(2026, 3, 1, 7, 0, tzinfo=datetime.UTC)
+    assert ends[0] == start + datetime.timedelta(seconds=530)
+    # 30 snapshots, 20 s of pause: re-sent only once the end moved by over the tolerance
+    assert len(ends) == 2
+    assert ends[1] - ends[0] > datetime.timedelta(seconds=ENDS_AT_TOLERANCE_S)
 
 
 async def test_the_will_says_offline_when_the_bridge_process_dies(

@@ -1,8 +1,8 @@
 """FTMS codec: bytes <-> typed values for every characteristic a treadmill uses.
 
 Pure functions over values: no I/O, no clock, no logging. Layouts follow the Fitness
-Machine Service 1.0 and the GATT Specification Supplement (summarised in
-``shared/docs/ftms.md``); all multi-byte fields are little-endian.
+Machine Service 1.0 and the GATT Specification Supplement (summarised in the project's
+``docs/ftms.md``); all multi-byte fields are little-endian.
 
 Every decoder raises :class:`~retrotread.errors.CodecError` (and only that) for bytes it
 cannot read, with a message naming the characteristic, the field and what was wrong;
@@ -30,12 +30,21 @@ from __future__ import annotations
 
 import enum
 import operator
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 from retrotread.errors import CodecError, UnsupportedOpCodeError
 
 # --------------------------------------------------------------------------- primitives
+
+
+class _NotAvailable(enum.Enum):
+    """The machine sent a field's "Data Not Available" value (decoded to ``None``)."""
+
+    NOT_AVAILABLE = "not available"
+
+
+NOT_AVAILABLE = _NotAvailable.NOT_AVAILABLE
 
 _SIZES = {"u8": 1, "s8": 1, "u16": 2, "s16": 2, "u24": 3, "u32": 4}
 _SIGNED = {"s8", "s16"}
@@ -99,12 +108,23 @@ class _Field:
     scale: int = 1
     enum: type[enum.IntEnum] | None = None
     label: str = ""
+    not_available: int | None = None
+    """The raw "Data Not Available" value the specification reserves for this field."""
+    fallback: Any = None
+    """What a status parameter that cannot be read stands for (see :func:`decode_status`)."""
 
     @property
     def title(self) -> str:
         return self.label or self.name
 
     def to_raw(self, value: Any, what: str) -> int:
+        raw = self._to_raw(value, what)
+        if raw == self.not_available:
+            raise CodecError(f"{what}: {self.name} = {value!r} is the 'Data Not Available' "
+                             f"value 0x{raw & 0xFFFF:x}; list the field as unavailable instead")
+        return raw
+
+    def _to_raw(self, value: Any, what: str) -> int:
         try:
             if self.enum is not None:
                 return int(self.enum(operator.index(value)))
@@ -127,14 +147,24 @@ class _Field:
             )
         return _pack(self.kind, raw, what, self.name)
 
+    def encode_not_available(self, what: str) -> bytes:
+        if self.not_available is None:
+            raise CodecError(f"{what}: {self.name} has no 'Data Not Available' value")
+        return _pack(self.kind, self.not_available, what, self.name)
+
     def decode(self, reader: _Reader) -> Any:
-        raw = reader.int(self.kind, self.title)
+        """The field's value; :data:`NOT_AVAILABLE` for the field's sentinel value."""
+        return self.from_raw(reader.int(self.kind, self.title), reader.what)
+
+    def from_raw(self, raw: int, what: str) -> Any:
+        if raw == self.not_available:
+            return NOT_AVAILABLE
         if self.enum is not None:
             try:
                 return self.enum(raw)
             except ValueError:
                 raise CodecError(
-                    f"{reader.what}: {self.title} has the invalid value 0x{raw:02x}"
+                    f"{what}: {self.title} has the invalid value 0x{raw:02x}"
                 ) from None
         if self.scale == 1:
             return raw
@@ -361,23 +391,28 @@ _TD_SPEED = _Field("speed_kmh", "u16", 100, label="Instantaneous Speed")
 _TD_GROUPS: tuple[tuple[int, tuple[_Field, ...]], ...] = (
     (1, (_Field("average_speed_kmh", "u16", 100, label="Average Speed"),)),
     (2, (_Field("total_distance_m", "u24", label="Total Distance"),)),
-    (3, (_Field("inclination_pct", "s16", 10, label="Inclination"),
-         _Field("ramp_angle_deg", "s16", 10, label="Ramp Angle Setting"))),
+    (3, (_Field("inclination_pct", "s16", 10, label="Inclination", not_available=0x7FFF),
+         _Field("ramp_angle_deg", "s16", 10, label="Ramp Angle Setting",
+                not_available=0x7FFF))),
     (4, (_Field("positive_elevation_gain_m", "u16", 10, label="Positive Elevation Gain"),
          _Field("negative_elevation_gain_m", "u16", 10, label="Negative Elevation Gain"))),
     (5, (_Field("instantaneous_pace_km_per_min", "pace", 10, label="Instantaneous Pace"),)),
     (6, (_Field("average_pace_km_per_min", "pace", 10, label="Average Pace"),)),
-    (7, (_Field("total_energy_kcal", "u16", label="Total Energy"),
-         _Field("energy_per_hour_kcal", "u16", label="Energy Per Hour"),
-         _Field("energy_per_minute_kcal", "u8", label="Energy Per Minute"))),
+    (7, (_Field("total_energy_kcal", "u16", label="Total Energy", not_available=0xFFFF),
+         _Field("energy_per_hour_kcal", "u16", label="Energy Per Hour", not_available=0xFFFF),
+         _Field("energy_per_minute_kcal", "u8", label="Energy Per Minute",
+                not_available=0xFF))),
     (8, (_Field("heart_rate_bpm", "u8", label="Heart Rate"),)),
     (9, (_Field("metabolic_equivalent", "u8", 10, label="Metabolic Equivalent"),)),
     (10, (_Field("elapsed_time_s", "u16", label="Elapsed Time"),)),
     (11, (_Field("remaining_time_s", "u16", label="Remaining Time"),)),
-    (12, (_Field("force_on_belt_n", "s16", label="Force on Belt"),
-          _Field("power_output_w", "s16", label="Power Output"))),
+    (12, (_Field("force_on_belt_n", "s16", label="Force on Belt", not_available=0x7FFF),
+          _Field("power_output_w", "s16", label="Power Output", not_available=0x7FFF))),
     (13, (_Field("step_count", "u24", label="Step Count (vendor extension)"),)),
 )
+_STEP_COUNT_BIT = 13
+"""Reserved by FTMS; several walking pads put a uint24 step count there (docs/ftms.md)."""
+_TD_FIELD_NAMES = frozenset(f.name for _, group in _TD_GROUPS for f in group)
 
 
 def _pace_field(f: _Field, pace_width: int) -> _Field:
@@ -390,13 +425,19 @@ def _pace_field(f: _Field, pace_width: int) -> _Field:
 
 @dataclass(frozen=True)
 class TreadmillData:
-    """One Treadmill Data record (0x2ACD); ``None`` means the field was not sent.
+    """One Treadmill Data record (0x2ACD); ``None`` means the value is unknown.
+
+    A value is unknown when the field was not sent, or when it was sent as the
+    specification's "Data Not Available" value (0x7FFF for inclination, ramp angle, force
+    on belt and power output; 0xFFFF for total energy and energy per hour; 0xFF for energy
+    per minute): such fields are named in ``unavailable``. A sentinel is never a number.
 
     ``more_data`` is True for a partial record (one notification of a split record,
-    without the speed). ``unknown_flags`` holds reserved flag bits that were set and
-    ``extra_bytes`` any bytes left over after the known fields: diagnostics from real
-    machines, never an error. Energy fields carry the machine's raw value, including the
-    "not available" sentinels (0xFFFF per hour, 0xFF per minute).
+    without the speed). ``unknown_flags`` holds reserved flag bits that were set,
+    ``truncated_flags`` flag bits whose field did not fit in what was left of the message
+    (only bit 13, the vendor step count, is read that leniently: the rest of the record
+    stays good) and ``extra_bytes`` any bytes left over after the known fields:
+    diagnostics from real machines, never an error.
     """
 
     more_data: bool = False
@@ -421,14 +462,19 @@ class TreadmillData:
     step_count: int | None = None
     unknown_flags: int = 0
     extra_bytes: bytes = b""
+    unavailable: frozenset[str] = frozenset()
+    truncated_flags: int = 0
 
     def merged(self, later: TreadmillData) -> TreadmillData:
         """This partial record completed by a later notification of the same record."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         for f in fields(later):
             value = getattr(later, f.name)
-            if f.name == "unknown_flags":
-                values[f.name] = self.unknown_flags | later.unknown_flags
+            if f.name in ("unknown_flags", "truncated_flags"):
+                values[f.name] = getattr(self, f.name) | value
+            elif f.name == "unavailable":
+                known_later = {n for n in _TD_FIELD_NAMES if getattr(later, n) is not None}
+                values[f.name] = (self.unavailable - known_later) | later.unavailable
             elif f.name == "extra_bytes":
                 values[f.name] = self.extra_bytes + later.extra_bytes
             elif f.name == "more_data":
@@ -442,16 +488,24 @@ _WHAT_TD = "Treadmill Data"
 
 
 def _group_bytes(data: TreadmillData, group: tuple[_Field, ...], pace_width: int) -> bytes | None:
-    present = [getattr(data, f.name) is not None for f in group]
+    present = [getattr(data, f.name) is not None or f.name in data.unavailable for f in group]
     if not any(present):
         return None
     if not all(present):
         missing = [f.name for f, p in zip(group, present, strict=True) if not p]
         raise CodecError(f"{_WHAT_TD}: {', '.join(missing)} must be given together with "
                          f"{', '.join(f.name for f in group if f.name not in missing)} "
-                         "(they share one flag bit)")
-    return b"".join(_pace_field(f, pace_width).encode(getattr(data, f.name), _WHAT_TD)
-                    for f in group)
+                         "(they share one flag bit; list an unknown one as unavailable)")
+    out = b""
+    for f in group:
+        value = getattr(data, f.name)
+        if f.name in data.unavailable:
+            if value is not None:
+                raise CodecError(f"{_WHAT_TD}: {f.name} = {value!r} is listed as unavailable")
+            out += f.encode_not_available(_WHAT_TD)
+        else:
+            out += _pace_field(f, pace_width).encode(value, _WHAT_TD)
+    return out
 
 
 def encode_treadmill_data(data: TreadmillData, pace_width: int = PACE_WIDTH_UINT8) -> bytes:
@@ -459,7 +513,16 @@ def encode_treadmill_data(data: TreadmillData, pace_width: int = PACE_WIDTH_UINT
     if data.unknown_flags & _TD_KNOWN_FLAGS:
         raise CodecError(f"{_WHAT_TD}: unknown_flags 0x{data.unknown_flags:04x} overlaps "
                          "defined flag bits")
-    flags = data.unknown_flags
+    if data.unavailable - _TD_FIELD_NAMES:
+        raise CodecError(f"{_WHAT_TD}: unavailable names unknown fields "
+                         f"{sorted(data.unavailable - _TD_FIELD_NAMES)}")
+    if data.truncated_flags and (
+            data.truncated_flags != 1 << _STEP_COUNT_BIT or data.step_count is not None
+            or len(data.extra_bytes) >= 3):
+        raise CodecError(f"{_WHAT_TD}: truncated_flags 0x{data.truncated_flags:04x} can "
+                         "only be the step count bit, without a step count and with "
+                         "fewer than 3 bytes after it")
+    flags = data.unknown_flags | data.truncated_flags
     body = b""
     if data.more_data:
         flags |= _MORE_DATA
@@ -484,15 +547,27 @@ def decode_treadmill_data(raw: bytes, pace_width: int = PACE_WIDTH_UINT8) -> Tre
     reader = _Reader(raw, _WHAT_TD)
     flags = reader.int("u16", "Flags")
     values: dict[str, Any] = {"more_data": bool(flags & _MORE_DATA)}
+    unavailable = set()
+    truncated = 0
     if not flags & _MORE_DATA:
         values["speed_kmh"] = _TD_SPEED.decode(reader)
     for bit, group in _TD_GROUPS:
-        if flags & (1 << bit):
-            for f in group:
-                values[f.name] = _pace_field(f, pace_width).decode(reader)
+        if not flags & (1 << bit):
+            continue
+        if bit == _STEP_COUNT_BIT and reader.remaining < 3:
+            # A vendor extension cut short: keep the record, note the bit.
+            truncated |= 1 << bit
+            continue
+        for f in group:
+            value = _pace_field(f, pace_width).decode(reader)
+            if value is NOT_AVAILABLE:
+                unavailable.add(f.name)
+            else:
+                values[f.name] = value
     values["unknown_flags"] = flags & ~_TD_KNOWN_FLAGS & 0xFFFF
     values["extra_bytes"] = reader.rest()
-    return TreadmillData(**values)
+    return TreadmillData(**values, unavailable=frozenset(unavailable),
+                         truncated_flags=truncated)
 
 
 def _record_groups(data: TreadmillData, pace_width: int) -> list[tuple[int, bytes]]:
@@ -513,9 +588,10 @@ def split_treadmill_data(data: TreadmillData, max_len: int = 20,
     """
     if data.more_data or data.speed_kmh is None:
         raise CodecError(f"{_WHAT_TD}: only a complete record (with speed_kmh) can be split")
-    if data.unknown_flags or data.extra_bytes:
-        raise CodecError(f"{_WHAT_TD}: a record with reserved flags or trailing bytes cannot "
-                         "be split (their position in a split record is undefined)")
+    if data.unknown_flags or data.extra_bytes or data.truncated_flags:
+        raise CodecError(f"{_WHAT_TD}: a record with reserved flags, truncated fields or "
+                         "trailing bytes cannot be split (their position in a split record "
+                         "is undefined)")
     if max_len < 7:
         raise CodecError(f"{_WHAT_TD}: notifications of {max_len} bytes cannot carry a record")
     speed = _TD_SPEED.encode(data.speed_kmh, _WHAT_TD)
@@ -896,10 +972,41 @@ def decode_control_point_response(data: bytes) -> ControlPointResponse:
         result = ResultCode(result_raw)
     except ValueError:
         result = result_raw
-    return ControlPointResponse(op, result, reader.rest())
+    parameter = reader.rest()
+    allowed = response_parameter_sizes(op, result)
+    if allowed is not None and len(parameter) not in allowed:
+        raise CodecError(
+            f"Control Point Response: malformed answer to op code 0x{op_raw:02x}: "
+            f"{len(parameter)} parameter byte(s) where FTMS allows "
+            f"{' or '.join(map(str, sorted(allowed)))} ({bytes(data).hex()})")
+    return ControlPointResponse(op, result, parameter)
+
+
+def response_parameter_sizes(request_op: ControlPointOp | int,
+                             result: ResultCode | int) -> frozenset[int] | None:
+    """How many parameter bytes a Response Code may carry after ``[0x80, op, result]``.
+
+    FTMS gives a response parameter to one procedure only: a successful Spin Down Control
+    (Start) answers with the target speed low and high (two uint16); every other answer
+    carries none. ``None`` for op codes the specification reserves (nothing to check).
+    """
+    if request_op not in set(ControlPointOp) or request_op == ControlPointOp.RESPONSE_CODE:
+        return None
+    if request_op == ControlPointOp.SPIN_DOWN_CONTROL and result == ResultCode.SUCCESS:
+        return frozenset({0, 4})
+    return frozenset({0})
 
 
 # --------------------------------------------------------------------------- machine status
+
+
+@dataclass(frozen=True)
+class _StatusMessage(_Message):
+    """A Fitness Machine Status. ``problem`` says what in its parameter could not be read
+    (missing bytes, a reserved value); such a status still reaches listeners as its kind,
+    with the unreadable values ``None`` or, for stop/pause, read as the safer "stop"."""
+
+    problem: str | None = field(default=None, kw_only=True)
 
 
 class StatusOp(enum.IntEnum):
@@ -929,124 +1036,125 @@ class StatusOp(enum.IntEnum):
 
 @_message(StatusOp.RESET, "Reset")
 @dataclass(frozen=True)
-class StatusReset(_Message):
+class StatusReset(_StatusMessage):
     pass
 
 
 @_message(StatusOp.STOPPED_OR_PAUSED_BY_USER, "Stopped or Paused by the User",
-          _Field("action", "u8", enum=StopPause))
+          _Field("action", "u8", enum=StopPause, label="Control Information",
+                 fallback=StopPause.STOP))
 @dataclass(frozen=True)
-class StoppedOrPausedByUser(_Message):
+class StoppedOrPausedByUser(_StatusMessage):
     action: StopPause
 
 
 @_message(StatusOp.STOPPED_BY_SAFETY_KEY, "Stopped by Safety Key")
 @dataclass(frozen=True)
-class StoppedBySafetyKey(_Message):
+class StoppedBySafetyKey(_StatusMessage):
     pass
 
 
 @_message(StatusOp.STARTED_OR_RESUMED_BY_USER, "Started or Resumed by the User")
 @dataclass(frozen=True)
-class StartedOrResumedByUser(_Message):
+class StartedOrResumedByUser(_StatusMessage):
     pass
 
 
 @_message(StatusOp.TARGET_SPEED_CHANGED, "Target Speed Changed",
           _Field("speed_kmh", "u16", 100))
 @dataclass(frozen=True)
-class TargetSpeedChanged(_Message):
-    speed_kmh: float
+class TargetSpeedChanged(_StatusMessage):
+    speed_kmh: float | None
 
 
 @_message(StatusOp.TARGET_INCLINE_CHANGED, "Target Incline Changed",
           _Field("inclination_pct", "s16", 10))
 @dataclass(frozen=True)
-class TargetInclineChanged(_Message):
-    inclination_pct: float
+class TargetInclineChanged(_StatusMessage):
+    inclination_pct: float | None
 
 
 @_message(StatusOp.TARGET_RESISTANCE_LEVEL_CHANGED, "Target Resistance Level Changed",
           _Field("resistance_level", "u8", 10))
 @dataclass(frozen=True)
-class TargetResistanceLevelChanged(_Message):
-    resistance_level: float
+class TargetResistanceLevelChanged(_StatusMessage):
+    resistance_level: float | None
 
 
 @_message(StatusOp.TARGET_POWER_CHANGED, "Target Power Changed", _Field("power_w", "s16"))
 @dataclass(frozen=True)
-class TargetPowerChanged(_Message):
-    power_w: int
+class TargetPowerChanged(_StatusMessage):
+    power_w: int | None
 
 
 @_message(StatusOp.TARGET_HEART_RATE_CHANGED, "Target Heart Rate Changed",
           _Field("heart_rate_bpm", "u8"))
 @dataclass(frozen=True)
-class TargetHeartRateChanged(_Message):
-    heart_rate_bpm: int
+class TargetHeartRateChanged(_StatusMessage):
+    heart_rate_bpm: int | None
 
 
 @_message(StatusOp.TARGETED_EXPENDED_ENERGY_CHANGED, "Targeted Expended Energy Changed",
           _Field("energy_kcal", "u16"))
 @dataclass(frozen=True)
-class TargetedExpendedEnergyChanged(_Message):
-    energy_kcal: int
+class TargetedExpendedEnergyChanged(_StatusMessage):
+    energy_kcal: int | None
 
 
 @_message(StatusOp.TARGETED_NUMBER_OF_STEPS_CHANGED, "Targeted Number of Steps Changed",
           _Field("steps", "u16"))
 @dataclass(frozen=True)
-class TargetedNumberOfStepsChanged(_Message):
-    steps: int
+class TargetedNumberOfStepsChanged(_StatusMessage):
+    steps: int | None
 
 
 @_message(StatusOp.TARGETED_NUMBER_OF_STRIDES_CHANGED, "Targeted Number of Strides Changed",
           _Field("strides", "u16"))
 @dataclass(frozen=True)
-class TargetedNumberOfStridesChanged(_Message):
-    strides: int
+class TargetedNumberOfStridesChanged(_StatusMessage):
+    strides: int | None
 
 
 @_message(StatusOp.TARGETED_DISTANCE_CHANGED, "Targeted Distance Changed",
           _Field("distance_m", "u24"))
 @dataclass(frozen=True)
-class TargetedDistanceChanged(_Message):
-    distance_m: int
+class TargetedDistanceChanged(_StatusMessage):
+    distance_m: int | None
 
 
 @_message(StatusOp.TARGETED_TRAINING_TIME_CHANGED, "Targeted Training Time Changed",
           _Field("time_s", "u16"))
 @dataclass(frozen=True)
-class TargetedTrainingTimeChanged(_Message):
-    time_s: int
+class TargetedTrainingTimeChanged(_StatusMessage):
+    time_s: int | None
 
 
 @_message(StatusOp.TARGETED_TIME_IN_TWO_HR_ZONES_CHANGED,
           "Targeted Time in Two HR Zones Changed", *_zones(2))
 @dataclass(frozen=True)
-class TargetedTimeInTwoHeartRateZonesChanged(_Message):
-    fat_burn_s: int
-    fitness_s: int
+class TargetedTimeInTwoHeartRateZonesChanged(_StatusMessage):
+    fat_burn_s: int | None
+    fitness_s: int | None
 
 
 @_message(StatusOp.TARGETED_TIME_IN_THREE_HR_ZONES_CHANGED,
           "Targeted Time in Three HR Zones Changed", *_zones(3))
 @dataclass(frozen=True)
-class TargetedTimeInThreeHeartRateZonesChanged(_Message):
-    light_s: int
-    moderate_s: int
-    hard_s: int
+class TargetedTimeInThreeHeartRateZonesChanged(_StatusMessage):
+    light_s: int | None
+    moderate_s: int | None
+    hard_s: int | None
 
 
 @_message(StatusOp.TARGETED_TIME_IN_FIVE_HR_ZONES_CHANGED,
           "Targeted Time in Five HR Zones Changed", *_zones(5))
 @dataclass(frozen=True)
-class TargetedTimeInFiveHeartRateZonesChanged(_Message):
-    very_light_s: int
-    light_s: int
-    moderate_s: int
-    hard_s: int
-    maximum_s: int
+class TargetedTimeInFiveHeartRateZonesChanged(_StatusMessage):
+    very_light_s: int | None
+    light_s: int | None
+    moderate_s: int | None
+    hard_s: int | None
+    maximum_s: int | None
 
 
 @_message(StatusOp.INDOOR_BIKE_SIMULATION_CHANGED, "Indoor Bike Simulation Parameters Changed",
@@ -1054,36 +1162,36 @@ class TargetedTimeInFiveHeartRateZonesChanged(_Message):
           _Field("rolling_resistance_coefficient", "u8", 10000),
           _Field("wind_resistance_coefficient_kg_per_m", "u8", 100))
 @dataclass(frozen=True)
-class IndoorBikeSimulationChanged(_Message):
-    wind_speed_m_per_s: float
-    grade_pct: float
-    rolling_resistance_coefficient: float
-    wind_resistance_coefficient_kg_per_m: float
+class IndoorBikeSimulationChanged(_StatusMessage):
+    wind_speed_m_per_s: float | None
+    grade_pct: float | None
+    rolling_resistance_coefficient: float | None
+    wind_resistance_coefficient_kg_per_m: float | None
 
 
 @_message(StatusOp.WHEEL_CIRCUMFERENCE_CHANGED, "Wheel Circumference Changed",
           _Field("circumference_mm", "u16", 10))
 @dataclass(frozen=True)
-class WheelCircumferenceChanged(_Message):
-    circumference_mm: float
+class WheelCircumferenceChanged(_StatusMessage):
+    circumference_mm: float | None
 
 
 @_message(StatusOp.SPIN_DOWN_STATUS, "Spin Down Status", _Field("spin_down_status", "u8"))
 @dataclass(frozen=True)
-class SpinDownStatus(_Message):
+class SpinDownStatus(_StatusMessage):
     spin_down_status: int  # 0x01 requested, 0x02 success, 0x03 error, 0x04 stop pedalling
 
 
 @_message(StatusOp.TARGETED_CADENCE_CHANGED, "Targeted Cadence Changed",
           _Field("cadence_per_min", "u16", 2))
 @dataclass(frozen=True)
-class TargetedCadenceChanged(_Message):
-    cadence_per_min: float
+class TargetedCadenceChanged(_StatusMessage):
+    cadence_per_min: float | None
 
 
 @_message(StatusOp.CONTROL_PERMISSION_LOST, "Control Permission Lost")
 @dataclass(frozen=True)
-class ControlPermissionLost(_Message):
+class ControlPermissionLost(_StatusMessage):
     pass
 
 
@@ -1129,11 +1237,15 @@ def encode_status(status: MachineStatus) -> bytes:
 
 
 def decode_status(data: bytes) -> MachineStatus:
-    """Decode 0x2ADA.
+    """Decode 0x2ADA; only an empty message is an error.
 
-    Reserved op codes become :class:`OtherStatus`. Bytes after the known parameters are
-    ignored rather than refused, so that a "Stopped by Safety Key" with a stray byte is
-    still seen as one.
+    A status tells us what the machine did (the belt stopped, the safety key was pulled),
+    so it is never dropped for a bad parameter. Reserved op codes become
+    :class:`OtherStatus`. A known op code whose parameter is missing, cut short or holds a
+    reserved value still becomes its own class, with ``problem`` saying what was wrong and
+    the unreadable values ``None`` (a reserved or missing stop/pause parameter is read as
+    "stop", the safer of the two). Bytes after the known parameters are ignored, so that a
+    "Stopped by Safety Key" with a stray byte is still seen as one.
     """
     reader = _Reader(data, "Fitness Machine Status")
     op = reader.int("u8", "Op Code")
@@ -1141,4 +1253,24 @@ def decode_status(data: bytes) -> MachineStatus:
     if cls is None:
         return OtherStatus(op, reader.rest())
     reader.what = f"Fitness Machine Status ({cls.title})"
-    return _decode_message(cls, reader)  # type: ignore[no-any-return]
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for f in cls._fields:
+        size = _SIZES[f.kind]
+        if reader.remaining < size:
+            values[f.name] = f.fallback
+            problems.append(f"{f.title} missing")
+            reader.rest()
+            continue
+        raw = reader.int(f.kind, f.title)
+        try:
+            values[f.name] = f.from_raw(raw, reader.what)
+        except CodecError:
+            values[f.name] = f.fallback
+            problems.append(f"{f.title} has the reserved value 0x{raw:02x}")
+    problem = None
+    if problems:
+        fallbacks = [f"{f.name} read as {f.fallback.name.lower()}" for f in cls._fields
+                     if f.fallback is not None and values[f.name] is f.fallback]
+        problem = "; ".join(problems + fallbacks) + f" ({bytes(data).hex()})"
+    return cls(**values, problem=problem)  # type: ignore[no-any-return]

@@ -1,7 +1,7 @@
 """Machine presets for the simulator: speed range, increment, acceleration and quirks.
 
 A quirk is a behaviour of real machines reported by users of FTMS apps (see
-shared/docs/ftms.md). The simulator plays each one so the controller is tested against it.
+docs/ftms.md). The simulator plays each one so the controller is tested against it.
 """
 
 from __future__ import annotations

@@ -208,7 +208,7 @@ class SimulatedTreadmill(gatt.GattServer):
         speed = round(self.belt.measured_kmh(), 2)
         moving = self.belt.moving_time_s
         average = round(self.belt.distance_m * 3.6 / moving, 2) if moving > 0 else 0.0
-        energy = int(self.belt.distance_m * 0.06)  # ~60 kcal per km walking
+        energy = min(int(self.belt.distance_m * 0.06), 0xFFFE)  # ~60 kcal per km walking
         heart_rate = None
         if self.heart is not None:
             self.heart.extra_bpm = self.faults.heart_rate_extra_bpm
@@ -225,8 +225,8 @@ class SimulatedTreadmill(gatt.GattServer):
             positive_elevation_gain_m=0.0,
             negative_elevation_gain_m=0.0,
             total_energy_kcal=energy,
-            energy_per_hour_kcal=0xFFFF,
-            energy_per_minute_kcal=0xFF,
+            # the per-hour and per-minute energy go out as "Data Not Available"
+            unavailable=frozenset({"energy_per_hour_kcal", "energy_per_minute_kcal"}),
             elapsed_time_s=min(self.elapsed_s(), 0xFFFF),
         )
 
