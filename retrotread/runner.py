@@ -32,8 +32,8 @@ from retrotread.gatt import GattServer, Link
 from retrotread.session import SegmentInfo, Session, SessionResult, SessionSettings
 from retrotread.sim.treadmill import SimulatedTreadmill
 from retrotread.treadmill import Treadmill
-from retrotread.watchdog import WatchdogLimits
 from retrotread.units import mph_to_kmh
+from retrotread.watchdog import WatchdogLimits
 
 if TYPE_CHECKING:
     from retrotread.heart_rate import HeartRateStrap

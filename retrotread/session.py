@@ -24,6 +24,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from retrotread import authority
+from retrotread.authority import Gate, Verdict
 from retrotread.clock import Clock
 from retrotread.envelope import (
     STOPPED_CONFIRM_S,
@@ -60,8 +62,6 @@ from retrotread.events import (
     UserCommand,
     WatchdogAction,
 )
-from retrotread import authority
-from retrotread.authority import Gate, Verdict
 from retrotread.ftms import codec
 from retrotread.plan import (
     COUNTDOWN,
@@ -563,7 +563,8 @@ class Session:
         status = event.status
         detail = ""
         if isinstance(status, codec.TargetSpeedChanged):
-            detail = f"{status.speed_kmh:.2f} km/h"
+            detail = (f"{status.speed_kmh:.2f} km/h" if status.speed_kmh is not None
+                      else "speed not given")
         elif isinstance(status, codec.StoppedOrPausedByUser):
             detail = status.action.name.lower()
         self.bus.emit(MachineStatusChanged(event.time_s, type(status).__name__, detail))
@@ -600,7 +601,15 @@ class Session:
                                      "the belt was started at the console while it should "
                                      "stand still"))
 
-    def _check_console_speed(self, now: float, speed_kmh: float) -> None:
+    def _check_console_speed(self, now: float, speed_kmh: float | None) -> None:
+        if speed_kmh is None:
+            # The machine says its target changed but not to what: command ours again.
+            if self.state is State.RUNNING:
+                self.emit_watchdog(Trigger("console_speed_change", "clamp",
+                                           "the machine reports a new target speed without "
+                                           "its value: commanding the plan's speed again"))
+                self.commander.force_resend()
+            return
         if any(abs(speed_kmh - sent) < 0.011 for sent in self.commander.recent_kmh):
             return
         if self.state not in (State.RUNNING,):
@@ -1257,7 +1266,7 @@ class Session:
                              elapsed, self.backward_s, self.distance_m)
 
     async def _link_up(self) -> None:
-        while not self.link_ok:  # noqa: ASYNC110 (bounded by the caller's wait_for)
+        while not self.link_ok:
             await self.clock.sleep_until(self.clock.now() + 0.1)
 
     # ------------------------------------------------------------------ display

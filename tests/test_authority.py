@@ -15,6 +15,7 @@ from retrotread.ftms import codec
 from retrotread.profile import load_profile
 from retrotread.session import Session, SessionSettings, State
 from retrotread.sim.treadmill import SimulatedTreadmill
+from tests.test_faults import until
 from tests.workout_harness import check_invariants, run_on_sim
 
 C, S, G, V = UserCommand, CommandSource, Gate, Verdict
@@ -70,11 +71,9 @@ VIRTUAL = pytest.mark.looptime(noop_cycles=1)
 
 async def paused_then(source: str, commands: list[UserCommand], seen: dict[str, object]):
     async def scenario(sim: SimulatedTreadmill, session: Session) -> None:
-        while not (session.state is State.RUNNING and (sim.belt.speed_kmh or 0) > 1.0):
-            await asyncio.sleep(0.1)
+        await until(lambda: session.state is State.RUNNING and sim.belt.speed_kmh > 1.0)
         session.request(C.PAUSE, "key")
-        while sim.belt.speed_kmh > 0:
-            await asyncio.sleep(0.1)
+        await until(lambda: sim.belt.speed_kmh == 0)
         seen["paused_at"] = len(sim.requests)
         for command in commands:
             seen[command.value] = session.request(command, source)
@@ -111,11 +110,9 @@ async def test_after_a_remote_resume_the_person_at_the_machine_starts_the_belt(
     seen: dict[str, object] = {}
 
     async def scenario(sim: SimulatedTreadmill, session: Session) -> None:
-        while not (session.state is State.RUNNING and (sim.belt.speed_kmh or 0) > 1.0):
-            await asyncio.sleep(0.1)
+        await until(lambda: session.state is State.RUNNING and sim.belt.speed_kmh > 1.0)
         session.request(C.PAUSE, "key")
-        while sim.belt.speed_kmh > 0:
-            await asyncio.sleep(0.1)
+        await until(lambda: sim.belt.speed_kmh == 0)
         assert session.request(C.RESUME, source)  # accepted, as far as the gate
         await asyncio.sleep(10.0)
         assert session.state is State.WAITING_READY

@@ -8,6 +8,7 @@ real sockets, real signals.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_signals import PROFILE, Lines, spawn, simulator  # noqa: F401 (fixture)
+from tests.test_signals import PROFILE, Lines, simulator, spawn  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -88,10 +89,8 @@ class CuttableProxy:
 
 
 def with_shutdown(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
     sock.close()
 
 
@@ -119,7 +118,7 @@ def finished_record(log: Path) -> dict[str, object]:
 
 
 def test_a_second_drop_right_after_the_reconnect_still_stops_the_belt(
-        simulator: tuple[int, Lines], tmp_path: Path) -> None:
+        simulator: tuple[int, Lines], tmp_path: Path) -> None:  # noqa: F811
     sim_port, sim_lines = simulator
     proxy = CuttableProxy(sim_port)
     run, run_lines, log = start_walking_backward(proxy.port, sim_lines, tmp_path)
@@ -145,7 +144,8 @@ def test_a_second_drop_right_after_the_reconnect_still_stops_the_belt(
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_while_the_link_is_down_ends_the_program_within_seconds(
-        sig: signal.Signals, simulator: tuple[int, Lines], tmp_path: Path) -> None:
+        sig: signal.Signals, simulator: tuple[int, Lines], tmp_path: Path,  # noqa: F811
+) -> None:
     sim_port, sim_lines = simulator
     proxy = CuttableProxy(sim_port)
     run, run_lines, log = start_walking_backward(proxy.port, sim_lines, tmp_path)

@@ -142,7 +142,7 @@ def scenario_for(burst_list: list[Burst], interrupt_after_s: float | None, marks
     return scenario
 
 
-def run_virtual(coro):  # noqa: ANN001, ANN201
+def run_virtual(coro):
     loop = looptime.new_event_loop(noop_cycles=1)
     try:
         return loop.run_until_complete(coro)
