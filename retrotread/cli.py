@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from retrotread import __version__
-from retrotread.errors import ConfigError, ProfileError, RetrotreadError
+from retrotread.errors import ConfigError, ProfileError, RetrotreadError, SafetyError
 
 if TYPE_CHECKING:
     from retrotread.devices import DeviceSpec
@@ -378,6 +378,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    except SafetyError as exc:  # a limit that may not be loosened, or a machine unfit
+        print(f"retrotread: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except RetrotreadError as exc:
         print(f"retrotread: {exc}", file=sys.stderr)

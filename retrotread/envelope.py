@@ -158,6 +158,12 @@ class Envelope:
             ramp_stop_kmh_per_s=min(RAMP_STOP_KMH_PER_S, ramps["forward ramp"]),
             machine=machine,
         )
+        if envelope.floor_kmh() > START_SPEED_MAX_KMH + 1e-9:
+            raise SafetyError(
+                f"this machine's lowest speed ({describe_kmh(envelope.floor_kmh())}) is above "
+                f"the {describe_kmh(START_SPEED_MAX_KMH)} a belt may start at: a person "
+                "stepping on, or turning to walk backward, would start too fast on it"
+            )
         if envelope.ceiling_kmh(Direction.BACKWARD) < envelope.floor_kmh():
             raise SafetyError(
                 f"this machine's lowest speed ({describe_kmh(machine.min_kmh)}) is above the "
@@ -185,8 +191,9 @@ class Envelope:
 
     def start_speed_kmh(self) -> float:
         """The speed a belt starts at (then it ramps): the machine's floor, the most
-        conservative choice, which is at most 1.0 mph on any machine fit for retro walking."""
-        return self.floor_kmh()
+        conservative choice. :meth:`build` refuses a machine whose floor is above
+        ``START_SPEED_MAX_KMH``, so this is never above 1.0 mph."""
+        return min(self.floor_kmh(), START_SPEED_MAX_KMH)
 
     # --- clamping -------------------------------------------------------------------------
     def clamp(self, direction: Direction, speed_kmh: float) -> float:

@@ -28,6 +28,7 @@ from retrotread import authority
 from retrotread.authority import Gate, Verdict
 from retrotread.clock import Clock
 from retrotread.envelope import (
+    START_SPEED_MAX_KMH,
     STOPPED_CONFIRM_S,
     STOPPED_SPEED_KMH,
     TURNAROUND_ANNOUNCE_S,
@@ -159,6 +160,11 @@ class Commander:
         self.busy = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self.unanswered = 0
+        """Commands in a row that got no reply, whatever they were: the second is a stop."""
+        self.started = False
+        """The machine was started (Start answered, or the belt seen moving) and not
+        stopped or paused since: what ``must_start_before_speed`` machines need."""
         self.history: collections.deque[tuple[float, float]] = collections.deque(maxlen=64)
         self.wire_kmh: float | None = None  # last speed on the wire since Start/Stop/Pause
         self._force = False
@@ -266,6 +272,9 @@ class Commander:
         if intent.kind == "start":
             return codec.StartOrResume()
         if intent.kind == "pause":
+            if session.treadmill.quirks.ignores_pause:
+                # Its Pause stops the workout anyway: say so (Stop), and wait as for one.
+                return codec.StopOrPause(action=codec.StopPause.STOP)
             return codec.StopOrPause(action=codec.StopPause.PAUSE)
         if intent.kind == "control":
             return codec.RequestControl()
@@ -281,6 +290,10 @@ class Commander:
             return  # the ramp limit allows no step yet: the next tick asks again
         if isinstance(request, codec.SetTargetSpeed):
             self._force = False
+            if session.treadmill.quirks.must_start_before_speed and not self.started:
+                # This machine ignores a speed until it runs: it is sent after the Start.
+                self.last_sent_kmh = None
+                return
         for attempt in (1, 2):
             if attempt > 1 and intent.kind != "stop" and self.stop_queued():
                 return  # a Stop is waiting: never retry anything else before it
@@ -296,10 +309,15 @@ class Commander:
                     with contextlib.suppress(RetrotreadError):
                         await treadmill.request_control()
                 await treadmill.command(request)
+                self.unanswered = 0
                 if intent.kind == "stop":
                     self.stop_acked = self.stop_sent = True
+                    self.started = False
                 elif intent.kind == "start":
                     self.stop_acked = self.stop_sent = False
+                    self.started = True
+                elif intent.kind == "pause":
+                    self.started = False
                 if isinstance(request, codec.SetTargetSpeed):
                     self.wire_kmh, self.wire_s = request.speed_kmh, sent_s
                 elif intent.kind in ("start", "stop", "pause"):
@@ -307,8 +325,15 @@ class Commander:
                 return
             except ControlPointTimeoutError as exc:
                 self._delivered(intent, exc)
+                self.unanswered += 1
                 if intent.kind in ("start", "stop", "pause"):
                     self.wire_kmh = None
+                if intent.kind == "start" and session.belt_moving():
+                    self.started = True
+                if intent.kind != "stop" and self.unanswered >= 2:
+                    # No reply twice in a row, whichever commands they were: stop now.
+                    session.trigger(Trigger("no_reply", "stop", str(exc)))
+                    return
                 if attempt == 1 and intent.kind == "start" and session.belt_moving():
                     return  # the first Start took effect; never send Start to a moving belt
                 if attempt == 1:
@@ -317,6 +342,7 @@ class Commander:
                 return
             except ControlPointError as exc:
                 self._delivered(intent, exc)
+                self.unanswered = 0  # refused is an answer
                 not_permitted = exc.result_code == codec.ResultCode.CONTROL_NOT_PERMITTED
                 if not_permitted and attempt == 1:
                     session.emit_watchdog(Trigger(
@@ -432,6 +458,7 @@ class Session:
         self._distance_origin_m: float | None = None
         self._stop_confirmed = False
         self._idle_since: float | None = None
+        self._start_sent_s: float | None = None
         self._link_down = asyncio.Event()  # wakes the link keeper after every drop
         self._unreachable_alarm_s: float | None = None
         self._interrupt_by: float | None = None  # Ctrl-C/SIGTERM: end by this time
@@ -612,6 +639,10 @@ class Session:
             return
         if any(abs(speed_kmh - sent) < 0.011 for sent in self.commander.recent_kmh):
             return
+        if (self._start_sent_s is not None
+                and now - self._start_sent_s <= 2 * self.treadmill.reply_timeout_s + 1.0
+                and speed_kmh <= self.envelope.start_speed_kmh() + 0.011):
+            return  # the machine setting its own start speed as it starts: not the console
         if self.state not in (State.RUNNING,):
             return
         allowed = self.envelope.is_allowed(self.facing, speed_kmh)
@@ -761,8 +792,9 @@ class Session:
         """The machine refused a speed near its floor: its real minimum is higher."""
         increment = self.envelope.machine.increment_kmh
         new_floor = round(max(self.floor_kmh, refused_kmh) + increment, 2)
-        if new_floor > self.envelope.ceiling_kmh(self.facing) or new_floor > self.floor_kmh + 2:
-            return False
+        if new_floor > min(self.envelope.ceiling_kmh(self.facing), START_SPEED_MAX_KMH) \
+                or new_floor > self.floor_kmh + 2:
+            return False  # no start at or below 1.0 mph on this machine: stop instead
         self.floor_kmh = new_floor
         self.commander.last_sent_kmh = None
         self.emit_watchdog(Trigger("machine_floor", "clamp",
@@ -1005,6 +1037,7 @@ class Session:
         self._expect_machine_start = True
         self._expect_machine_stop = False
         self.commander.submit(_Intent("start", reason="countdown over"))
+        self._start_sent_s = now
         self.cmd_kmh = self.envelope.start_speed_kmh()
         self.user_offset_kmh = 0.0
         self.commander.last_sent_kmh = None

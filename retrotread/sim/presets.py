@@ -93,6 +93,15 @@ PRESETS: dict[str, MachinePreset] = {
             quirks=frozenset({Quirk.REQUEST_CONTROL_AFTER_STOP, Quirk.SLOW_REPLIES}),
             description="control lost after every stop; replies take 0.8 s",
         ),
+        MachinePreset(
+            name="fast-minimum",
+            manufacturer="retrotread",
+            model="Simulated fast-minimum treadmill",
+            min_kmh=2.0, max_kmh=16.0, increment_kmh=0.1,
+            acceleration_kmh_per_s=1.0, deceleration_kmh_per_s=1.5,
+            description="its lowest speed is 2.0 km/h (1.24 mph): unfit for retro walking, "
+                        "retrotread refuses it before the belt moves",
+        ),
     )
 }
 
