@@ -67,7 +67,9 @@ TURNAROUND_COUNTDOWN_MAX_S = 5.0
 START_COUNTDOWN_S = 3.0
 
 ANNOUNCE_SPEED_CHANGE_KMH = 0.5
-"""Automatic speed changes larger than this are announced before they happen."""
+"""Automatic speed changes larger than this are announced before they happen ..."""
+SPEED_CHANGE_NOTICE_S = 5.0
+"""... this long before (or as the belt starts, for the ramp after a start)."""
 
 # Overspeed tolerances used by the watchdog.
 OVERSPEED_MARGIN_KMH = 0.5

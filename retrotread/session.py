@@ -28,6 +28,8 @@ from retrotread import authority
 from retrotread.authority import Gate, Verdict
 from retrotread.clock import Clock
 from retrotread.envelope import (
+    ANNOUNCE_SPEED_CHANGE_KMH,
+    SPEED_CHANGE_NOTICE_S,
     START_SPEED_MAX_KMH,
     STOPPED_CONFIRM_S,
     STOPPED_SPEED_KMH,
@@ -67,13 +69,14 @@ from retrotread.ftms import codec
 from retrotread.plan import (
     COUNTDOWN,
     FINISH_RAMP,
+    RAMP,
     TURNAROUND_HOLD,
     TURNAROUND_STOP,
     Plan,
     PlanStep,
 )
 from retrotread.treadmill import CommandReply, StatusEvent, Telemetry, Treadmill
-from retrotread.units import quantize_down, quantize_up
+from retrotread.units import kmh_to_mph, quantize_down, quantize_up
 from retrotread.watchdog import HeartRateRule, Trigger, Watchdog, WatchdogLimits
 
 log = logging.getLogger(__name__)
@@ -443,6 +446,10 @@ class Session:
         self._stopped_at: float | None = None
         self._announced_turn: set[float] = set()
         self._turn_steps = [s for s in plan.steps if s.kind == TURNAROUND_STOP]
+        self._speed_changes = [
+            s for s in plan.steps if s.kind in (RAMP, FINISH_RAMP)
+            and abs(s.end_kmh - s.start_kmh) > ANNOUNCE_SPEED_CHANGE_KMH]
+        self._next_speed_change = 0
         self._next_turn = 0
         self._countdown_said: int | None = None
         self._turn_to: Direction = Direction.FORWARD
@@ -1068,6 +1075,7 @@ class Session:
         if segment != self.segment_index and segment >= 0:
             self._segment_changed(now, segment)
         self._maybe_announce_turn(now)
+        self._maybe_announce_speed_change()
         kind = step.kind
         if direction is not self.facing and kind != TURNAROUND_STOP:
             # The plan wants the other direction: the belt must be stopped first.
@@ -1140,6 +1148,27 @@ class Session:
             to = self._next_direction(step)
             self.bus.emit(TurnaroundPhase(now, "announce", to, start - self.plan_time_s))
             self.announce("Turning around soon: the belt will stop.", "warning")
+
+    def _maybe_announce_speed_change(self) -> None:
+        """Automatic speed changes above ``ANNOUNCE_SPEED_CHANGE_KMH`` are announced
+        ``SPEED_CHANGE_NOTICE_S`` ahead (at once when the ramp follows a start)."""
+        changes = self._speed_changes
+        plan_s = self.plan_time_s
+        while self._next_speed_change < len(changes) and (
+                changes[self._next_speed_change].start_s <= plan_s + SPEED_CHANGE_NOTICE_S):
+            step = changes[self._next_speed_change]
+            self._next_speed_change += 1
+            if step.start_s < plan_s - 1.0:
+                continue  # skipped past it (a skip, a pause)
+            ahead_s = step.start_s - plan_s
+            when = f" in {ahead_s:.0f} seconds" if ahead_s >= 1.0 else " now"
+            speed = self.envelope.clamp(step.direction, step.end_kmh)
+            if step.kind == FINISH_RAMP:
+                self.announce(f"Slowing down to finish{when}.")
+            elif step.end_kmh > step.start_kmh:
+                self.announce(f"Speeding up to {kmh_to_mph(speed):.1f} mph{when}.")
+            else:
+                self.announce(f"Slowing down to {kmh_to_mph(speed):.1f} mph{when}.")
 
     def _begin_turn_stop(self, now: float, to: Direction) -> None:
         self._turn_to = to

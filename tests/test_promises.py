@@ -104,3 +104,25 @@ async def test_two_unanswered_commands_of_any_kind_stop_the_belt() -> None:
     assert first_stop <= 2, after[:4]  # at most two unanswered commands before the Stop
     stop_actions = [e for e in run.of(WatchdogAction) if e.trigger == "no_reply"]
     assert stop_actions
+
+
+@VIRTUAL
+async def test_automatic_speed_changes_above_half_a_kmh_are_announced_ahead() -> None:
+    from retrotread.envelope import ANNOUNCE_SPEED_CHANGE_KMH
+    from retrotread.events import Announcement
+    from retrotread.plan import RAMP
+
+    run = await run_on_sim(load_profile(PROFILES / "intervals.yaml"))
+    plan = run.session.plan
+    said = [a for a in run.of(Announcement)
+            if a.text.startswith(("Speeding up", "Slowing down"))]
+    big = [s for s in plan.steps if s.kind == RAMP
+           and abs(s.end_kmh - s.start_kmh) > ANNOUNCE_SPEED_CHANGE_KMH]
+    assert big and len([a for a in said if "finish" not in a.text]) == len(big)
+    # A change during a walk (after a hold) is said 5 s before it starts.
+    mid_walk = [a for a in said if "in 5 seconds" in a.text]
+    assert mid_walk, said
+    # Nothing else: changes of 0.5 km/h or less go unannounced (one finish notice at most).
+    finish = [a for a in said if "finish" in a.text]
+    assert len(finish) <= 1
+    assert len(said) == len(big) + len(finish)
