@@ -1,7 +1,7 @@
 """The safety envelope: every speed limit of retrotread, in one file a reader can audit.
 
 Pure values and functions (no I/O, no clock). The numbers come from
-``shared/docs/safety.md``. A profile or a user may make them stricter, never looser:
+``docs/safety.md``, which also gives the evidence behind them. A profile or a user may make them stricter, never looser:
 :meth:`Envelope.build` refuses anything that would loosen a limit.
 
 Rounding is always toward safety: a ceiling rounds down, a floor rounds up, and a speed
@@ -32,7 +32,7 @@ class Direction(enum.StrEnum):
     BACKWARD = "backward"
 
 
-# --- Hard limits (ours; see safety.md). Nothing raises these. ---------------------------
+# --- Hard limits (ours; see docs/safety.md). Nothing raises these. ---------------------------
 BACKWARD_CEILING_MPH = 2.0
 """Backward walking is capped at 2.0 mph, whatever a profile, console or remote asks."""
 BACKWARD_CEILING_LOWEST_MPH = 1.0

@@ -11,7 +11,8 @@ SIGTERM or any watchdog trigger. A reconnect never restarts the belt.
 
 Commands go through :class:`Commander`, one task that owns the control point: speed
 requests coalesce to the latest, a Stop jumps the queue, and failures follow the rules
-in safety.md (one retry on time-out, one Request Control on lost permission, then stop).
+in docs/safety.md (one retry on time-out, two unanswered commands in a row stop the belt,
+one Request Control on lost permission, then stop).
 """
 
 from __future__ import annotations

@@ -3,20 +3,20 @@
 Pure rules over observations (no I/O, no clock of its own): the session feeds it the
 time, telemetry, what it commanded and what the machine said, and asks :meth:`check`
 what to do. The session carries out the answer. Thresholds come from
-``shared/docs/safety.md``:
+``docs/safety.md`` (which says why each number is what it is):
 
 | trigger | threshold | action |
 |---|---|---|
 | control loop stalled | no tick for 0.5 s of real time (5 periods at 10 Hz) | stop |
 | telemetry stale while the belt should move | no Treadmill Data for 3 s | stop |
 | measured > commanded + 0.5, or (backward) > ceiling + 0.3 km/h | 2 s | re-command; stop 2 s on |
-| (backward) measured > ceiling + 1.0 km/h (a runaway) | at once | stop (stricter than safety.md) |
+| (backward) measured > ceiling + 1.0 km/h (a runaway) | at once | stop (stricter than the overspeed rule) |
 | commanded speed not reached | off by > 1.0 km/h for 15 s | stop |
 | a console button changed the speed | at once | clamp back; stop on the 3rd time in 60 s |
-| control point: no response | 2 s per command | one retry, then stop (in the commander) |
+| control point: no response | 2 s per command | one retry; 2 unanswered in a row (any kind): stop |
 | control permission lost / Control Not Permitted | at once | re-request control once, then stop |
 | stopped by safety key | at once | end the workout, nothing but Stop is ever sent again |
-| link lost | at once | alarm; reconnect and send Stop at once |
+| link lost | at once | alarm; reconnect (after every drop, never giving up) and send Stop |
 | Ctrl-C, SIGTERM, an exception anywhere | at once | controlled stop before exit |
 | heart rate above the profile's ceiling | at once / 60 s | slow to the floor; stop if it stays |
 | heart-rate signal lost (with a ceiling) | 5 s / 60 s | hold the floor speed; end after 60 s |
@@ -198,7 +198,7 @@ HEART_RATE_HYSTERESIS_BPM = 5
 
 @dataclass
 class HeartRateRule:
-    """The heart-rate ceiling of a profile, as safety.md has it.
+    """The heart-rate ceiling of a profile (docs/safety.md).
 
     Above the ceiling: slow to the floor speed; stop if it stays above for 60 s. The
     signal lost during a limited workout: announce, hold the floor speed, end after 60 s.

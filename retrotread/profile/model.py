@@ -9,7 +9,7 @@ Two layers:
 * :class:`Profile` and :class:`SegmentSpec` are the validated result in fixed units
   (km/h, seconds) that the plan compiler and the runner use.
 
-A profile may make the safety envelope stricter, never looser (see ``safety.md``).
+A profile may make the safety envelope stricter, never looser (see ``docs/safety.md``).
 """
 
 from __future__ import annotations
