@@ -122,12 +122,14 @@ class Envelope:
         machine = machine or MachineLimits()
         backward = BACKWARD_CEILING_KMH
         if backward_ceiling_kmh is not None:
-            if backward_ceiling_kmh > BACKWARD_CEILING_KMH + 1e-9:
+            if backward_ceiling_kmh > mph_to_kmh(BACKWARD_CEILING_MPH) + 1e-9:
+                # (2.0 mph itself is allowed: it rounds down to BACKWARD_CEILING_KMH)
                 raise SafetyError(
                     f"a backward ceiling of {describe_kmh(backward_ceiling_kmh)} is above the "
                     f"hard limit of {describe_kmh(BACKWARD_CEILING_KMH)}; it can only be lowered"
                 )
-            if backward_ceiling_kmh < BACKWARD_CEILING_LOWEST_KMH - 1e-9:
+            if backward_ceiling_kmh < mph_to_kmh(BACKWARD_CEILING_LOWEST_MPH) - 1e-9:
+                # (1.0 mph itself is allowed: as a cap it rounds down, toward safety)
                 raise SafetyError(
                     f"a backward ceiling of {describe_kmh(backward_ceiling_kmh)} is below the "
                     f"lowest allowed cap of {describe_kmh(BACKWARD_CEILING_LOWEST_KMH)}"
