@@ -74,8 +74,22 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "(automatic when stdout is not a terminal)")
     p.add_argument("--units", choices=["mph", "km/h"], default="mph",
                    help="units shown first (both are always shown)")
-    p.add_argument("--voice", action="store_true",
-                   help="speak cues with espeak-ng when it is installed")
+    p.add_argument("--voice", action="store_true", default=None,
+                   help="speak cues with espeak-ng (default on a real machine; use it to "
+                   "hear the simulator too)")
+    p.add_argument("--quiet", action="store_true",
+                   help="do not speak cues on this computer (the companion page still can)")
+    p.add_argument("--companion", action=argparse.BooleanOptionalAction, default=None,
+                   help="serve the companion page, a phone or tablet screen with voice and "
+                   "STOP/PAUSE buttons for someone facing away from the console (default: "
+                   "on for a real machine, off for the simulator); the URL and a QR code "
+                   "are printed at start")
+    p.add_argument("--companion-bind", default=None, metavar="HOST[:PORT]",
+                   help="address of the companion page (default: all interfaces, port "
+                   "8421 or the next free one)")
+    p.add_argument("--companion-required", action="store_true",
+                   help="make the companion page part of the safety chain: while the belt "
+                   "moves, losing every paired page for more than 3 s pauses it")
     p.add_argument("--no-bell", action="store_true", help="do not ring the terminal bell")
     p.add_argument("--backward-max", type=float, default=None, metavar="MPH",
                    help="lower the backward speed cap (1.0 to 2.0 mph; it can never be raised)")
@@ -289,14 +303,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         log_path=args.log,
         ui=ui,
         units=args.units,
-        voice=args.voice,
+        voice=False if args.quiet else args.voice,
         bell=not args.no_bell,
         backward_max_mph=args.backward_max,
         ready_gate=args.ready,
         mqtt_url=args.mqtt,
         mqtt_config=args.mqtt_config,
         hr_strap=parse_strap(args.hr_strap) if args.hr_strap is not None else None,
+        companion=args.companion,
+        companion_bind=args.companion_bind,
+        companion_required=args.companion_required,
     )
+    if args.companion_bind is not None:
+        from retrotread.companion import parse_bind
+
+        parse_bind(args.companion_bind)  # validates before anything starts
     if args.speedup <= 0:
         raise RetrotreadError("--speedup must be a positive number")
     if args.backward_max is not None:

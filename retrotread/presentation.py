@@ -113,6 +113,26 @@ class Presentation:
     link_ok: bool
     banner: str
     simulated: bool
+    waiting_for_ready: bool = False
+    """A gate that waits for the person (never starts by itself)."""
+
+    @property
+    def controls(self) -> dict[str, bool]:
+        """The page's buttons. STOP whenever a belt may move; whatever puts a stopped
+        belt in motion on a real machine (the start gate, a gate that waits for the
+        person, a pause) is the 2-second hold (START), never a tap; READY is a tap only
+        where the belt starts by itself anyway (a timed hold) or on the simulator."""
+        phase = self.phase
+        real = not self.simulated
+        starts_belt = phase in (Phase.START_GATE, Phase.PAUSED) or (
+            phase is Phase.TURN_AROUND and self.waiting_for_ready)
+        return {
+            "stop": phase is not Phase.FINISHED,
+            "pause": phase is Phase.RUNNING,
+            "ready": (phase is Phase.TURN_AROUND and not (real and self.waiting_for_ready))
+            or (phase is Phase.START_GATE and not real),
+            "hold_start": starts_belt and (real or phase is Phase.PAUSED),
+        }
 
     @property
     def face_word(self) -> str:
@@ -162,6 +182,7 @@ class Presentation:
             "link_ok": self.link_ok,
             "banner": self.banner,
             "simulated": self.simulated,
+            "controls": self.controls,
         }
 
 
@@ -313,6 +334,7 @@ def present(snapshot: SessionSnapshot, said: Announcement | None = None) -> Pres
         link_ok=snapshot.link_ok and phase is not Phase.LINK_LOST,
         banner=snapshot.banner,
         simulated=snapshot.simulated,
+        waiting_for_ready=snapshot.state == "waiting_ready",
     )
 
 

@@ -1,0 +1,158 @@
+// retrotread companion page: shows what the server's presentation says, speaks what the
+// session says, and sends STOP / PAUSE / READY / START (after a 2-second hold).
+// No libraries, nothing fetched from the internet.
+"use strict";
+(function () {
+  const LOST_AFTER_MS = 1500;   // no news this long: "connection lost" over everything
+  const HOLD_MS = 2000;         // hold-to-start
+  const token = new URLSearchParams(location.search).get("t") || "";
+  const $ = (id) => document.getElementById(id);
+  let ws = null, lastNews = 0, retryMs = 250, nextId = 1;
+  let soundOn = false, lastCountdown = null, view = null;
+
+  // ---------------------------------------------------------------- connection
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    ws = new WebSocket(`${scheme}://${location.host}/ws?t=${encodeURIComponent(token)}`);
+    ws.onopen = () => { retryMs = 250; };
+    ws.onmessage = (event) => {
+      let message;
+      try { message = JSON.parse(event.data); } catch (e) { return; }
+      lastNews = Date.now();
+      if (message.type === "state") render(message);
+      else if (message.type === "say") say(message.text, message.level);
+      else if (message.type === "ack") document.body.dataset.lastAck =
+        `${message.command}:${message.accepted}`;
+    };
+    ws.onclose = () => { ws = null; setLost(true); setTimeout(connect, retryMs);
+      retryMs = Math.min(retryMs * 2, 2000); };
+    ws.onerror = () => { try { ws.close(); } catch (e) { /* closing anyway */ } };
+  }
+  function send(command) {
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(JSON.stringify({ command: command, id: nextId++ }));
+    return true;
+  }
+  function setLost(lost) {
+    $("lost").hidden = !lost;
+    document.body.classList.toggle("stale", lost);
+  }
+  setInterval(() => setLost(!ws || Date.now() - lastNews > LOST_AFTER_MS), 200);
+
+  // ---------------------------------------------------------------- rendering
+  function text(id, value) { const el = $(id); if (el.textContent !== value) el.textContent = value; }
+  function render(message) {
+    setLost(false);
+    view = message.view;
+    const note = message.speech_note;
+    $("note").hidden = !note;
+    if (note) text("note", note);
+    if (!view) { text("phase-text", "Connecting to the treadmill…"); return; }
+    const body = document.body;
+    body.className = `phase-${view.phase}`;
+    body.classList.toggle("backward", view.face === "backward");
+    body.classList.toggle("turning", view.turning);
+    text("banner", view.banner || "");
+    text("status", `${view.link_ok ? "link ok" : "LINK LOST"} · ${message.pages} screen${message.pages === 1 ? "" : "s"}`);
+    text("arrow", view.face === "backward" ? "▼" : "▲");
+    text("face-word", view.face_word);
+    text("face-hint", view.face_hint);
+    text("phase-text", view.phase_text);
+    text("segment-label", view.segment_number ? `${view.segment_number}. ${view.segment_label}` : view.segment_label);
+    text("segment-left", view.segment_number ? `${view.segment_left} left` : "");
+    $("segment-bar").style.width = `${Math.round(view.segment_fraction * 1000) / 10}%`;
+    const next = $("next");
+    if (view.next_label) {
+      const way = view.face_next && view.face_next !== view.face ? ` (${view.face_next.toUpperCase()})` : "";
+      next.innerHTML = "";
+      next.append("Next: ");
+      const b = document.createElement("b"); b.textContent = view.next_label + way; next.append(b);
+      if (view.next_in) next.append(` in ${view.next_in}`);
+    } else {
+      next.textContent = view.segment_number ? `Last segment · workout left ${view.plan_left}` : "";
+    }
+    text("current-mph", view.current ? view.current.mph : "--");
+    text("current-kmh", view.current ? view.current.kmh : "--");
+    text("target-mph", view.target ? view.target.mph : "--");
+    text("target-kmh", view.target ? view.target.kmh : "--");
+    text("heart", view.heart_rate === "unknown" ? "unknown" : view.heart_rate);
+    text("said", view.said ? `“${view.said}”` : "");
+    const c = view.controls;
+    $("stop").hidden = !c.stop;
+    $("pause").hidden = !c.pause;
+    $("ready").hidden = !c.ready;
+    $("hold-start").hidden = !c.hold_start;
+    // Countdown numerals fill the screen.
+    const counting = view.countdown !== null && view.countdown !== undefined;
+    $("countdown").hidden = !counting;
+    if (counting) {
+      text("countdown-word", view.turning ? `TURNED? FACE ${view.face_word}` : view.face_word);
+      text("countdown-number", String(view.countdown));
+      if (view.countdown !== lastCountdown && !speechWorks()) beep(view.countdown);
+    }
+    lastCountdown = counting ? view.countdown : null;
+    // Warnings and stops take over the screen (STOP stays on it).
+    const alert = view.alert;
+    $("alert").hidden = !alert || alert.level !== "alarm";
+    body.classList.toggle("alert-warning", !!alert && alert.level === "warning");
+    body.classList.toggle("alert-alarm", !!alert && alert.level === "alarm");
+    if (alert && alert.level === "warning") text("said", alert.text);
+    if (alert && alert.level === "alarm") {
+      text("alert-title", view.phase === "paused" ? "PAUSED" : "STOPPING");
+      text("alert-text", alert.text);
+      $("alert-stop").hidden = !c.stop;
+    }
+  }
+
+  // ---------------------------------------------------------------- voice
+  function speechWorks() { return soundOn && "speechSynthesis" in window; }
+  function say(words, level) {
+    if (!speechWorks()) return;
+    const u = new SpeechSynthesisUtterance(words);
+    u.rate = 1.0; u.volume = 1.0;
+    if (level === "alarm") speechSynthesis.cancel();
+    speechSynthesis.speak(u);
+  }
+  let audio = null;
+  function beep(count) {
+    if (!soundOn) return;
+    try {
+      audio = audio || new (window.AudioContext || window.webkitAudioContext)();
+      const osc = audio.createOscillator(), gain = audio.createGain();
+      osc.frequency.value = count <= 1 ? 1320 : 880;
+      gain.gain.value = 0.3;
+      osc.connect(gain); gain.connect(audio.destination);
+      osc.start(); osc.stop(audio.currentTime + (count <= 1 ? 0.45 : 0.15));
+    } catch (e) { /* no audio: the numerals are still on screen */ }
+  }
+  $("sound").addEventListener("click", () => {
+    soundOn = true;
+    $("sound").hidden = true;
+    if ("speechSynthesis" in window) say("Sound is on.", "info");
+    else beep(1);
+  });
+
+  // ---------------------------------------------------------------- buttons
+  for (const [id, command] of [["stop", "stop"], ["alert-stop", "stop"], ["pause", "pause"], ["ready", "ready"]]) {
+    $(id).addEventListener("pointerdown", (e) => { e.preventDefault(); send(command); });
+  }
+  // Hold-to-start: only a 2-second hold sends START; a tap or a slip sends nothing.
+  const start = $("hold-start");
+  let holdTimer = null;
+  function cancelHold() {
+    if (holdTimer !== null) clearTimeout(holdTimer);
+    holdTimer = null;
+    start.classList.remove("holding");
+  }
+  start.addEventListener("pointerdown", (e) => {
+    e.preventDefault();
+    cancelHold();
+    start.classList.add("holding");
+    holdTimer = setTimeout(() => { holdTimer = null; start.classList.remove("holding"); send("start"); }, HOLD_MS);
+  });
+  for (const type of ["pointerup", "pointerleave", "pointercancel"]) start.addEventListener(type, cancelHold);
+  start.addEventListener("contextmenu", (e) => e.preventDefault());
+
+  setLost(true);
+  connect();
+})();
