@@ -82,8 +82,9 @@ def parse_bind(text: str) -> tuple[str, int | None]:
         host, port_text = text, ""
     port: int | None = None
     if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise RetrotreadError(f"--companion-bind {text!r}: the port must be 1-65535")
+        if not port_text.isdigit() or not 0 <= int(port_text) < 65536:
+            raise RetrotreadError(f"--companion-bind {text!r}: the port must be 1-65535 "
+                                  "(0: any free port)")
         port = int(port_text)
     return host or "0.0.0.0", port
 
@@ -99,7 +100,7 @@ def lan_address() -> str:
             return "127.0.0.1"
 
 
-@dataclass
+@dataclass(eq=False)
 class Page:
     """One connected page: its bounded queue (drop the oldest) and its counters."""
 
@@ -151,7 +152,9 @@ class CompanionServer:
         self.frames_sent = 0
         self._runner: web.AppRunner | None = None
         self._feeder: asyncio.Task[None] | None = None
-        self._last_frame: str | None = None
+        # Read once, before the workout: serving a page never touches the disk.
+        static = resources.files(__package__).joinpath("static")
+        self._files = {name: static.joinpath(name).read_bytes() for name in STATIC_FILES}
         self.narration = narration
         if narration is not None:
             narration.add(self.say)
@@ -198,10 +201,21 @@ class CompanionServer:
         self._feeder = asyncio.ensure_future(self._feed())
 
     async def close(self) -> None:
+        """Tell every page the workout is over (its last state, then ``end``: the page
+        says so instead of "connection lost"), then stop serving."""
         if self._feeder is not None:
             self._feeder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._feeder
+        with contextlib.suppress(Exception):
+            last = self.frame()
+            if last is not None:
+                self._broadcast(last)
+            self._broadcast(json.dumps({"type": "end"}))
+            for _ in range(50):  # up to 0.5 s for the pages to take it
+                if not any(page.queue for page in self.pages):
+                    break
+                await asyncio.sleep(0.01)
         for page in list(self.pages):
             with contextlib.suppress(Exception):
                 await page.ws.close()
@@ -270,8 +284,7 @@ class CompanionServer:
 
     async def _index(self, request: web.Request) -> web.Response:
         self._check_token(request)
-        html = resources.files(__package__).joinpath("static/index.html").read_text("utf-8")
-        return web.Response(text=html, content_type="text/html",
+        return web.Response(body=self._files["index.html"], content_type="text/html",
                             headers={"Cache-Control": "no-store",
                                      "Referrer-Policy": "no-referrer"})
 
@@ -279,8 +292,7 @@ class CompanionServer:
         name = request.match_info["name"]
         if name not in STATIC_FILES:
             raise web.HTTPNotFound()
-        body = resources.files(__package__).joinpath(f"static/{name}").read_bytes()
-        return web.Response(body=body, content_type=STATIC_FILES[name],
+        return web.Response(body=self._files[name], content_type=STATIC_FILES[name],
                             headers={"Cache-Control": "no-store"})
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:

@@ -8,7 +8,7 @@
   const token = new URLSearchParams(location.search).get("t") || "";
   const $ = (id) => document.getElementById(id);
   let ws = null, lastNews = 0, retryMs = 250, nextId = 1;
-  let soundOn = false, lastCountdown = null, view = null;
+  let soundOn = false, lastCountdown = null, view = null, ended = false;
 
   // ---------------------------------------------------------------- connection
   function connect() {
@@ -23,8 +23,14 @@
       else if (message.type === "say") say(message.text, message.level);
       else if (message.type === "ack") document.body.dataset.lastAck =
         `${message.command}:${message.accepted}`;
+      else if (message.type === "end") {
+        ended = true;
+        text("ended-text", view && view.said ? view.said : "");
+        $("ended").hidden = false;
+        say("The workout is over.", "info");
+      }
     };
-    ws.onclose = () => { ws = null; setLost(true); setTimeout(connect, retryMs);
+    ws.onclose = () => { ws = null; if (ended) return; setLost(true); setTimeout(connect, retryMs);
       retryMs = Math.min(retryMs * 2, 2000); };
     ws.onerror = () => { try { ws.close(); } catch (e) { /* closing anyway */ } };
   }
@@ -34,6 +40,7 @@
     return true;
   }
   function setLost(lost) {
+    if (ended) lost = false;
     $("lost").hidden = !lost;
     document.body.classList.toggle("stale", lost);
   }
@@ -41,6 +48,15 @@
 
   // ---------------------------------------------------------------- rendering
   function text(id, value) { const el = $(id); if (el.textContent !== value) el.textContent = value; }
+  // "2.0 mph" -> a big "2.0" and a small "mph"
+  function figure(id, value) {
+    const el = $(id);
+    if (el.dataset.v === value) return;
+    el.dataset.v = value;
+    const cut = value.lastIndexOf(" ");
+    el.textContent = cut < 0 ? value : value.slice(0, cut);
+    if (cut >= 0) { const u = document.createElement("small"); u.textContent = value.slice(cut); el.append(u); }
+  }
   function render(message) {
     setLost(false);
     view = message.view;
@@ -59,7 +75,7 @@
     text("face-hint", view.face_hint);
     text("phase-text", view.phase_text);
     text("segment-label", view.segment_number ? `${view.segment_number}. ${view.segment_label}` : view.segment_label);
-    text("segment-left", view.segment_number ? `${view.segment_left} left` : "");
+    figure("segment-left", view.segment_number ? `${view.segment_left} left` : "");
     $("segment-bar").style.width = `${Math.round(view.segment_fraction * 1000) / 10}%`;
     const next = $("next");
     if (view.next_label) {
@@ -71,11 +87,12 @@
     } else {
       next.textContent = view.segment_number ? `Last segment · workout left ${view.plan_left}` : "";
     }
-    text("current-mph", view.current ? view.current.mph : "--");
+    figure("current-mph", view.current ? view.current.mph : "--");
     text("current-kmh", view.current ? view.current.kmh : "--");
-    text("target-mph", view.target ? view.target.mph : "--");
+    figure("target-mph", view.target ? view.target.mph : "--");
     text("target-kmh", view.target ? view.target.kmh : "--");
-    text("heart", view.heart_rate === "unknown" ? "unknown" : view.heart_rate);
+    figure("heart", view.heart_rate);
+    $("heart").classList.toggle("unknown", view.heart_rate === "unknown");
     text("said", view.said ? `“${view.said}”` : "");
     const c = view.controls;
     $("stop").hidden = !c.stop;
