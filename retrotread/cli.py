@@ -292,6 +292,23 @@ def parse_strap(text: str) -> DeviceSpec:
                           "or sim")
 
 
+def _companion_problem(args: argparse.Namespace, simulated: bool) -> str | None:
+    """Bad companion options (exit status 2), before anything starts."""
+    from retrotread.companion import parse_bind
+
+    if args.companion_bind is not None:
+        try:
+            parse_bind(args.companion_bind)
+        except RetrotreadError as exc:
+            return str(exc)
+    companion = args.companion if args.companion is not None else not simulated
+    if args.companion_required and not companion:
+        return ("--companion-required needs the companion page: add --companion "
+                "(it is off by default for the simulator)" if args.companion is None else
+                "--companion-required needs the companion page: drop --no-companion")
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from retrotread.devices import parse_device
     from retrotread.runner import RunOptions, run_workout
@@ -314,10 +331,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         companion_bind=args.companion_bind,
         companion_required=args.companion_required,
     )
-    if args.companion_bind is not None:
-        from retrotread.companion import parse_bind
-
-        parse_bind(args.companion_bind)  # validates before anything starts
+    problem = _companion_problem(args, options.device.simulated)
+    if problem is not None:
+        print(f"retrotread: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     if args.speedup <= 0:
         raise RetrotreadError("--speedup must be a positive number")
     if args.backward_max is not None:

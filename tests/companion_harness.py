@@ -112,7 +112,7 @@ class LiveWorkout:
             self.url = server.url("127.0.0.1")
             self._ready.set()
             if self.wait_for_first_page:
-                while not server.pages:  # the workout starts once a page is open
+                while not server.pages:  # noqa: ASYNC110 (the workout starts once a page is open)
                     await asyncio.sleep(0.02)
             # Keep the real tick period at 100 ms whatever the speedup, so that a busy
             # machine's scheduling jitter is not taken for a stalled control loop.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +185,7 @@ async def test_a_real_workout_presents_each_turnaround_right() -> None:
             assert s[2] is not previous[2]
     assert {s[5] for s in samples if s[5] is not None} == {1, 2, 3}
     # The workout clock never jumps (at most 0.5 s of plan per 0.5 s sample, plus slack).
-    for before, after in zip(samples, samples[1:], strict=False):
+    for before, after in itertools.pairwise(samples):
         assert after[3] - before[3] <= 0.5 + 0.11, (before, after)
     # The backward form cue is said only once the person faces backward.
     cues = [s for s in spoken if s[1].startswith("Hold the rails. Short steps")]
