@@ -190,3 +190,25 @@ def test_companion_required_without_the_page_is_bad_input(tmp_path: Path) -> Non
     assert done.returncode == 2, done.stderr
     assert "--companion-required needs the companion page" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_silent_speech_is_told_on_the_terminal_and_the_page(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from retrotread.runner import speech_note_for
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no espeak-ng here
+    out = io.StringIO()
+    note = await speech_note_for(True, out)
+    assert note is not None and "espeak-ng is not installed" in note
+    assert out.getvalue().startswith("WARNING: Spoken cues are OFF")
+    assert await speech_note_for(False, io.StringIO()) is None  # --quiet: nothing to say
+    server = await _server(speech_note=note)
+    try:
+        async with aiohttp.ClientSession() as http, http.ws_connect(
+                f"http://127.0.0.1:{server.port}/ws?t={server.token}") as ws:
+            first = json.loads((await ws.receive(timeout=5)).data)
+            assert first["speech_note"] == note
+    finally:
+        await server.close()

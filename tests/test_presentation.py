@@ -209,3 +209,22 @@ def test_companion_rule_pauses_only_while_the_belt_moves() -> None:
     assert rule.check(21.0, belt_moving=True) is None  # the 3 s start again on moving
     rule.observe(22.0, 2)
     assert rule.check(30.0, belt_moving=True) is None
+
+
+def test_the_page_buttons_a_stopped_belt_starts_only_by_a_hold_on_a_real_machine() -> None:
+    real_gate = present(dataclasses.replace(RUNNING, state="waiting_ready", segment_index=-1,
+                                            turn_to=Direction.FORWARD, simulated=False))
+    assert real_gate.controls == {"stop": True, "pause": False, "ready": False,
+                                  "hold_start": True}
+    paused = present(dataclasses.replace(RUNNING, state="paused", simulated=True))
+    assert paused.controls["hold_start"] and not paused.controls["ready"]
+    real_ready_gate = present(dataclasses.replace(RUNNING, state="waiting_ready",
+                                                  turn_to=Direction.BACKWARD))
+    assert real_ready_gate.controls["hold_start"] and not real_ready_gate.controls["ready"]
+    timed_hold = present(dataclasses.replace(RUNNING, state="hold", countdown_s=4.0,
+                                             turn_to=Direction.BACKWARD))
+    assert timed_hold.controls["ready"] and not timed_hold.controls["hold_start"]
+    running = present(RUNNING)
+    assert running.controls == {"stop": True, "pause": True, "ready": False,
+                                "hold_start": False}
+    assert not present(dataclasses.replace(RUNNING, state="finished")).controls["stop"]
