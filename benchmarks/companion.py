@@ -245,7 +245,24 @@ def serve(seconds: float, pages: int, rate_hz: float) -> dict[str, Any]:
 
         session.watchdog.observe_tick = observe_tick  # type: ignore[method-assign]
 
+    slices_ms: list[float] = []
+
+    def timed(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                slices_ms.append((time.perf_counter() - t0) * 1000.0)
+
+        return wrapper
+
     with Bench(rate_hz=rate_hz) as bench:
+        server = bench.server
+        assert server is not None
+        # The server's work in the loop, between two awaits: what it can hold a tick up by.
+        server.frame = timed(server.frame)  # type: ignore[method-assign]
+        server._broadcast = timed(server._broadcast)  # type: ignore[method-assign]
         print(bench.url, flush=True)
         deadline = time.monotonic() + 60
         while (bench.call(lambda: len(bench.server.pages))  # type: ignore[union-attr]
@@ -259,11 +276,14 @@ def serve(seconds: float, pages: int, rate_hz: float) -> dict[str, Any]:
         wall = time.monotonic() - start
         messages = bench.call(lambda: bench.server.frames_sent)  # type: ignore[union-attr]
     return {"lateness_ms": lateness, "pages": connected, "cpu_pct": 100.0 * cpu / wall,
-            "messages": messages}
+            "messages": messages, "slices_ms": slices_ms}
 
 
-def _measure(seconds: float, pages: int, rate_hz: float) -> dict[str, Any]:
-    """Run :func:`serve` in a child process and open ``pages`` pages on it."""
+def _measure(seconds: float, pages: int, rate_hz: float, *,
+             browser: bool = True) -> dict[str, Any]:
+    """Run :func:`serve` in a child process and open ``pages`` pages on it: Chromium
+    pages, or (``browser=False``) bare WebSocket clients in another process, which cost
+    this machine almost nothing, to tell the server's own cost from Chromium's."""
     import json
     import subprocess
 
@@ -273,6 +293,15 @@ def _measure(seconds: float, pages: int, rate_hz: float) -> dict[str, Any]:
         stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
     url = child.stdout.readline().strip()
+    if not browser:
+        clients = subprocess.Popen([sys.executable, "-m", "benchmarks.companion",
+                                    "--clients", url, "--pages", str(pages)])
+        try:
+            out, _ = child.communicate(timeout=seconds + 120)
+        finally:
+            clients.kill()
+            clients.wait()
+        return json.loads(out.strip().splitlines()[-1])
     with _browser() as chromium:
         opened = [chromium.new_page(viewport={"width": 390, "height": 844})
                   for _ in range(pages)]
@@ -282,15 +311,38 @@ def _measure(seconds: float, pages: int, rate_hz: float) -> dict[str, Any]:
     return json.loads(out.strip().splitlines()[-1])
 
 
+async def _clients(url: str, pages: int) -> None:
+    """``pages`` WebSocket clients that read every message (until killed)."""
+    import aiohttp
+
+    ws_url = url.replace("http://", "ws://").replace("/?t=", "/ws?t=")
+    async with aiohttp.ClientSession() as http:
+
+        async def one() -> None:
+            async with http.ws_connect(ws_url) as ws:
+                async for _ in ws:
+                    pass
+
+        await asyncio.gather(*(one() for _ in range(pages)))
+
+
 def tick_lateness(seconds: float) -> list[Row]:
     rows = []
-    for pages in (0, 8):
-        result = _measure(seconds, pages, 4.0)
+    for pages, browser, what in ((0, True, "no page"),
+                                 (8, False, "8 WebSocket clients at 4 Hz, no browser"),
+                                 (8, True, "8 Chromium pages at 4 Hz")):
+        result = _measure(seconds, pages, 4.0, browser=browser)
         lateness = result["lateness_ms"]
-        rows.append(Row(f"tick lateness p99, {pages} pages at 4 Hz",
+        rows.append(Row(f"tick lateness p99, {what}",
                         percentile(lateness, 99), "ms", target=5.0 if pages else None,
                         detail=f"{len(lateness)} ticks, {result['pages']} pages connected, "
                         f"max {max(lateness, default=float('nan')):.1f} ms"))
+        if pages and browser:
+            slices = result["slices_ms"]
+            rows.append(Row("page server's longest slice in the loop, 8 pages",
+                            max(slices, default=float("nan")), "ms",
+                            detail=f"building a frame or queueing it for 8 pages, "
+                            f"{len(slices)} slices, p99 {percentile(slices, 99):.2f} ms"))
     return rows
 
 
@@ -329,7 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--pages", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=4.0, help=argparse.SUPPRESS)
+    parser.add_argument("--clients", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.clients is not None:
+        asyncio.run(_clients(args.clients, args.pages))
+        return 0
     if args.serve is not None:
         import json
 
