@@ -41,12 +41,13 @@
   }
   function setLost(lost) {
     if (ended) lost = false;
-    $("lost").hidden = !lost;
-    document.body.classList.toggle("stale", lost);
+    show("lost", lost);
+    if (document.body.classList.contains("stale") !== lost) document.body.classList.toggle("stale", lost);
   }
   setInterval(() => setLost(!ws || Date.now() - lastNews > LOST_AFTER_MS), 200);
 
   // ---------------------------------------------------------------- rendering
+  function show(id, visible) { const el = $(id); if (el.hidden === visible) el.hidden = !visible; }
   function text(id, value) { const el = $(id); if (el.textContent !== value) el.textContent = value; }
   // "2.0 mph" -> a big "2.0" and a small "mph"
   function figure(id, value) {
@@ -61,13 +62,19 @@
     setLost(false);
     view = message.view;
     const note = message.speech_note;
-    $("note").hidden = !note;
+    show("note", !!note);
     if (note) text("note", note);
     if (!view) { text("phase-text", "Connecting to the treadmill…"); return; }
     const body = document.body;
-    body.className = `phase-${view.phase}`;
-    body.classList.toggle("backward", view.face === "backward");
-    body.classList.toggle("turning", view.turning);
+    const alert = view.alert;
+    // One class list, written only when it changes (a change restyles the whole page).
+    const classes = [`phase-${view.phase}`];
+    if (view.face === "backward") classes.push("backward");
+    if (view.turning) classes.push("turning");
+    if (alert) classes.push(`alert-${alert.level}`);
+    if (body.classList.contains("stale")) classes.push("stale");
+    const wanted = classes.join(" ");
+    if (body.className !== wanted) body.className = wanted;
     text("banner", view.banner || "");
     text("status", `${view.link_ok ? "link ok" : "LINK LOST"} · ${message.pages} screen${message.pages === 1 ? "" : "s"}`);
     text("arrow", view.face === "backward" ? "▼" : "▲");
@@ -76,7 +83,8 @@
     text("phase-text", view.phase_text);
     text("segment-label", view.segment_number ? `${view.segment_number}. ${view.segment_label}` : view.segment_label);
     figure("segment-left", view.segment_number ? `${view.segment_left} left` : "");
-    $("segment-bar").style.width = `${Math.round(view.segment_fraction * 1000) / 10}%`;
+    const width = `${Math.round(view.segment_fraction * 1000) / 10}%`;
+    if ($("segment-bar").style.width !== width) $("segment-bar").style.width = width;
     const next = $("next");
     if (view.next_label) {
       const way = view.face_next && view.face_next !== view.face ? ` (${view.face_next.toUpperCase()})` : "";
@@ -93,15 +101,16 @@
     text("target-kmh", view.target ? view.target.kmh : "--");
     figure("heart", view.heart_rate);
     $("heart").classList.toggle("unknown", view.heart_rate === "unknown");
-    text("said", view.said ? `“${view.said}”` : "");
+    text("said", alert && alert.level === "warning" ? alert.text
+      : view.said ? `“${view.said}”` : "");
     const c = view.controls;
-    $("stop").hidden = !c.stop;
-    $("pause").hidden = !c.pause;
-    $("ready").hidden = !c.ready;
-    $("hold-start").hidden = !c.hold_start;
+    show("stop", c.stop);
+    show("pause", c.pause);
+    show("ready", c.ready);
+    show("hold-start", c.hold_start);
     // Countdown numerals fill the screen.
     const counting = view.countdown !== null && view.countdown !== undefined;
-    $("countdown").hidden = !counting;
+    show("countdown", counting);
     if (counting) {
       text("countdown-word", view.turning ? `TURNED? FACE ${view.face_word}` : view.face_word);
       text("countdown-number", String(view.countdown));
@@ -109,11 +118,7 @@
     }
     lastCountdown = counting ? view.countdown : null;
     // Warnings and stops take over the screen (STOP stays on it).
-    const alert = view.alert;
-    $("alert").hidden = !alert || alert.level !== "alarm";
-    body.classList.toggle("alert-warning", !!alert && alert.level === "warning");
-    body.classList.toggle("alert-alarm", !!alert && alert.level === "alarm");
-    if (alert && alert.level === "warning") text("said", alert.text);
+    show("alert", !!alert && alert.level === "alarm");
     if (alert && alert.level === "alarm") {
       text("alert-title", view.phase === "paused" ? "PAUSED" : "STOPPING");
       text("alert-text", alert.text);
