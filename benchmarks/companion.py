@@ -307,6 +307,7 @@ def _measure(seconds: float, pages: int, rate_hz: float, *,
                   for _ in range(pages)]
         for page in opened:
             page.goto(url)
+        _renice_descendants()  # the renderers of the pages just opened too
         out, _ = child.communicate(timeout=seconds + 120)
     return json.loads(out.strip().splitlines()[-1])
 
