@@ -67,6 +67,7 @@ def test_the_page_follows_a_workout_and_stop_reaches_the_wire(chromium: Any) -> 
         phone.wait_for_selector("body.turning", timeout=30_000)
         assert face.inner_text() == "BACKWARD"
         assert "turn around" in phone.inner_text("#phase-text").lower()
+        _shot(phone, "companion-phone-turn-around.png")
         phone.wait_for_selector("#countdown:not([hidden])", timeout=15_000)
         numeral = phone.inner_text("#countdown-number")
         assert numeral in {"1", "2", "3"}
@@ -133,6 +134,7 @@ def test_hold_to_start_on_a_real_machine(chromium: Any) -> None:
         button = page.locator("#hold-start")
         assert button.is_visible()
         assert "FORWARD" in page.inner_text("#phase-text")
+        _shot(page, "companion-phone-start-gate.png")
         box = button.bounding_box()
         assert box is not None
         x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
