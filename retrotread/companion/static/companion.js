@@ -3,7 +3,7 @@
 // No libraries, nothing fetched from the internet.
 "use strict";
 (function () {
-  const LOST_AFTER_MS = 1500;   // no news this long: "connection lost" over everything
+  const LOST_AFTER_MS = 1200;   // no news this long: "connection lost" over everything
   const HOLD_MS = 2000;         // hold-to-start
   const token = new URLSearchParams(location.search).get("t") || "";
   const $ = (id) => document.getElementById(id);
