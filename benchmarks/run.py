@@ -17,7 +17,7 @@ from typing import Any
 
 from benchmarks.common import Row
 
-ALL = ("reaction", "jitter", "cpu", "virtual")
+ALL = ("reaction", "jitter", "cpu", "virtual", "companion")
 
 
 def _format(value: float) -> str:
@@ -89,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks import virtual
 
             rows += virtual.run(rounds)
+        elif name == "companion":
+            from benchmarks import companion
+
+            rows += companion.run(presses=20 if args.quick else 100,
+                                  seconds=10.0 if args.quick else 30.0, progress=progress)
         timings[name] = time.perf_counter() - t0
         progress(f"  {name} took {timings[name]:.0f} s")
     print(table(rows))

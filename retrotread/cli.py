@@ -82,7 +82,21 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--units", choices=["mph", "km/h"], default=None,
                    help="units shown first (both are always shown; default mph)")
     p.add_argument("--voice", action=argparse.BooleanOptionalAction, default=None,
-                   help="speak cues with espeak-ng when it is installed")
+                   help="speak cues with espeak-ng (default: on for a real machine, off for "
+                   "the simulator)")
+    p.add_argument("--quiet", action="store_true",
+                   help="do not speak cues on this computer (the companion page still can)")
+    p.add_argument("--companion", action=argparse.BooleanOptionalAction, default=None,
+                   help="serve the companion page, a phone or tablet screen with voice and "
+                   "STOP/PAUSE buttons for someone facing away from the console (default: "
+                   "on for a real machine, off for the simulator); the URL and a QR code "
+                   "are printed at start")
+    p.add_argument("--companion-bind", default=None, metavar="HOST[:PORT]",
+                   help="address of the companion page (default: all interfaces, port "
+                   "8421 or the next free one)")
+    p.add_argument("--companion-required", action="store_true",
+                   help="make the companion page part of the safety chain: while the belt "
+                   "moves, losing every paired page for more than 3 s pauses it")
     p.add_argument("--no-bell", action="store_true", help="do not ring the terminal bell")
     p.add_argument("--backward-max", type=float, default=None, metavar="MPH",
                    help="lower the backward speed cap (1.0 to 2.0 mph; it can never be raised)")
@@ -296,6 +310,25 @@ def parse_strap(text: str) -> DeviceSpec:
                           "or sim")
 
 
+def _companion_problem(args: argparse.Namespace, simulated: bool,
+                       companion_setting: bool | None = None) -> str | None:
+    """Bad companion options (exit status 2), before anything starts."""
+    from retrotread.companion import parse_bind
+
+    if args.companion_bind is not None:
+        try:
+            parse_bind(args.companion_bind)
+        except RetrotreadError as exc:
+            return str(exc)
+    chosen = args.companion if args.companion is not None else companion_setting
+    companion = chosen if chosen is not None else not simulated
+    if args.companion_required and not companion:
+        return ("--companion-required needs the companion page: add --companion "
+                "(it is off by default for the simulator)" if chosen is None else
+                "--companion-required needs the companion page: drop --no-companion")
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from retrotread.config import command_line_values, load_config
     from retrotread.devices import parse_device
@@ -312,14 +345,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         log_path=args.log,
         ui=ui,
         units=run.units,
-        voice=run.voice,
+        voice=False if args.quiet else run.voice,
         bell=not args.no_bell,
         backward_max_mph=run.backward_max,
         ready_gate=run.ready,
         mqtt_url=run.mqtt,
         mqtt_config=args.mqtt_config or config.mqtt_config_file(),
         hr_strap=parse_strap(args.hr_strap) if args.hr_strap is not None else None,
+        companion=run.companion,
+        companion_bind=args.companion_bind,
+        companion_required=args.companion_required,
     )
+    problem = _companion_problem(args, options.device.simulated, run.companion)
+    if problem is not None:
+        print(f"retrotread: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     if args.speedup <= 0:
         raise RetrotreadError("--speedup must be a positive number")
     return asyncio.run(run_workout(profile_path, options))

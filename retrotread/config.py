@@ -61,8 +61,10 @@ class RunDefaults(BaseModel):
     units: Literal["mph", "km/h"] = Field("mph", description="units shown first")
     backward_max: float | None = Field(
         None, description="lower the backward cap, in mph (1.0 to 2.0; never raises it)")
-    voice: bool = Field(False, description="speak cues with espeak-ng")
-    companion: bool = Field(False, description="serve the companion page")
+    voice: bool | None = Field(
+        None, description="speak cues with espeak-ng (unset: on for a real machine)")
+    companion: bool | None = Field(
+        None, description="serve the companion page (unset: on for a real machine)")
     ready: Literal["key", "hold"] | None = Field(None, description="turnaround ready gate")
     mqtt: str | None = Field(None, description="MQTT broker URL to publish every run to")
 
@@ -279,7 +281,8 @@ def format_config(config: Config) -> str:
     lines = [f"config file: {config.path}{state}", "[run]"]
     for key, setting in config.settings.items():
         value = setting.value
-        shown = "-" if value is None else (
+        shown = "auto (on for a real machine)" if value is None and key in (
+            "voice", "companion") else "-" if value is None else (
             describe_kmh(mph_to_kmh(value)) if key == "backward_max" else
             str(value).lower() if isinstance(value, bool) else str(value))
         lines.append(f"  {key:<13} {shown:<24} {setting.describe()}")

@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import dataclasses
 import logging
-import math
 import os
 import re
 import stat
@@ -50,6 +50,16 @@ from retrotread.events import (
     UserCommand,
     WatchdogAction,
 )
+from retrotread.presentation import (
+    KEY_HELP,
+    Level,
+    Narrator,
+    Phase,
+    Presentation,
+    Speed,
+    clock_text,
+    present,
+)
 from retrotread.units import kmh_to_mph
 
 try:  # POSIX only; on Windows the key reader does nothing
@@ -61,30 +71,18 @@ except ImportError:  # pragma: no cover - exercised on Windows only
 
 log = logging.getLogger(__name__)
 
-KEY_HELP = "space pause/resume · r ready · s/q stop · +/- speed"
 _M_PER_MILE = 1609.344
 TELEMETRY_PRINT_EVERY_S = 10.0
 
 
 # --------------------------------------------------------------------------- formatting
-def clock_text(seconds: float | None) -> str:
-    """``m:ss`` (minutes may exceed 59); ``--:--`` when unknown."""
-    if seconds is None or not math.isfinite(seconds):
-        return "--:--"
-    total = max(0, round(seconds))
-    return f"{total // 60}:{total % 60:02d}"
-
-
 def _metric(units: str) -> bool:
     return units != "mph"
 
 
 def speed_parts(speed_kmh: float, units: str = "mph") -> tuple[str, str]:
-    """(chosen units, the other): ``("1.0 mph", "1.61 km/h")`` or ``("1.6 km/h", "1.0 mph")``."""
-    mph = f"{kmh_to_mph(speed_kmh):.1f} mph"
-    if _metric(units):
-        return f"{speed_kmh:.1f} km/h", mph
-    return mph, f"{speed_kmh:.2f} km/h"
+    """(chosen units, the other): ``("1.0 mph", "1.6 km/h")`` or the reverse."""
+    return Speed.of(speed_kmh).ordered(units)
 
 
 def speed_str(speed_kmh: float, units: str = "mph") -> str:
@@ -127,35 +125,32 @@ def guess_level(text: str) -> str:
     return "info"
 
 
-_STATE_TEXT: dict[str, tuple[str, str]] = {
-    "starting": ("Starting…", "bold"),
-    "running": ("Running", "green"),
-    "turnaround": ("TURNAROUND: the belt is stopping. Hold the rails.", "bold black on yellow"),
-    "waiting_ready": ("Hold the rails and turn around, then press r when ready",
-                      "bold black on yellow"),
-    "hold": ("Hold the rails and turn around", "bold black on yellow"),
-    "countdown": ("Get ready", "bold black on yellow"),
-    "paused": ("PAUSED: press space to resume", "bold black on yellow"),
-    "finishing": ("Finishing: slowing down to stop", "bold"),
-    "stopping": ("STOPPING THE BELT", "bold white on red"),
-    "reconnecting": ("RECONNECTING: the belt may still be running", "bold white on red"),
-    "finished": ("Finished", "bold"),
+_PHASE_STYLE: dict[Phase, str] = {
+    Phase.RUNNING: "green",
+    Phase.SLOWING: "bold black on yellow",
+    Phase.TURN_AROUND: "bold black on yellow",
+    Phase.START_GATE: "bold black on yellow",
+    Phase.COUNTDOWN: "bold black on yellow",
+    Phase.PAUSED: "bold black on yellow",
+    Phase.STOPPING: "bold white on red",
+    Phase.LINK_LOST: "bold white on red",
 }
 
 
-def _direction_panel(snapshot: SessionSnapshot, units: str) -> Panel:
-    backward = snapshot.facing is Direction.BACKWARD
+def _direction_panel(view: Presentation, units: str) -> Panel:
+    backward = view.face is Direction.BACKWARD
     arrow = "▼▼" if backward else "▲▲"
-    word = "BACKWARD" if backward else "FORWARD"
+    word = view.face_word
     style = "bold yellow" if backward else "bold green"
     border = "bold red" if backward else "green"
+    heading = "TURN AROUND: FACE" if view.turning else "FACE"
     text = Text(f"{arrow}   {word}   {arrow}", style=style, justify="center")
-    primary, secondary = speed_parts(snapshot.target_kmh, units)
-    text.append(f"\ntarget {primary}", style="bold")
-    text.append(f" ({secondary})", style="dim")
-    subtitle = ("facing away from the console" if backward else "facing the console")
+    if view.target is not None:
+        primary, secondary = view.target.ordered(units)
+        text.append(f"\ntarget {primary}", style="bold")
+        text.append(f" ({secondary})", style="dim")
     return Panel(Align.center(text), border_style=border, padding=(1, 2),
-                 title=f"FACE {word}", subtitle=subtitle)
+                 title=f"{heading} {word}", subtitle=view.face_hint)
 
 
 def _bar(done: float, total: float, width: int = 40) -> ProgressBar:
@@ -164,35 +159,38 @@ def _bar(done: float, total: float, width: int = 40) -> ProgressBar:
 
 
 def render(snapshot: SessionSnapshot | None, units: str = "mph", *,
-           announcement_level: str | None = None) -> RenderableType:
-    """The whole screen for one snapshot (pure: no I/O, no clock)."""
+           announcement_level: str | None = None,
+           said: Announcement | None = None) -> RenderableType:
+    """The whole screen for one snapshot (pure: no I/O, no clock). What it shows comes
+    from :func:`retrotread.presentation.present`, as on the companion page."""
     if snapshot is None:
         return Panel(Text("Connecting to the treadmill…", style="bold"),
                      subtitle=KEY_HELP, border_style="dim")
+    if said is None and snapshot.last_announcement:
+        said = Announcement(snapshot.time_s, snapshot.last_announcement,
+                            announcement_level or guess_level(snapshot.last_announcement))
+    view = present(snapshot, said)
     parts: list[RenderableType] = []
 
     # Banner and link.
-    banner = Text(snapshot.banner or "", style=(
-        "bold black on cyan" if "SIMULATED" in snapshot.banner.upper() else "bold"))
+    banner = Text(view.banner or "", style=(
+        "bold black on cyan" if "SIMULATED" in view.banner.upper() else "bold"))
     top = Table.grid(expand=True)
     top.add_column(ratio=1)
     top.add_column(justify="right")
-    top.add_row(banner, Text("link ok", style="green") if snapshot.link_ok else
+    top.add_row(banner, Text("link ok", style="green") if view.link_ok else
                 Text("LINK LOST", style="bold white on red"))
     parts.append(top)
-    if not snapshot.link_ok:
-        parts.append(Text(" LINK LOST: the belt may still be running. Stop it at the console "
-                          "or pull the safety key. ", style="bold white on red"))
+    if view.alert is not None and view.alert.level is Level.ALARM:
+        parts.append(Text(f" {view.alert.text} ", style="bold white on red"))
 
     # The direction, biggest of all.
-    parts.append(_direction_panel(snapshot, units))
+    parts.append(_direction_panel(view, units))
 
-    # State (paused, turnaround, countdown...).
-    label, style = _STATE_TEXT.get(snapshot.state, (snapshot.state, "bold"))
-    state = Text(label, style=style)
-    if snapshot.countdown_s is not None:
-        seconds = math.ceil(snapshot.countdown_s - 1e-9)
-        state.append(f"   STARTING IN {seconds}", style="bold white on red")
+    # The phase (turnaround, countdown, paused...).
+    state = Text(view.phase_text, style=_PHASE_STYLE.get(view.phase, "bold"))
+    if view.countdown is not None:
+        state.append(f"   STARTING IN {view.countdown}", style="bold white on red")
     parts.append(Align.center(state))
 
     grid = Table.grid(padding=(0, 2))
@@ -200,56 +198,59 @@ def render(snapshot: SessionSnapshot | None, units: str = "mph", *,
     grid.add_column()
 
     # Segment and what comes next.
-    number = f"{snapshot.segment_index + 1}" if snapshot.segment_index >= 0 else "-"
-    segment = Text(f"{number}: {snapshot.segment_label}", style="bold")
-    if snapshot.next_label is not None:
+    number = f"{view.segment_number}" if view.segment_number is not None else "-"
+    segment = Text(f"{number}: {view.segment_label}", style="bold")
+    if view.next_label is not None:
         segment.append("   next: ", style="dim")
-        segment.append(snapshot.next_label, style="bold")
-        if snapshot.next_change_in_s is not None:
+        segment.append(view.next_label, style="bold")
+        if view.face_next is not None and view.face_next is not view.face:
+            segment.append(f" ({view.face_next.value})", style="bold")
+        if view.next_in_s is not None:
             segment.append(" in ", style="dim")
-            segment.append(clock_text(snapshot.next_change_in_s), style="bold cyan")
-    elif snapshot.next_change_in_s is not None:
+            segment.append(clock_text(view.next_in_s), style="bold cyan")
+    elif view.next_in_s is not None:
         segment.append("   last segment, ends in ", style="dim")
-        segment.append(clock_text(snapshot.next_change_in_s), style="bold cyan")
+        segment.append(clock_text(view.next_in_s), style="bold cyan")
     grid.add_row("Segment", segment)
 
     seg_row = Table.grid(padding=(0, 1))
-    seg_row.add_row(_bar(snapshot.segment_elapsed_s, snapshot.segment_duration_s),
-                    Text(f"{clock_text(snapshot.segment_elapsed_s)} / "
-                         f"{clock_text(snapshot.segment_duration_s)}"))
+    seg_row.add_row(_bar(view.segment_elapsed_s, view.segment_duration_s),
+                    Text(f"{clock_text(view.segment_elapsed_s)} / "
+                         f"{clock_text(view.segment_duration_s)}"))
     grid.add_row("", seg_row)
 
-    remaining = max(0.0, snapshot.plan_total_s - snapshot.plan_elapsed_s)
     plan_row = Table.grid(padding=(0, 1))
-    plan_row.add_row(_bar(snapshot.plan_elapsed_s, snapshot.plan_total_s),
-                     Text(f"elapsed {clock_text(snapshot.plan_elapsed_s)} · "
-                          f"remaining {clock_text(remaining)}"))
+    plan_row.add_row(_bar(view.plan_elapsed_s, view.plan_total_s),
+                     Text(f"elapsed {clock_text(view.plan_elapsed_s)} · "
+                          f"remaining {clock_text(view.plan_left_s)}"))
     grid.add_row("Workout", plan_row)
 
     # Speeds, distance, heart rate, the backward ceiling.
     speeds = Text("target ")
-    speeds.append_text(_dual(*speed_parts(snapshot.target_kmh, units)))
-    speeds.append("   measured ")
-    if snapshot.measured_kmh is None:
+    if view.target is None:
         speeds.append("--", style="dim")
     else:
-        speeds.append_text(_dual(*speed_parts(snapshot.measured_kmh, units)))
+        speeds.append_text(_dual(*view.target.ordered(units)))
+    speeds.append("   measured ")
+    if view.current is None:
+        speeds.append("--", style="dim")
+    else:
+        speeds.append_text(_dual(*view.current.ordered(units)))
     grid.add_row("Speed", speeds)
-    grid.add_row("Distance", _dual(*distance_parts(snapshot.distance_m, units)))
-    if snapshot.heart_rate_bpm is not None:
-        grid.add_row("Heart rate", Text(f"{snapshot.heart_rate_bpm} bpm", style="bold magenta"))
-    grid.add_row("Backward limit",
-                 _dual(*speed_parts(snapshot.backward_ceiling_kmh, units), style=""))
+    grid.add_row("Distance", _dual(*distance_parts(view.distance_m, units)))
+    grid.add_row("Heart rate", Text(view.heart_rate, style="bold magenta"
+                                    if view.heart_rate != "unknown" else "dim"))
+    grid.add_row("Backward limit", _dual(*view.backward_limit.ordered(units), style=""))
     parts.append(grid)
 
     # The last thing said.
-    if snapshot.last_announcement:
-        level = announcement_level or guess_level(snapshot.last_announcement)
-        ann_style = {"alarm": "bold white on red",
-                     "warning": "bold black on yellow"}.get(level, "bold")
-        parts.append(Panel(Text(snapshot.last_announcement, style=ann_style),
-                           border_style="red" if level == "alarm" else "yellow"
-                           if level == "warning" else "dim", title="said"))
+    if view.said:
+        level = view.said_level
+        ann_style = {Level.ALARM: "bold white on red",
+                     Level.WARNING: "bold black on yellow"}.get(level, "bold")
+        parts.append(Panel(Text(view.said, style=ann_style),
+                           border_style="red" if level is Level.ALARM else "yellow"
+                           if level is Level.WARNING else "dim", title="said"))
 
     parts.append(Text(KEY_HELP, style="dim"))
     return Group(*parts)
@@ -258,8 +259,9 @@ def render(snapshot: SessionSnapshot | None, units: str = "mph", *,
 class LiveDisplay:
     """Redraws :func:`render` ``refresh_hz`` times a second until cancelled.
 
-    It can also be subscribed to the event bus: it then knows the level of the last
-    announcement exactly (otherwise it guesses from the words).
+    What was said comes from a :class:`~retrotread.presentation.Narrator`: pass the one
+    the runner shares with speech and the companion page, or subscribe the display to
+    the event bus and it keeps its own.
     """
 
     def __init__(
@@ -269,6 +271,7 @@ class LiveDisplay:
         *,
         console: Console | None = None,
         refresh_hz: float = 2,
+        narrator: Narrator | None = None,
     ) -> None:
         if refresh_hz <= 0:
             raise ValueError("refresh_hz must be positive")
@@ -276,18 +279,20 @@ class LiveDisplay:
         self.units = units
         self.console = console or Console()
         self.refresh_hz = refresh_hz
-        self._levels: dict[str, str] = {}
+        self._own_narrator = narrator is None
+        self.narrator = narrator or Narrator()
         self._source_failed = False
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, Announcement):
-            self._levels[event.text] = event.level
+        if self._own_narrator:
+            self.narrator(event)
 
     def render(self, snapshot: SessionSnapshot | None) -> RenderableType:
-        level = None
-        if snapshot is not None and snapshot.last_announcement is not None:
-            level = self._levels.get(snapshot.last_announcement)
-        return render(snapshot, self.units, announcement_level=level)
+        if snapshot is None:
+            return render(None, self.units)
+        # What was said is the narrator's (never the snapshot's raw last announcement).
+        return render(dataclasses.replace(snapshot, last_announcement=None), self.units,
+                      said=self.narrator.said)
 
     def _snapshot(self) -> SessionSnapshot | None:
         try:

@@ -1,8 +1,8 @@
 """The safety envelope: every speed limit of retrotread, in one file a reader can audit.
 
-Pure values and functions (no I/O, no clock). The numbers come from
-``docs/safety.md``, which also gives the evidence behind them. A profile or a user may make them stricter, never looser:
-:meth:`Envelope.build` refuses anything that would loosen a limit.
+Pure values and functions (no I/O, no clock). The numbers come from ``docs/safety.md``,
+which also gives the evidence behind them. A profile or a user may make them stricter,
+never looser: :meth:`Envelope.build` refuses anything that would loosen a limit.
 
 Rounding is always toward safety: a ceiling rounds down, a floor rounds up, and a speed
 is quantized to the machine's increment downward (slower is the safe side).

@@ -242,3 +242,19 @@ class SessionSnapshot:
     last_announcement: str | None
     countdown_s: float | None
     link_ok: bool
+    # For the presentation (retrotread.presentation): what the person must know now.
+    turn_to: Direction | None = None
+    """The way the person must face once the belt has stopped (a turnaround, the start
+    gate, the countdown); None when nothing is being turned to."""
+    next_direction: Direction | None = None
+    """The way the next segment faces (None after the last one)."""
+    segment_target_kmh: float | None = None
+    """The current segment's speed as planned (with the person's +/- offset, inside the
+    envelope), not the quantized and ramp-limited setpoint on the wire."""
+    turn_started_s: float | None = None
+    """Session time the current turnaround began (the belt was told to stop)."""
+    resume_plan_s: float | None = None
+    """Plan time the workout resumes at after the turnaround (its hold and countdown are
+    budgeted in the plan but timed by the session)."""
+    simulated: bool = False
+    companion_required: bool = False

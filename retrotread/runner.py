@@ -49,7 +49,7 @@ class RunOptions:
     log_path: Path | None = None
     ui: bool = True
     units: str = "mph"
-    voice: bool = False
+    voice: bool | None = None  # speak cues; None: on for a real machine, off for the simulator
     bell: bool = True
     backward_max_mph: float | None = None
     ready_gate: str | None = None  # override the profile's turnaround gate
@@ -57,6 +57,9 @@ class RunOptions:
     mqtt_config: Path | None = None
     sim_noise_kmh: float = 0.03
     hr_strap: DeviceSpec | None = None  # a heart-rate strap: ble:NAME, or sim (simulator only)
+    companion: bool | None = None  # the companion page; None: on for a real machine
+    companion_bind: str | None = None  # HOST[:PORT]; default all interfaces, port 8421+
+    companion_required: bool = False  # dead-man: a paired page is part of the safety chain
     out: TextIO = field(default_factory=lambda: sys.stdout)
 
 
@@ -296,6 +299,47 @@ async def run_profile(
                 await each.close()
 
 
+async def speech_note_for(voice: bool, out: TextIO) -> str | None:
+    """With speech on, check that it can be heard; if not, say so now, before the belt
+    moves (the page shows the same note). Returns the note, or None."""
+    if not voice:
+        return None
+    from retrotread.cues import speech_problem
+
+    problem = await asyncio.to_thread(speech_problem)
+    if problem is None:
+        return None
+    note = (f"Spoken cues are OFF on this computer: {problem}. Watch the screen, or turn "
+            "on sound on the companion page.")
+    print(f"WARNING: {note}", file=out)
+    return note
+
+
+async def start_companion(options: RunOptions, session_holder: list[Session],
+                          narration: Any, banner: str, speech_note: str | None,
+                          out: TextIO) -> Any:
+    """Serve the companion page and print its URL and a QR code of it."""
+    import segno
+
+    from retrotread.companion import CompanionServer, parse_bind
+
+    host, port = parse_bind(options.companion_bind or "")
+    server = CompanionServer(lambda: session_holder[0] if session_holder else None,
+                             narration=narration, host=host, port=port, banner=banner,
+                             speech_note=speech_note)
+    await server.start()
+    url = server.url()
+    print(f"companion page: {url}", file=out)
+    print("Open it on a phone or tablet where you look (scan the code). The link is the "
+          "pairing key for this run: do not share it.", file=out)
+    with contextlib.suppress(Exception):  # a terminal that cannot draw it still has the URL
+        segno.make(url, error="m").terminal(out=out, compact=True)
+    if options.companion_required:
+        print("--companion-required: while the belt moves, losing every companion page "
+              "for more than 3 s pauses the belt.", file=out)
+    return server
+
+
 async def run_workout(profile_path: Path, options: RunOptions) -> int:
     """``retrotread run``: everything a person sees, on the chosen device."""
     from retrotread.profile import load_profile
@@ -333,11 +377,19 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
               file=out)
     print(f"session log: {log_path}", file=out)
 
+    companion_on = options.companion if options.companion is not None else not simulated
+    if options.companion_required and not companion_on:
+        raise RetrotreadError("--companion-required needs the companion page: drop "
+                              "--no-companion (or add --companion)")
     session_holder: list[Session] = []
     loop = asyncio.get_running_loop()
 
     def install(session: Session) -> None:
         session_holder.append(session)
+        if options.companion_required:
+            from retrotread.watchdog import CompanionRule
+
+            session.companion_rule = CompanionRule()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, session.interrupt, f"received {sig.name}")
@@ -348,19 +400,28 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
         ui_task: asyncio.Future[Any] | None = None
         extra_tasks: list[asyncio.Future[Any]] = []
         key_reader: Any = None
+        extra_closers: list[Callable[[], Any]] = []
         try:
             from retrotread.cues import CuePlayer
+            from retrotread.presentation import Narration
 
-            cues = CuePlayer(bell=options.bell, voice=options.voice, out=out)
-            bus.subscribe(cues)
+            narration = Narration()  # what is said, once, for speech, screen and page
+            bus.subscribe(narration)
+            voice = options.voice if options.voice is not None else not simulated
+            cues = CuePlayer(bell=options.bell, voice=voice, out=out)
+            narration.add(cues)
+            speech_note = await speech_note_for(voice, out)
+            if companion_on:
+                companion = await start_companion(options, session_holder, narration,
+                                                  banner, speech_note, out)
+                extra_closers.append(companion.close)
             if options.ui:
                 from retrotread.display import KeyReader, LiveDisplay
 
                 display = LiveDisplay(
                     lambda: session_holder[0].snapshot(banner) if session_holder else None,
-                    units=options.units,
+                    units=options.units, narrator=narration.narrator,
                 )
-                bus.subscribe(display)  # announcement levels (warning colours)
                 ui_task = asyncio.ensure_future(display.run())
                 key_reader = KeyReader(
                     lambda command, source: (session_holder[0].request(command, source)
@@ -439,6 +500,9 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+            for closer in extra_closers:
+                with contextlib.suppress(Exception):
+                    await closer()
     from retrotread.recorder import read_session, summarize
 
     print(format_summary(summarize(read_session(log_path)), units=options.units), file=out)

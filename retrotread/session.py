@@ -24,6 +24,7 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from retrotread import authority
 from retrotread.authority import Gate, Verdict
@@ -78,7 +79,13 @@ from retrotread.plan import (
 )
 from retrotread.treadmill import CommandReply, StatusEvent, Telemetry, Treadmill
 from retrotread.units import kmh_to_mph, quantize_down, quantize_up
-from retrotread.watchdog import HeartRateRule, Trigger, Watchdog, WatchdogLimits
+from retrotread.watchdog import (
+    CompanionRule,
+    HeartRateRule,
+    Trigger,
+    Watchdog,
+    WatchdogLimits,
+)
 
 log = logging.getLogger(__name__)
 
@@ -481,6 +488,8 @@ class Session:
         self.heart_limited = False
         self.external_heart_rate = False
         """True when a strap feeds :meth:`observe_heart_rate` (Treadmill Data's is ignored)."""
+        self.companion_rule: CompanionRule | None = None
+        """``--companion-required``: the page server feeds it (watchdog.CompanionRule)."""
         self._bind(treadmill)
 
     # ------------------------------------------------------------------ plumbing
@@ -963,6 +972,9 @@ class Session:
                 return
         else:
             self._idle_since = None
+        if state is State.RUNNING and self.companion_rule is not None:
+            self._check_companion(now)
+            state = self.state
         if state is State.RUNNING:
             self._tick_running(now, dt)
         elif state is State.TURN_STOPPING:
@@ -985,6 +997,15 @@ class Session:
             if self._outcome is None:
                 self._outcome = (Outcome.COMPLETED, "workout completed")
         self._check_watchdog(now)
+
+    def _check_companion(self, now: float) -> None:
+        """``--companion-required``: every paired page lost while the belt moves."""
+        assert self.companion_rule is not None
+        trigger = self.companion_rule.check(now, belt_moving=self.belt_should_move)
+        if trigger is not None:
+            self.emit_watchdog(trigger)
+            self.announce("Companion page lost: pausing the belt. Hold the rails.", "alarm")
+            self._enter_paused("companion page lost")
 
     def _check_watchdog(self, now: float) -> None:
         """Measured against commanded: on every tick and on every telemetry sample."""
@@ -1365,7 +1386,36 @@ class Session:
             last_announcement=self.last_announcement,
             countdown_s=countdown,
             link_ok=self.link_ok,
+            **self._presentation_fields(info),
         )
+
+    def _presentation_fields(self, info: SegmentInfo | None) -> dict[str, Any]:
+        """What the presentation needs beyond the basic state (see SessionSnapshot)."""
+        if self.segment_index < 0:
+            turn_to: Direction | None = self.plan.steps[0].direction
+        elif self.state in (State.TURN_STOPPING, State.WAITING_READY, State.HOLD,
+                            State.COUNTDOWN):
+            turn_to = self._turn_to
+        else:
+            turn_to = None
+        following = (self.segments[self.segment_index + 1]
+                     if 0 <= self.segment_index + 1 < len(self.segments) else None)
+        target = None
+        if info is not None:
+            target = self.envelope.clamp(info.direction,
+                                         max(self.floor_kmh,
+                                             info.speed_kmh + self.user_offset_kmh))
+        turning = self.state in (State.TURN_STOPPING, State.WAITING_READY, State.HOLD,
+                                 State.COUNTDOWN)
+        return {
+            "turn_to": turn_to,
+            "next_direction": following.direction if following else None,
+            "segment_target_kmh": target,
+            "turn_started_s": self._turn_stop_since if turning else None,
+            "resume_plan_s": self._resume_plan_s if turning else None,
+            "simulated": self.simulated,
+            "companion_required": self.companion_rule is not None,
+        }
 
     def _segment_bounds(self) -> tuple[float, float]:
         start, end = self.plan_time_s, self.plan_time_s

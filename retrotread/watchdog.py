@@ -10,7 +10,7 @@ what to do. The session carries out the answer. Thresholds come from
 | control loop stalled | no tick for 0.5 s of real time (5 periods at 10 Hz) | stop |
 | telemetry stale while the belt should move | no Treadmill Data for 3 s | stop |
 | measured > commanded + 0.5, or (backward) > ceiling + 0.3 km/h | 2 s | re-command; stop 2 s on |
-| (backward) measured > ceiling + 1.0 km/h (a runaway) | at once | stop (stricter than the overspeed rule) |
+| (backward) measured > ceiling + 1.0 km/h (a runaway) | at once | stop (no grace) |
 | commanded speed not reached | off by > 1.0 km/h for 15 s | stop |
 | a console button changed the speed | at once | clamp back; stop on the 3rd time in 60 s |
 | control point: no response | 2 s per command | one retry; 2 unanswered in a row (any kind): stop |
@@ -20,6 +20,7 @@ what to do. The session carries out the answer. Thresholds come from
 | Ctrl-C, SIGTERM, an exception anywhere | at once | controlled stop before exit |
 | heart rate above the profile's ceiling | at once / 60 s | slow to the floor; stop if it stays |
 | heart-rate signal lost (with a ceiling) | 5 s / 60 s | hold the floor speed; end after 60 s |
+| no paired page while the belt moves (`--companion-required`) | 3 s | announce, Pause |
 """
 
 from __future__ import annotations
@@ -251,3 +252,44 @@ class HeartRateRule:
                                       f"heart rate back to {bpm} bpm: following the plan again")
             return True, None
         return False, None
+
+
+COMPANION_LOST_S = 3.0
+"""``--companion-required``: how long the belt may move with no paired page connected."""
+
+
+@dataclass
+class CompanionRule:
+    """The dead-man rule of ``--companion-required``: the paired page is part of the
+    safety chain. While the belt moves, no page connected for more than ``grace_s``
+    (every page lost, or none ever opened) is a trigger with action ``pause``: the session
+    announces it and pauses the belt, and only the person can start it again."""
+
+    grace_s: float = COMPANION_LOST_S
+    pages: int = 0
+    _alone_since: float | None = None
+
+    def observe(self, now: float, pages: int) -> None:
+        """How many paired pages are connected now."""
+        self.pages = pages
+        if pages > 0:
+            self._alone_since = None
+        elif self._alone_since is None:
+            self._alone_since = now
+
+    def check(self, now: float, *, belt_moving: bool) -> Trigger | None:
+        if self.pages > 0:
+            return None
+        if not belt_moving:
+            # Standing still with no page is allowed; the clock starts when it moves.
+            self._alone_since = None
+            return None
+        if self._alone_since is None:
+            self._alone_since = now
+            return None
+        if now - self._alone_since > self.grace_s:
+            self._alone_since = None  # one trigger per loss
+            return Trigger("companion_lost", "pause",
+                           f"no companion page connected for {self.grace_s:.0f} s while "
+                           "the belt moves")
+        return None

@@ -133,7 +133,8 @@ def test_config_command_prints_values_and_origins(tmp_path: Path,
     assert rows["backward_max"].split()[1:] == ["2.40", "km/h", "(1.49", "mph)", "file",
                                                 "(config.toml:5)"]
     assert rows["ready"].split()[1:] == ["key", "environment", "(RETROTREAD_READY)"]
-    assert rows["companion"].split()[1:] == ["false", "default"]
+    assert rows["companion"].split()[1:] == ["auto", "(on", "for", "a", "real", "machine)",
+                                             "default"]
     assert rows["password"].split()[1:] == ["***"] and "secret" not in out
     assert main(["config", "--path"]) == 0
     assert capsys.readouterr().out.strip() == str(path)
