@@ -153,12 +153,12 @@ def test_hold_to_start_on_a_real_machine(chromium: Any) -> None:
             time.sleep(0.05)
         starts = _companion_actions(live, UserCommand.START)
         assert len(starts) == 1, "a 2 s hold must send START once"
-        if starts[0].accepted:  # the session's START handling (hold-to-start) is in place
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and not any(
-                    isinstance(r, codec.StartOrResume) for r in live.wire()):
-                time.sleep(0.1)
-            assert any(isinstance(r, codec.StartOrResume) for r in live.wire())
+        assert starts[0].accepted, starts  # START from the page passes the start gate
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any(
+                isinstance(r, codec.StartOrResume) for r in live.wire()):
+            time.sleep(0.1)
+        assert any(isinstance(r, codec.StartOrResume) for r in live.wire())
 
 
 @pytest.mark.timeout(90)
