@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from retrotread.errors import RetrotreadError
+from retrotread.errors import UsageError
 from retrotread.recorder import (
     SessionLogError,
     default_log_dir,
@@ -43,7 +43,7 @@ NOT_A_FAULT_TRIGGERS = frozenset({"user_stop", "interrupted"})
 _STEM_TIME = re.compile(r"^(\d{8}-\d{6})")
 
 
-class SessionNotFoundError(RetrotreadError):
+class SessionNotFoundError(UsageError):
     """A SESSION argument that names no log (or more than one)."""
 
 
@@ -338,7 +338,8 @@ def add_history_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", type=Path, default=None, metavar="DIR",
                    help="log directory (default: $RETROTREAD_LOG_DIR or the user data dir)")
     p.add_argument("--json", action="store_true", help="one JSON array, for scripts")
-    p.add_argument("--units", choices=["mph", "km/h"], default="mph")
+    p.add_argument("--units", choices=["mph", "km/h"], default="mph",
+                   help="units for distances (default mph)")
 
 
 def run_history(args: argparse.Namespace) -> int:

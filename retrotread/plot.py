@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROFILE_SUFFIXES = (".yaml", ".yml")
+IMAGE_FORMATS = {"png": "png", "svg": "svg", "pdf": "pdf", "jpg": "jpeg", "jpeg": "jpeg"}
+"""``-o`` extension -> matplotlib format (JPEG is written through Pillow)."""
 BACKWARD_COLOUR = "#f4a261"
 WATCHDOG_COLOUR = "#d62828"
 
@@ -308,8 +310,11 @@ def add_plot_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="PROFILE|SESSION",
                    help="a profile (.yaml) to plot its plan, or a session (log path, id from "
                    "`retrotread history`, or `last`) to plot planned vs measured")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.png")
-    p.add_argument("--units", choices=["mph", "km/h"], default="mph")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
+                   help="the picture to write; its extension picks the format: "
+                   + ", ".join(f".{e}" for e in IMAGE_FORMATS) + " (JPEG through Pillow)")
+    p.add_argument("--units", choices=["mph", "km/h"], default="mph",
+                   help="units for speeds (default mph)")
     p.add_argument("--dir", type=Path, default=None, metavar="DIR",
                    help="log directory to look session ids up in")
 

@@ -230,7 +230,7 @@ def test_a_damaged_log_is_skipped_not_fatal(log_dir: Path,
 
 def test_cli_reports_an_unknown_session(log_dir: Path, capsys: pytest.CaptureFixture[str]
                                         ) -> None:
-    assert main(["export", "nope", "--dir", str(log_dir), "-o", "-"]) == 1
+    assert main(["export", "nope", "--dir", str(log_dir), "-o", "-"]) == 2
     assert "no session 'nope'" in capsys.readouterr().err
 
 
