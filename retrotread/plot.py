@@ -480,7 +480,8 @@ def draw(data: PlotData, units: str = "mph") -> tuple[Figure, Axes]:
 
     def mark(t: float, text: str, colour: str) -> None:
         axes.text(t * minutes, 0.98, text, transform=top_of, rotation=90, va="top",
-                  ha="right", fontsize=7, color=colour, clip_on=True)
+                  ha="right", fontsize=7, color=colour, clip_on=True,
+                  bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 1})
 
     for i, (a, b) in enumerate(data.backward_spans):
         axes.axvspan(a * minutes, b * minutes, color=BACKWARD_COLOUR, alpha=0.25, lw=0,
