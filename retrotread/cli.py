@@ -328,7 +328,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if strap is not None and strap.simulated and not device.simulated:
         raise UsageError("--hr-strap sim only works with the simulator (--device sim); "
                          "use --hr-strap ble:NAME for a real strap")
-    profile_path = find_profile(args.profile)
+    profile_path = find_profile(args.profile).resolve()  # the log names it from any folder
     ui = not args.no_ui and sys.stdout.isatty()
     options = RunOptions(
         device=device,

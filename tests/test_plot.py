@@ -13,8 +13,8 @@ import pytest
 from matplotlib.patches import Rectangle
 
 from retrotread.cli import main
-from retrotread.events import CommandSource, UserCommand
 from retrotread.envelope import Direction, MachineLimits
+from retrotread.events import CommandSource, UserCommand
 from retrotread.plan import HOLD, compile_plan
 from retrotread.plot import (
     WATCHDOG_COLOUR,
