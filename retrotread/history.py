@@ -88,6 +88,8 @@ class HistoryEntry:
     """How much faster than real time it ran (None: not recorded, an older log)."""
     last_belt: str | None = None
     """Running or incomplete: the last known belt state, in words."""
+    pid: int | None = None
+    """Running: the process writing it (from its log's lock)."""
 
     @property
     def completed(self) -> bool:
@@ -118,6 +120,8 @@ class HistoryEntry:
         data["path"] = str(self.path) if self.path else None
         data["started"] = self.started.isoformat() if self.started else None
         data["completed"] = self.completed
+        data["running"] = self.running
+        data["machine"] = self.machine
         return data
 
 
@@ -173,14 +177,17 @@ def _is_hr_trigger(trigger: str) -> bool:
 
 
 def entry_from_records(records: Sequence[Record], *, id: str, path: Path | None = None,
-                       session_index: int = 1, running_pid: int | None = None) -> HistoryEntry:
-    """Summarize one session's records into a :class:`HistoryEntry`. ``running_pid``: the
-    session is still being written by that live process (its log's lock is held)."""
+                       session_index: int = 1, running: bool = False,
+                       pid: int | None = None) -> HistoryEntry:
+    """Summarize one session's records into a :class:`HistoryEntry`. ``running``: the
+    session is still being written by a live process (``pid``; its log's lock is held)."""
     summary = summarize(records)
     outcome, reason = summary.outcome, summary.reason
-    if running_pid is not None and not summary.complete:
+    running = running and not summary.complete
+    if running:
         outcome = RUNNING
-        reason = f"in progress (pid {running_pid}); last known: {summary.last_belt}"
+        reason = (f"in progress{f' (pid {pid})' if pid else ''}; last known: "
+                  f"{summary.last_belt}")
     started = next((r for r in records if r.get("type") == "session_started"), {})
     watchdog = [r for r in records if r.get("type") == "watchdog"]
     heart_rate_limited = any(_is_hr_trigger(str(r.get("trigger", ""))) for r in watchdog)
@@ -223,6 +230,7 @@ def entry_from_records(records: Sequence[Record], *, id: str, path: Path | None 
         session_index=session_index,
         speedup=summary.speedup,
         last_belt=summary.last_belt,
+        pid=pid if running else None,
     )
 
 
@@ -271,7 +279,7 @@ def load_history(log_dir: Path | None = None) -> list[HistoryEntry]:
         for index, (sid, records) in enumerate(sessions, start=1):
             live = state == "running" and index == len(sessions)  # the last one is written
             entries.append(entry_from_records(records, id=sid, path=path, session_index=index,
-                                              running_pid=(pid or 0) if live else None))
+                                              running=live, pid=pid))
     return sort_entries(entries)
 
 
@@ -335,7 +343,9 @@ _OUTCOME_SHORT = {
 
 def describe_outcome(entry: HistoryEntry) -> str:
     text = _OUTCOME_SHORT.get(entry.outcome, entry.outcome)
-    if not entry.completed and entry.reason and not entry.running:
+    if entry.running:
+        text += f" (pid {entry.pid})" if entry.pid else ""
+    elif not entry.completed and entry.reason:
         text += f": {entry.reason}"
     flags = []
     if entry.heart_rate_limited:

@@ -190,7 +190,12 @@ def test_a_running_session_is_running_not_incomplete(writer: Any, tmp_path: Path
     assert entry.outcome == "running" and entry.running and not entry.completed
     assert f"pid {process.pid}" in entry.reason
     table = format_history_table([entry])
-    assert "running" in table and "INCOMPLETE" not in table and "told to stop" not in table
+    assert f"running (pid {process.pid})" in table
+    assert "INCOMPLETE" not in table and "told to stop" not in table
+    assert main(["history", "--dir", str(tmp_path), "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert listed["outcome"] == "running" and listed["running"] is True
+    assert listed["machine"] == "real" and listed["pid"] == process.pid
     # next leaves it out (it has not ended: it is no failed session).
     kept, left_out = sessions_that_count([entry])
     assert kept == [] and "1 session(s) still running" in left_out[0]
