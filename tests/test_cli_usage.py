@@ -54,6 +54,7 @@ def test_bad_options_exit_2_in_one_line(argv: list[str], tmp_path: Path,
     monkeypatch.setenv("RETROTREAD_LOG_DIR", str(tmp_path / "sessions"))
     monkeypatch.setenv("RETROTREAD_CONFIG", str(tmp_path / "none.toml"))
     monkeypatch.chdir(tmp_path)
+    status: int | str | None
     try:
         status = main(argv)
     except SystemExit as exc:  # argparse's own refusals

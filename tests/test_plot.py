@@ -203,7 +203,7 @@ def _lines(result: PlotResult, gid: str) -> list[Any]:
 
 def _patches(result: PlotResult, gid: str) -> list[tuple[float, float]]:
     return [(p.get_x() * 60, (p.get_x() + p.get_width()) * 60)
-            for p in result.axes.patches if p.get_gid() == gid]
+            for p in result.axes.patches if isinstance(p, Rectangle) and p.get_gid() == gid]
 
 
 def _user(records: list[dict[str, Any]], command: str) -> float:

@@ -26,6 +26,7 @@ from retrotread.progression import sessions_that_count
 from retrotread.recorder import lock_path, lock_state, read_session, summarize
 from tests.test_export import decode_fit
 from tests.test_history import FIRST_SESSION, real_logs, record_session_sync, retime  # noqa: F401
+from tests.test_recorder import FakeClock
 
 ROOT = Path(__file__).parent.parent
 SPEEDUP = 20.0
@@ -230,13 +231,8 @@ def test_a_second_writer_of_a_running_log_is_refused(writer: Any) -> None:
     from retrotread.recorder import SessionLogError, SessionRecorder
 
     process, log = writer
-
-    class Clock:
-        def now(self) -> float:
-            return 0.0
-
     with pytest.raises(SessionLogError, match=f"still running \\(pid {process.pid}\\)"), \
-            SessionRecorder(log, Clock()):
+            SessionRecorder(log, FakeClock()):
         pass
     assert lock_state(log) == ("running", process.pid)
     assert len(read_session(log)) == 4  # nothing was added
