@@ -199,8 +199,10 @@ def _add_after_workout(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     from retrotread import export, history, plot, progression
 
     p = sub.add_parser("history", help="list past sessions from the session logs",
-                       description="Past sessions, oldest first: date, profile, time, backward "
-                       "minutes, distance, and how each ended. The ids work with export and plot.")
+                       description="Past sessions, oldest first: date, profile, machine (real, "
+                       "sim, or sim Nx for a sped-up demo), time, backward minutes, distance, "
+                       "and how each ended (running while another terminal runs it). The ids "
+                       "work with export and plot.")
     history.add_history_arguments(p)
     p.set_defaults(handler=history.run_history)
     p = sub.add_parser("export", help="export a session as FIT, TCX or CSV",
@@ -208,10 +210,11 @@ def _add_after_workout(sub: argparse._SubParsersAction[argparse.ArgumentParser])
                        "or TCX, one lap per segment) or for a spreadsheet (CSV).")
     export.add_export_arguments(p)
     p.set_defaults(handler=export.run_export)
-    p = sub.add_parser("plot", help="plot planned vs measured speed as a PNG",
+    p = sub.add_parser("plot", help="plot planned vs measured speed (PNG, SVG, PDF, JPEG)",
                        description="Plot a profile's plan, or a session's measured speed over "
-                       "its plan, with backward walking shaded and turnarounds and watchdog "
-                       "actions marked.")
+                       "the plan as it was followed: backward walking shaded, pauses as gaps, "
+                       "skips as jumps, turnarounds marked, the stop named by who or what made "
+                       "it (you, a remote, the watchdog).")
     plot.add_plot_arguments(p)
     p.set_defaults(handler=plot.run_plot)
     p = sub.add_parser("next", help="write the next session's profile from your history",
