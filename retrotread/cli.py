@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from retrotread import __version__
-from retrotread.errors import ConfigError, ProfileError, RetrotreadError, SafetyError
+from retrotread.errors import (
+    ConfigError,
+    ProfileError,
+    RetrotreadError,
+    SafetyError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from retrotread.devices import DeviceSpec
@@ -72,7 +78,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--device", default=None, metavar="DEVICE",
                    help="sim (default), sim:PRESET (generic, walking-pad, home-treadmill, "
                    "coarse, strict-control), dircon://HOST:PORT, or ble:ADDRESS_OR_NAME")
-    p.add_argument("--speedup", type=float, default=1.0, metavar="N",
+    p.add_argument("--speedup", type=_positive_float, default=1.0, metavar="N",
                    help="play a simulated workout N times faster (demo; simulator only)")
     p.add_argument("--log", type=Path, default=None, metavar="PATH",
                    help="session log (JSON Lines); default: a new file in the user data dir")
@@ -148,6 +154,16 @@ def _add_sim(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="with --ble: the advertised name (default 'retrotread sim')")
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="retrotread", description=DESCRIPTION, epilog=EPILOG,
@@ -163,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check profile files",
                        description="Check workout profiles; one line per problem with "
                        "file:line:column and the field. Exit status 2 if any is invalid.")
-    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                   help="profile files (YAML) to check")
     p = sub.add_parser("schema", help="print the profile JSON Schema (for editors)",
                        description="Print the JSON Schema of workout profiles. Save it and "
                        "add this first line to a profile for completion and checks in editors "
@@ -175,10 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compile a profile into its plan (ramps and turnarounds "
                        "inserted, every speed inside the safety envelope) and print it.")
     p.add_argument("profile", metavar="PROFILE", help="a bundled profile's name or a path")
-    p.add_argument("--units", choices=["mph", "km/h"], default=None)
+    p.add_argument("--units", choices=["mph", "km/h"], default=None,
+                   help="units shown first (both are always shown; default mph)")
     p.add_argument("--device", default="sim", metavar="DEVICE",
                    help="quantize for this simulator preset's speed range (sim:PRESET)")
-    p.add_argument("--backward-max", type=float, default=None, metavar="MPH")
+    p.add_argument("--backward-max", type=float, default=None, metavar="MPH",
+                   help="lower the backward speed cap (1.0 to 2.0 mph; it can never be raised)")
     p = sub.add_parser("profiles", help="list the bundled profiles",
                        description="The profiles that come with retrotread: name, level, total "
                        "and backward minutes. Run one by name: retrotread run NAME.")
@@ -200,8 +219,10 @@ def _add_after_workout(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     from retrotread import export, history, plot, progression
 
     p = sub.add_parser("history", help="list past sessions from the session logs",
-                       description="Past sessions, oldest first: date, profile, time, backward "
-                       "minutes, distance, and how each ended. The ids work with export and plot.")
+                       description="Past sessions, oldest first: date, profile, machine (real, "
+                       "sim, or sim Nx for a sped-up demo), time, backward minutes, distance, "
+                       "and how each ended (running while another terminal runs it). The ids "
+                       "work with export and plot.")
     history.add_history_arguments(p)
     p.set_defaults(handler=history.run_history)
     p = sub.add_parser("export", help="export a session as FIT, TCX or CSV",
@@ -209,10 +230,11 @@ def _add_after_workout(sub: argparse._SubParsersAction[argparse.ArgumentParser])
                        "or TCX, one lap per segment) or for a spreadsheet (CSV).")
     export.add_export_arguments(p)
     p.set_defaults(handler=export.run_export)
-    p = sub.add_parser("plot", help="plot planned vs measured speed as a PNG",
+    p = sub.add_parser("plot", help="plot planned vs measured speed (PNG, SVG, PDF, JPEG)",
                        description="Plot a profile's plan, or a session's measured speed over "
-                       "its plan, with backward walking shaded and turnarounds and watchdog "
-                       "actions marked.")
+                       "the plan as it was followed: backward walking shaded, pauses as gaps, "
+                       "skips as jumps, turnarounds marked, the stop named by who or what made "
+                       "it (you, a remote, the watchdog).")
     plot.add_plot_arguments(p)
     p.set_defaults(handler=plot.run_plot)
     p = sub.add_parser("next", help="write the next session's profile from your history",
@@ -234,7 +256,10 @@ def _add_device_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     p = sub.add_parser("doctor", help="probe a treadmill and suggest a quirk file")
     scan_module.add_doctor_arguments(p)
     p.set_defaults(handler=scan_module.run_doctor)
-    p = sub.add_parser("monitor", help="watch a remote session over MQTT (read-only)")
+    p = sub.add_parser("monitor", help="watch a remote session over MQTT (read-only)",
+                       description="Follow a session running on another computer: its state, "
+                       "speeds and events as the running session publishes them over MQTT "
+                       "(run --mqtt URL). Read-only: monitor sends no commands.")
     mqtt_module.add_monitor_arguments(p)
     p.set_defaults(handler=mqtt_module.run_monitor)
 
@@ -337,10 +362,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(command_line=command_line_values(args))  # validates every value
     run = config.run
-    profile_path = find_profile(args.profile)
+    device = parse_device(run.device)
+    if args.speedup != 1.0 and not device.simulated:
+        raise UsageError(f"--speedup only works with the simulator (--device sim), not "
+                         f"{device}: a real belt runs in real time")
+    strap = parse_strap(args.hr_strap) if args.hr_strap is not None else None
+    if strap is not None and strap.simulated and not device.simulated:
+        raise UsageError("--hr-strap sim only works with the simulator (--device sim); "
+                         "use --hr-strap ble:NAME for a real strap")
+    profile_path = find_profile(args.profile).resolve()  # the log names it from any folder
     ui = not args.no_ui and sys.stdout.isatty()
     options = RunOptions(
-        device=parse_device(run.device),
+        device=device,
         speedup=args.speedup,
         log_path=args.log,
         ui=ui,
@@ -351,7 +384,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ready_gate=run.ready,
         mqtt_url=run.mqtt,
         mqtt_config=args.mqtt_config or config.mqtt_config_file(),
-        hr_strap=parse_strap(args.hr_strap) if args.hr_strap is not None else None,
+        hr_strap=strap,
         companion=run.companion,
         companion_bind=args.companion_bind,
         companion_required=args.companion_required,
@@ -360,8 +393,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"retrotread: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    if args.speedup <= 0:
-        raise RetrotreadError("--speedup must be a positive number")
     return asyncio.run(run_workout(profile_path, options))
 
 
@@ -419,7 +450,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
-    except SafetyError as exc:  # a limit that may not be loosened, or a machine unfit
+    except (SafetyError, UsageError) as exc:
+        # bad input, a limit that may not be loosened, a machine unfit for retro walking
         print(f"retrotread: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except RetrotreadError as exc:

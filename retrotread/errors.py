@@ -93,7 +93,12 @@ class SafetyError(RetrotreadError):
     """A request would leave the safety envelope (e.g. raising the backward ceiling)."""
 
 
-class DeviceSpecError(RetrotreadError):
+class UsageError(RetrotreadError):
+    """A bad option or value on the command line (an unknown session, a speed-up on a real
+    machine, an output format we cannot write): one line, exit status 2."""
+
+
+class DeviceSpecError(UsageError):
     """A --device string that cannot be understood."""
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retrotread.errors import RetrotreadError
+from retrotread.errors import RetrotreadError, UsageError
 from retrotread.history import Record, resolve_session, session_start
 from retrotread.recorder import summarize
 from retrotread.units import kmh_to_mph
@@ -119,6 +119,22 @@ class Activity:
     notes: list[str] = field(default_factory=list)
     pauses: list[Pause] = field(default_factory=list)
     device: str | None = None  # the treadmill, as the session log names it
+    simulated: bool = False
+    speedup: float = 1.0
+    """A sped-up simulator demo ran this many times faster than real time: its times are
+    the workout's own (``elapsed_s`` is what the plan's clock counted)."""
+
+    @property
+    def marker(self) -> str:
+        """``SIMULATED`` or ``SIMULATED 20x`` for a simulated session, else empty."""
+        if not self.simulated:
+            return ""
+        return "SIMULATED" + (f" {self.speedup:g}x" if abs(self.speedup - 1) > 1e-9 else "")
+
+    @property
+    def title(self) -> str:
+        """The name, marked when simulated: ``First session (SIMULATED 20x)``."""
+        return f"{self.name} ({self.marker})" if self.marker else self.name
 
     @property
     def timer_s(self) -> float:
@@ -174,6 +190,7 @@ def build_activity(records: Sequence[Record], name: str | None = None) -> Activi
         t0 = times[0]
     start = session_start(records) or datetime.datetime.now(datetime.UTC)
     start = start.astimezone(datetime.UTC)
+    speedup = summary.speedup if summary.speedup and summary.speedup > 0 else 1.0
 
     samples: list[Sample] = []
     first_distance: float | None = None
@@ -230,6 +247,11 @@ def build_activity(records: Sequence[Record], name: str | None = None) -> Activi
         lap.end_t = following.start_t if following is not None else end_t
         _fill_lap(lap, samples, pauses)
     distance = sum(lap.distance_m for lap in laps)
+    if speedup != 1.0:
+        # A sped-up demo played end_t seconds of workout in end_t / speedup of real time.
+        # Its timeline is the workout's own, laid out to end when the demo really ended:
+        # never a span that reaches past the real end (into the future).
+        start += datetime.timedelta(seconds=end_t / speedup - end_t)
     return Activity(
         start=start,
         name=name or summary.profile_name or "retrotread session",
@@ -241,6 +263,8 @@ def build_activity(records: Sequence[Record], name: str | None = None) -> Activi
         backward_s=summary.backward_s,
         pauses=pauses,
         device=str(started["device"]) if started and started.get("device") else None,
+        simulated=bool(summary.simulated),
+        speedup=speedup,
     )
 
 
@@ -372,8 +396,8 @@ def export_fit(activity: Activity, sport: str = "walking") -> bytes:
     descriptions = _facing_descriptions()
     encoder = Encoder(field_descriptions=descriptions)
 
-    def write(name: str, **fields: Any) -> None:
-        encoder.write_mesg({"mesg_num": num[name],
+    def write(message: str, **fields: Any) -> None:
+        encoder.write_mesg({"mesg_num": num[message],
                             **{k: v for k, v in fields.items() if v is not None}})
 
     start = activity.start
@@ -386,7 +410,10 @@ def export_fit(activity: Activity, sport: str = "walking") -> bytes:
           product=0, product_name="retrotread", software_version=version)
     if activity.device:
         write("DEVICE_INFO", timestamp=start, device_index=1, manufacturer="development",
-              product_name=activity.device[:40], descriptor="treadmill (FTMS)")
+              product_name=activity.device[:40],
+              descriptor=f"{activity.marker} treadmill" if activity.simulated
+              else "treadmill (FTMS)")
+    write("SPORT", sport=sport, sub_sport="treadmill", name=activity.title[:60])
     (desc,) = descriptions.values()
     write("DEVELOPER_DATA_ID", **desc["developer_data_id_mesg"])
     write("FIELD_DESCRIPTION", **desc["field_description_mesg"])
@@ -530,7 +557,7 @@ def export_tcx(activity: Activity, sport: str = "walking") -> str:
         if lap.avg_cadence_spm is not None:
             lx = sub(sub(xml_lap, "Extensions"), "LX", ns=TCX_EXT_NS)
             sub(lx, "AvgRunCadence", round(lap.avg_cadence_spm / 2), ns=TCX_EXT_NS)
-    sub(xml_activity, "Notes", f"{activity.name}: {activity.outcome}, "
+    sub(xml_activity, "Notes", f"{activity.title}: {activity.outcome}, "
         f"{activity.backward_s / 60:.1f} min backward (retrotread)")
     creator = sub(xml_activity, "Creator", **{f"{{{XSI_NS}}}type": "Device_t"})
     sub(creator, "Name", "retrotread")
@@ -547,11 +574,12 @@ def export_tcx(activity: Activity, sport: str = "walking") -> str:
 
 # --------------------------------------------------------------------------- CSV
 CSV_COLUMNS = ("time_s", "wall_time", "speed_kmh", "speed_mph", "distance_m",
-               "heart_rate_bpm", "target_kmh", "facing", "lap", "segment")
+               "heart_rate_bpm", "target_kmh", "facing", "lap", "segment", "simulated")
 
 
 def export_csv(activity: Activity) -> str:
-    """One row per telemetry sample; empty cells where a value is unknown."""
+    """One row per telemetry sample; empty cells where a value is unknown. The last column
+    marks a simulated session (``SIMULATED``, ``SIMULATED 20x``); empty on a treadmill."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -565,7 +593,7 @@ def export_csv(activity: Activity) -> str:
             "" if s.distance_m is None else f"{s.distance_m:.1f}",
             "" if s.heart_rate_bpm is None else s.heart_rate_bpm,
             "" if s.target_kmh is None else f"{s.target_kmh:.2f}",
-            s.facing, lap.index + 1, lap.label,
+            s.facing, lap.index + 1, lap.label, activity.marker,
         ])
     return buffer.getvalue()
 
@@ -596,10 +624,24 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
                    help="the activity's sport (sub-sport is always treadmill)")
     p.add_argument("--dir", type=Path, default=None, metavar="DIR",
                    help="log directory to look ids up in")
+    p.add_argument("--allow-simulated", action="store_true",
+                   help="export a session on the simulator too, marked SIMULATED, in the "
+                   "workout's own time (refused by default: a demo is not a workout)")
+
+
+def check_exportable(records: Sequence[Record], *, allow_simulated: bool = False) -> None:
+    """Refuse a simulated session unless asked (:class:`UsageError`)."""
+    summary = summarize(records)
+    if summary.simulated and not allow_simulated:
+        speed = (f" at {summary.speedup:g}x speed"
+                 if summary.speedup and abs(summary.speedup - 1) > 1e-9 else "")
+        raise UsageError(f"this session ran on the simulator{speed}, not a treadmill: not "
+                         "exported (--allow-simulated exports it, marked SIMULATED)")
 
 
 def run_export(args: argparse.Namespace) -> int:
     sid, records = resolve_session(args.session, args.dir)
+    check_exportable(records, allow_simulated=args.allow_simulated)
     data = export_session(records, args.fmt, args.sport)
     output: Path | None = args.output
     if output is not None and str(output) == "-":

@@ -22,12 +22,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from retrotread.errors import RetrotreadError
+from retrotread.errors import UsageError
 from retrotread.recorder import (
     SessionLogError,
     default_log_dir,
     format_clock,
     format_distance,
+    lock_state,
     read_session,
     summarize,
 )
@@ -43,7 +44,11 @@ NOT_A_FAULT_TRIGGERS = frozenset({"user_stop", "interrupted"})
 _STEM_TIME = re.compile(r"^(\d{8}-\d{6})")
 
 
-class SessionNotFoundError(RetrotreadError):
+RUNNING = "running"
+"""The outcome of a session whose process is still writing its log."""
+
+
+class SessionNotFoundError(UsageError):
     """A SESSION argument that names no log (or more than one)."""
 
 
@@ -79,10 +84,32 @@ class HistoryEntry:
     simulated: bool | None = None
     device: str | None = None
     session_index: int = 1  # 1-based position in its file
+    speedup: float | None = None
+    """How much faster than real time it ran (None: not recorded, an older log)."""
+    last_belt: str | None = None
+    """Running or incomplete: the last known belt state, in words."""
+    pid: int | None = None
+    """Running: the process writing it (from its log's lock)."""
 
     @property
     def completed(self) -> bool:
         return self.outcome == "completed"
+
+    @property
+    def running(self) -> bool:
+        """Still being written by a live process (its lock is held)."""
+        return self.outcome == RUNNING
+
+    @property
+    def machine(self) -> str:
+        """``real``, ``sim``, ``sim 20x`` (sped up), or ``?`` (an older log)."""
+        if self.simulated is None:
+            return "?"
+        if not self.simulated:
+            return "real"
+        if self.speedup is not None and abs(self.speedup - 1.0) > 1e-9:
+            return f"sim {self.speedup:g}x"
+        return "sim"
 
     @property
     def date(self) -> datetime.date | None:
@@ -93,6 +120,8 @@ class HistoryEntry:
         data["path"] = str(self.path) if self.path else None
         data["started"] = self.started.isoformat() if self.started else None
         data["completed"] = self.completed
+        data["running"] = self.running
+        data["machine"] = self.machine
         return data
 
 
@@ -148,9 +177,17 @@ def _is_hr_trigger(trigger: str) -> bool:
 
 
 def entry_from_records(records: Sequence[Record], *, id: str, path: Path | None = None,
-                       session_index: int = 1) -> HistoryEntry:
-    """Summarize one session's records into a :class:`HistoryEntry`."""
+                       session_index: int = 1, running: bool = False,
+                       pid: int | None = None) -> HistoryEntry:
+    """Summarize one session's records into a :class:`HistoryEntry`. ``running``: the
+    session is still being written by a live process (``pid``; its log's lock is held)."""
     summary = summarize(records)
+    outcome, reason = summary.outcome, summary.reason
+    running = running and not summary.complete
+    if running:
+        outcome = RUNNING
+        reason = (f"in progress{f' (pid {pid})' if pid else ''}; last known: "
+                  f"{summary.last_belt}")
     started = next((r for r in records if r.get("type") == "session_started"), {})
     watchdog = [r for r in records if r.get("type") == "watchdog"]
     heart_rate_limited = any(_is_hr_trigger(str(r.get("trigger", ""))) for r in watchdog)
@@ -172,8 +209,8 @@ def entry_from_records(records: Sequence[Record], *, id: str, path: Path | None 
         started=session_start(records, path),
         profile_name=summary.profile_name or "unknown workout",
         profile_path=started.get("profile_path"),
-        outcome=summary.outcome,
-        reason=summary.reason,
+        outcome=outcome,
+        reason=reason,
         elapsed_s=summary.elapsed_s,
         backward_s=summary.backward_s,
         distance_m=summary.distance_m,
@@ -191,6 +228,9 @@ def entry_from_records(records: Sequence[Record], *, id: str, path: Path | None 
         simulated=summary.simulated,
         device=summary.device,
         session_index=session_index,
+        speedup=summary.speedup,
+        last_belt=summary.last_belt,
+        pid=pid if running else None,
     )
 
 
@@ -235,8 +275,11 @@ def load_history(log_dir: Path | None = None) -> list[HistoryEntry]:
         except SessionLogError as exc:
             log.warning("skipping %s", exc)
             continue
+        state, pid = lock_state(path)
         for index, (sid, records) in enumerate(sessions, start=1):
-            entries.append(entry_from_records(records, id=sid, path=path, session_index=index))
+            live = state == "running" and index == len(sessions)  # the last one is written
+            entries.append(entry_from_records(records, id=sid, path=path, session_index=index,
+                                              running=live, pid=pid))
     return sort_entries(entries)
 
 
@@ -294,12 +337,15 @@ _OUTCOME_SHORT = {
     "interrupted": "interrupted",
     "error": "error",
     "incomplete": "INCOMPLETE",
+    RUNNING: "running",
 }
 
 
 def describe_outcome(entry: HistoryEntry) -> str:
     text = _OUTCOME_SHORT.get(entry.outcome, entry.outcome)
-    if not entry.completed and entry.reason:
+    if entry.running:
+        text += f" (pid {entry.pid})" if entry.pid else ""
+    elif not entry.completed and entry.reason:
         text += f": {entry.reason}"
     flags = []
     if entry.heart_rate_limited:
@@ -317,19 +363,24 @@ def format_history_table(entries: Sequence[HistoryEntry], units: str = "mph") ->
     """The ``retrotread history`` table, oldest first."""
     if not entries:
         return "no sessions yet"
-    rows = [("id", "date", "profile", "time", "backward", "distance", "outcome")]
+    rows = [("id", "date", "profile", "machine", "time", "backward", "distance", "outcome")]
     for e in entries:
         when = e.started.astimezone().strftime("%Y-%m-%d %H:%M") if e.started else "?"
-        rows.append((e.id, when, e.profile_name, format_clock(e.elapsed_s),
+        rows.append((e.id, when, e.profile_name, e.machine, format_clock(e.elapsed_s),
                      f"{e.backward_s / 60:.1f} min", format_distance(e.distance_m, units),
                      describe_outcome(e)))
-    widths = [max(len(row[i]) for row in rows) for i in range(6)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:6], widths, strict=True))
-             + "  " + row[6] for row in rows]
-    lines.insert(1, "-" * min(120, sum(widths) + 2 * 6 + 10))
-    total_backward = sum(e.backward_s for e in entries)
+    columns = len(rows[0]) - 1
+    widths = [max(len(row[i]) for row in rows) for i in range(columns)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:columns], widths, strict=True))
+             + "  " + row[columns] for row in rows]
+    lines.insert(1, "-" * min(120, sum(widths) + 2 * columns + 10))
+    real = [e for e in entries if e.simulated is not True]
     lines.append("")
-    lines.append(f"{len(entries)} session(s), {total_backward / 60:.1f} min backward in all")
+    summary = (f"{len(entries)} session(s), {sum(e.backward_s for e in real) / 60:.1f} min "
+               "backward in all")
+    if len(real) < len(entries):
+        summary += f" (not counting {len(entries) - len(real)} simulated)"
+    lines.append(summary)
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -338,7 +389,8 @@ def add_history_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", type=Path, default=None, metavar="DIR",
                    help="log directory (default: $RETROTREAD_LOG_DIR or the user data dir)")
     p.add_argument("--json", action="store_true", help="one JSON array, for scripts")
-    p.add_argument("--units", choices=["mph", "km/h"], default="mph")
+    p.add_argument("--units", choices=["mph", "km/h"], default="mph",
+                   help="units for distances (default mph)")
 
 
 def run_history(args: argparse.Namespace) -> int:

@@ -145,6 +145,23 @@ def planned_speed(envelope: Envelope, direction: Direction, speed_kmh: float) ->
     return max(quantized, envelope.floor_kmh())
 
 
+def speed_change_note(envelope: Envelope, seg: SegmentLike, target_kmh: float) -> str | None:
+    """A note for a segment whose speed changes by a step the person would notice (one
+    machine increment or more), saying why; ``None`` for mere rounding to the machine's
+    speed step (3.22 km/h run as 3.2 km/h on a 0.1 km/h machine says nothing)."""
+    increment = envelope.machine.increment_kmh
+    if abs(target_kmh - seg.speed_kmh) < increment - 1e-9:
+        return None
+    asked, runs = _speed(seg.speed_kmh, "km/h"), _speed(target_kmh, "km/h")
+    if target_kmh < seg.speed_kmh:
+        ceiling = envelope.ceiling_kmh(seg.direction)
+        why = (f"the {seg.direction.value} limit for this run"
+               if target_kmh >= ceiling - increment / 2 else "the machine's speed step")
+    else:
+        why = "the machine's lowest speed"
+    return f"{seg.label}: runs at {runs} instead of {asked} ({why})"
+
+
 def compile_segments(
     segments: Sequence[SegmentLike],
     envelope: Envelope,
@@ -176,10 +193,9 @@ def compile_segments(
 
     for seg in segments:
         target = planned_speed(envelope, seg.direction, seg.speed_kmh)
-        clamped = envelope.clamp(seg.direction, seg.speed_kmh)
-        if abs(clamped - seg.speed_kmh) >= 0.005:
-            notes.append(f"{seg.label}: {seg.speed_kmh:.2f} km/h is outside the envelope facing"
-                         f" {seg.direction.value}; commanded as {target:.2f} km/h")
+        note = speed_change_note(envelope, seg, target)
+        if note and note not in notes:  # a repeated segment is noted once
+            notes.append(note)
         if facing is not None and seg.direction is not facing:
             # Turnaround: ramp down, stand still while the person turns, count down.
             stop_s = _ramp_s(current_kmh, 0.0, envelope.ramp_stop_kmh_per_s)

@@ -449,6 +449,29 @@ def add_next_arguments(p: argparse.ArgumentParser) -> None:
                    help="write the profile here (default: standard output)")
     p.add_argument("--today", type=datetime.date.fromisoformat, default=None,
                    metavar="YYYY-MM-DD", help="plan as if today were this date")
+    p.add_argument("--include-simulated", action="store_true",
+                   help="count sessions on the simulator too (by default only sessions on a "
+                   "real treadmill shape the next one)")
+
+
+def sessions_that_count(history: Sequence[Any], *, include_simulated: bool = False
+                        ) -> tuple[list[Any], list[str]]:
+    """The past sessions the progression builds on, and what was left out, in words: a
+    session still running (it has not ended yet), and simulated sessions unless
+    ``include_simulated`` (a demo on the simulator is not training)."""
+    running = [e for e in history if getattr(e, "running", False)]
+    simulated = [e for e in history if not getattr(e, "running", False)
+                 and getattr(e, "simulated", None) is True]
+    kept = [e for e in history if e not in running
+            and (include_simulated or e not in simulated)]
+    left_out = []
+    if running:
+        left_out.append(f"{len(running)} session(s) still running ("
+                        + ", ".join(e.id for e in running) + ")")
+    if simulated and not include_simulated:
+        left_out.append(f"{len(simulated)} simulated session(s) (--include-simulated "
+                        "counts them)")
+    return kept, left_out
 
 
 def run_next(args: argparse.Namespace) -> int:
@@ -459,7 +482,10 @@ def run_next(args: argparse.Namespace) -> int:
 
     rules = load_rules(args.rules)
     today = args.today or datetime.date.today()
-    entries = load_history(args.dir)
+    entries, left_out = sessions_that_count(load_history(args.dir),
+                                            include_simulated=args.include_simulated)
+    for what in left_out:
+        print(f"next: left out {what}", file=sys.stderr)
     decision = decide(entries, rules, today)
     text = profile_yaml(profile_for(decision, rules, today))
     try:

@@ -24,13 +24,19 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable
+import socket
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
 import platformdirs
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: the pid decides
+    fcntl = None  # type: ignore[assignment]
 
 from retrotread.clock import Clock
 from retrotread.errors import RetrotreadError
@@ -82,11 +88,17 @@ class SessionRecorder:
     """Writes a session's events to ``path`` (appending). Use it as a context manager,
     subscribe it to the event bus, and run :meth:`flush_loop` as a task."""
 
-    def __init__(self, path: Path, clock: Clock, *, flush_interval_s: float = 0.5) -> None:
+    def __init__(self, path: Path, clock: Clock, *, flush_interval_s: float = 0.5,
+                 speedup: float | None = None) -> None:
         if flush_interval_s <= 0:
             raise ValueError("flush_interval_s must be positive")
         self.path = Path(path)
         self.clock = clock
+        self.speedup = float(speedup if speedup is not None
+                             else getattr(clock, "speedup", 1.0))
+        """How much faster than real time the log's clock ran (a sped-up simulator demo);
+        written into the ``session_started`` record."""
+        self.lock = SessionLock(self.path)
         self.flush_interval_s = min(flush_interval_s, MAX_FLUSH_INTERVAL_S)
         self.records_written = 0
         self.dropped_records = 0
@@ -98,7 +110,12 @@ class SessionRecorder:
     # --- context manager --------------------------------------------------------------
     def __enter__(self) -> SessionRecorder:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")
+        self.lock.acquire()
+        try:
+            self._file = open(self.path, "a", encoding="utf-8")
+        except BaseException:
+            self.lock.release()
+            raise
         header = {
             "type": "log_header",
             "format": LOG_FORMAT,
@@ -119,7 +136,13 @@ class SessionRecorder:
         self.close()
 
     def close(self) -> None:
-        """Write what is left, fsync and close. Safe to call twice."""
+        """Write what is left, fsync and close, then release the lock. Safe to call twice."""
+        try:
+            self._close_file()
+        finally:
+            self.lock.release()
+
+    def _close_file(self) -> None:
         if self._file is None:
             self._closed = True
             return
@@ -144,7 +167,10 @@ class SessionRecorder:
             if self._closed:
                 self.dropped_records += 1
                 return
-            self._buffer.append(_encode(event.to_record()))
+            record = event.to_record()
+            if event.kind == "session_started":
+                record.setdefault("speedup", self.speedup)
+            self._buffer.append(_encode(record))
             if event.kind in _FLUSH_AT_ONCE:
                 self.flush()
         except Exception as exc:  # the control loop must never see a log failure
@@ -182,6 +208,104 @@ class SessionRecorder:
             self._error_logged = True
             log.error("cannot write the session log %s: %s (the workout goes on; "
                       "dropped records are counted)", self.path, exc)
+
+
+# --------------------------------------------------------------------------- the lock
+LOCK_SUFFIX = ".lock"
+
+
+def lock_path(log_path: Path | str) -> Path:
+    """The lock next to a session log: ``<log>.jsonl.lock``."""
+    log_path = Path(log_path)
+    return log_path.with_name(log_path.name + LOCK_SUFFIX)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    except OSError:
+        return False
+    return True
+
+
+class SessionLock:
+    """Held by a running session beside its log: a file with the pid (JSON), locked with
+    ``flock`` where the platform has it, removed when the session ends.
+
+    A lock whose process died is *stale*: the kernel released the ``flock``, the pid is
+    gone. :func:`lock_state` tells the two apart. A lock that cannot be written (a read-only
+    folder) is a warning, never a reason not to run."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.path = lock_path(log_path)
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            log.warning("cannot write the session lock %s: %s", self.path, exc)
+            return
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                owner = read_lock(self.path).get("pid", "?")
+                raise SessionLogError(
+                    f"{self.path.with_suffix('')} is being written by a session that is "
+                    f"still running (pid {owner}); give another --log") from None
+        owner = {"pid": os.getpid(), "host": socket.gethostname(),
+                 "since": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(owner).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        self._fd = None
+
+
+def read_lock(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def lock_state(log_path: Path | str) -> tuple[str, int | None]:
+    """``("none" | "running" | "stale", pid)`` for the lock beside ``log_path``."""
+    path = lock_path(log_path)
+    if not path.exists():
+        return "none", None
+    owner = read_lock(path)
+    pid = owner.get("pid") if isinstance(owner.get("pid"), int) else None
+    if fcntl is not None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return "none", pid
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return "running", pid  # held: its process is alive
+        finally:
+            os.close(fd)
+        return "stale", pid
+    if pid is not None and owner.get("host") in (None, socket.gethostname()) \
+            and _pid_alive(pid):
+        return "running", pid
+    return "stale", pid
 
 
 # --------------------------------------------------------------------------- reading
@@ -249,6 +373,11 @@ class SessionSummary:
     max_heart_rate_bpm: int | None = None
     planned_s: float | None = None
     wall_time: str | None = None
+    speedup: float | None = None
+    """How much faster than real time the session ran (None: a log from before this was
+    recorded; 1.0 unless it was a sped-up simulator demo)."""
+    last_belt: str | None = None
+    """For a log without an end: the last known belt state, in words."""
 
     @property
     def complete(self) -> bool:
@@ -324,6 +453,7 @@ def summarize(records: Iterable[dict[str, Any]]) -> SessionSummary:
     if t_start is None and times:
         t_start = times[0]
 
+    last_belt: str | None = None
     if finished is not None:
         outcome = str(finished.get("outcome", "error"))
         reason = str(finished.get("reason", ""))
@@ -334,8 +464,9 @@ def summarize(records: Iterable[dict[str, Any]]) -> SessionSummary:
         stop_acknowledged: bool | None = bool(finished.get("stop_acknowledged"))
     else:
         outcome = "incomplete"
-        reason = "the log ends without a session_finished record (the program stopped " \
-                 "abruptly); the belt may not have been told to stop"
+        last_belt = describe_last_belt(records, t_start)
+        reason = ("the program stopped without finishing the log; last known: "
+                  f"{last_belt}; the log does not say the belt was told to stop")
         elapsed = max(0.0, times[-1] - t_start) if times and t_start is not None else 0.0
         backward = backward_est
         distances = [d for r in telemetry if (d := _num(r.get("distance_m"))) is not None]
@@ -368,7 +499,38 @@ def summarize(records: Iterable[dict[str, Any]]) -> SessionSummary:
         max_heart_rate_bpm=int(max(heart_rates)) if heart_rates else None,
         planned_s=_num(started.get("total_s")) if started else None,
         wall_time=header.get("wall_time") if header else None,
+        speedup=_num(started.get("speedup")) if started else None,
+        last_belt=last_belt,
     )
+
+
+def describe_last_belt(records: Sequence[dict[str, Any]], t_start: float | None) -> str:
+    """The last thing the log knows about the belt: its last reading and the last command
+    (a log cut off by a crash), e.g. ``belt at 1.6 km/h (1.0 mph) facing backward at 3:12;
+    last command: Stop at 3:13``."""
+    t0 = t_start or 0.0
+    reading = next((r for r in reversed(records) if r.get("type") == "telemetry"
+                    and _num(r.get("speed_kmh")) is not None), None)
+    command = next((r for r in reversed(records) if r.get("type") == "command"), None)
+    parts = []
+    if reading is not None:
+        speed = float(reading["speed_kmh"])
+        at = format_clock((_num(reading.get("t")) or t0) - t0)
+        if speed <= _STOPPED_KMH:
+            parts.append(f"belt stopped at {at}")
+        else:
+            parts.append(f"belt at {speed:.1f} km/h ({kmh_to_mph(speed):.1f} mph) facing "
+                         f"{reading.get('facing', '?')} at {at}")
+    else:
+        parts.append("no belt reading")
+    if command is not None:
+        what = {"StopOrPause": "Stop or pause", "StartOrResume": "Start"}.get(
+            str(command.get("op")), str(command.get("op")))
+        if command.get("op") == "SetTargetSpeed" and _num(command.get("speed_kmh")) is not None:
+            what = f"speed {float(command['speed_kmh']):.1f} km/h"
+        parts.append(f"last command: {what} at "
+                     f"{format_clock((_num(command.get('t')) or t0) - t0)}")
+    return "; ".join(parts)
 
 
 # --------------------------------------------------------------------------- formatting
@@ -403,12 +565,19 @@ _OUTCOME_TEXT = {
 }
 
 
+def describe_simulated(speedup: float | None) -> str:
+    """`` (simulated)`` or `` (simulated, 20x faster)``."""
+    if speedup is not None and abs(speedup - 1.0) > 1e-9:
+        return f" (simulated, {speedup:g}x faster)"
+    return " (simulated)"
+
+
 def format_summary(summary: SessionSummary, units: str = "mph") -> str:
     """A few lines for a person: what was done and how it ended."""
     name = summary.profile_name or "unknown workout"
     where = summary.device or "unknown device"
     if summary.simulated:
-        where += " (simulated)"
+        where += describe_simulated(summary.speedup)
     outcome = _OUTCOME_TEXT.get(summary.outcome, summary.outcome)
     lines = [f"Session summary: {name} on {where}"]
     lines.append(f"  Outcome:   {outcome}" + (f": {summary.reason}" if summary.reason else ""))

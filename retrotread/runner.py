@@ -26,7 +26,7 @@ from retrotread.envelope import (
     Envelope,
     MachineLimits,
 )
-from retrotread.errors import RetrotreadError
+from retrotread.errors import RetrotreadError, UsageError
 from retrotread.events import Event, EventBus, Outcome, TurnaroundPhase
 from retrotread.gatt import GattServer, Link
 from retrotread.session import SegmentInfo, Session, SessionResult, SessionSettings
@@ -351,13 +351,13 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
     out = options.out
     simulated = options.device.simulated
     if options.speedup != 1.0 and not simulated:
-        raise RetrotreadError("--speedup only works with the simulator (--device sim)")
+        raise UsageError("--speedup only works with the simulator (--device sim)")
     strap_spec = options.hr_strap
     if strap_spec is not None and strap_spec.simulated and not simulated:
-        raise RetrotreadError("--hr-strap sim only works with the simulator (--device sim); "
+        raise UsageError("--hr-strap sim only works with the simulator (--device sim); "
                               "use --hr-strap ble:NAME for a real strap")
     if strap_spec is not None and strap_spec.kind not in ("sim", "ble"):
-        raise RetrotreadError(f"--hr-strap {strap_spec}: a heart-rate strap is ble:NAME "
+        raise UsageError(f"--hr-strap {strap_spec}: a heart-rate strap is ble:NAME "
                               "or sim")
     import datetime
 

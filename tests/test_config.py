@@ -167,7 +167,9 @@ def test_the_file_sets_what_run_does(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert main(["plan", "first-session", "--units", "km/h"]) == 0
     default = capsys.readouterr().out
     assert capped != default
-    assert "1.61" in capped  # 1.0 mph, on the FTMS step at or above it
+    # 1.0 mph (1.61 km/h, the FTMS step at or above it), on the machine's 0.1 km/h step
+    assert "backward ceiling 1.60 km/h" in capped
+    assert "backward ceiling 3.20 km/h" in default
     for mph in ("1.0", "2.0"):  # both ends of the documented range are accepted
         assert main(["plan", "first-session", "--backward-max", mph]) == 0
 

@@ -279,15 +279,15 @@ def test_cli_export_every_format(log_dir: Path, tmp_path: Path,  # noqa: F811
                                  capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out.fit"
     assert main(["export", "20250301", "--dir", str(log_dir), "--format", "fit",
-                 "-o", str(out)]) == 0
+                 "--allow-simulated", "-o", str(out)]) == 0
     assert len(decode_fit(out.read_bytes())["lap"]) == 8
     monkeypatch.chdir(tmp_path)
-    assert main(["export", "last", "--dir", str(log_dir), "-f", "tcx"]) == 0
+    assert main(["export", "last", "--dir", str(log_dir), "-f", "tcx", "--allow-simulated"]) == 0
     tcx = tmp_path / "20250305-080000-first-session.tcx"
     check_tcx_structure(ET.parse(tcx).getroot())
     capsys.readouterr()
     path = log_dir / "20250303-080000-first-session.jsonl"
-    assert main(["export", str(path), "-f", "csv", "-o", "-"]) == 0
+    assert main(["export", str(path), "-f", "csv", "-o", "-", "--allow-simulated"]) == 0
     assert capsys.readouterr().out.startswith("time_s,wall_time,speed_kmh")
 
 

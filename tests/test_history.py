@@ -19,7 +19,7 @@ import looptime
 import pytest
 
 from retrotread.cli import main
-from retrotread.clock import LoopClock
+from retrotread.clock import LoopClock, ScaledClock
 from retrotread.devices import DeviceSpec
 from retrotread.events import EventBus
 from retrotread.history import (
@@ -44,10 +44,12 @@ Scenario = Callable[[SimulatedTreadmill, Session], Awaitable[None]]
 
 
 async def record_session(profile_path: Path, log_path: Path, *,
-                         scenario: Scenario | None = None, noise_kmh: float = 0.03) -> None:
-    """Run ``profile_path`` on the simulator and write its session log to ``log_path``."""
+                         scenario: Scenario | None = None, noise_kmh: float = 0.03,
+                         speedup: float = 1.0) -> None:
+    """Run ``profile_path`` on the simulator and write its session log to ``log_path``
+    (``speedup``: a sped-up demo, as ``run --speedup`` plays it)."""
     profile = load_profile(profile_path)
-    clock = LoopClock()
+    clock: LoopClock | ScaledClock = ScaledClock(speedup) if speedup != 1.0 else LoopClock()
     bus = EventBus()
     tasks: list[asyncio.Future[None]] = []
     with SessionRecorder(log_path, clock) as recorder:
@@ -59,18 +61,21 @@ async def record_session(profile_path: Path, log_path: Path, *,
 
             await run_profile(profile, link_factory=LinkFactory(DeviceSpec("sim", "generic"), sim),
                               clock=clock, bus=bus, simulated=True,
-                              profile_path=str(profile_path), on_session=on_session)
+                              profile_path=str(profile_path), on_session=on_session,
+                              speedup=speedup,
+                              stall_clock=LoopClock() if speedup != 1.0 else None)
             for task in tasks:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
 
 def record_session_sync(profile_path: Path, log_path: Path, *,
-                        scenario: Scenario | None = None) -> Path:
+                        scenario: Scenario | None = None, speedup: float = 1.0) -> Path:
     """:func:`record_session` on a fresh event loop in virtual time (for fixtures)."""
     loop = looptime.new_event_loop(noop_cycles=1)
     try:
-        loop.run_until_complete(record_session(profile_path, log_path, scenario=scenario))
+        loop.run_until_complete(record_session(profile_path, log_path, scenario=scenario,
+                                               speedup=speedup))
     finally:
         loop.close()
     return log_path
@@ -230,7 +235,7 @@ def test_a_damaged_log_is_skipped_not_fatal(log_dir: Path,
 
 def test_cli_reports_an_unknown_session(log_dir: Path, capsys: pytest.CaptureFixture[str]
                                         ) -> None:
-    assert main(["export", "nope", "--dir", str(log_dir), "-o", "-"]) == 1
+    assert main(["export", "nope", "--dir", str(log_dir), "-o", "-"]) == 2
     assert "no session 'nope'" in capsys.readouterr().err
 
 

@@ -237,7 +237,7 @@ def test_next_from_real_simulator_logs(real_logs: dict[str, Path],  # noqa: F811
     shutil.copy(real_logs["first"], folder)  # first-session.yaml: 2.5 min backward, done
     out = tmp_path / "next.yaml"
     assert main(["next", "--dir", str(folder), "-o", str(out), "--today", "2025-03-03",
-                 "--rules", str(RULES_FILE)]) == 0
+                 "--rules", str(RULES_FILE), "--include-simulated"]) == 0
     assert "went well" in capsys.readouterr().err
     first_next = load_profile(out)
     assert first_next.backward_seconds() == 210  # 2.5 + 1 min
@@ -251,14 +251,16 @@ def test_next_from_real_simulator_logs(real_logs: dict[str, Path],  # noqa: F811
     assert walked.outcome == "completed"
     assert walked.prescribed_backward_s == 210
     assert walked.backward_s == pytest.approx(210, abs=20)
-    assert main(["next", "--dir", str(folder), "-o", str(out), "--today", "2025-03-07"]) == 0
+    assert main(["next", "--dir", str(folder), "-o", str(out), "--today", "2025-03-07",
+                 "--include-simulated"]) == 0
     assert load_profile(out).backward_seconds() == 270
 
     # A session stopped by the watchdog: hold.
     shutil.copy(real_logs["fault"], folder / "20250308-080000-first-session.jsonl")
     retime(folder / "20250308-080000-first-session.jsonl",
            datetime.datetime(2025, 3, 8, 8, 0, tzinfo=datetime.UTC))
-    assert main(["next", "--dir", str(folder), "--today", "2025-03-09"]) == 0
+    assert main(["next", "--dir", str(folder), "--today", "2025-03-09",
+                 "--include-simulated"]) == 0
     captured = capsys.readouterr()
     assert "hold" in captured.err and "watchdog" in captured.err
     held = load_profile_text(captured.out, "<stdout>")

@@ -120,7 +120,10 @@ def test_round_trip_with_header(tmp_path: Path) -> None:
     assert header["version"] == 1
     assert header["t"] == 100.0
     assert datetime.datetime.fromisoformat(header["wall_time"]).tzinfo is not None
-    assert records[1:] == [event.to_record() for event in events]
+    expected = [event.to_record() for event in events]
+    expected[0]["speedup"] = 1.0  # the recorder adds its clock's rate to session_started
+    assert records[1:] == expected
+    assert not (tmp_path / "s.jsonl.lock").exists()  # released when the session ended
     # compact separators, one record per line
     first_event_line = path.read_text().splitlines()[1]
     assert '", "' not in first_event_line and '": ' not in first_event_line
