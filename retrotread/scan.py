@@ -197,6 +197,20 @@ def run_scan(args: argparse.Namespace, *, scanner_backend: Any = None,
 # ====================================================================== doctor
 START_SPEED_LIMIT_KMH = math.floor(1.0 * KMH_PER_MPH * 100) / 100  # 1.60: a ceiling, rounded down
 SPEED_TOLERANCE_KMH = 0.06
+SETTLED_SAMPLES = 4
+SETTLED_SPREAD_KMH = 0.12
+"""Reported speeds jitter (a real belt's sensor, the simulator's noise): a settled belt is
+4 samples within 0.12 km/h of each other."""
+LINK_DROP_S = 2.0
+"""How long the link stays closed in the link-drop test."""
+LINK_DROP_WATCH_S = 8.0
+"""After reconnecting, how long the belt has to stop by itself."""
+NOT_TESTED = (
+    "whether Start sent to a moving belt pauses it: never sent, by doctor or by a workout "
+    "(retrotread never sends Start to a moving belt, so the answer would change nothing, "
+    "and what an unknown machine does then, pause, restart its program or jump to a preset "
+    "speed, is not worth finding out with the belt running)",
+)
 
 
 @dataclass
@@ -226,6 +240,8 @@ class DoctorReport:
     motion_tested: bool = False
     steps: list[ProbeStep] = field(default_factory=list)
     statuses: list[str] = field(default_factory=list)
+    not_tested: list[str] = field(default_factory=list)
+    """Behaviours the belt test leaves out, each with the reason."""
     max_reply_s: float | None = None
     quirks: Quirks = field(default_factory=Quirks)
     known_quirk_files: list[str] = field(default_factory=list)
@@ -295,18 +311,24 @@ class _Probe:
         latest = self.t.latest
         return latest.data.speed_kmh if latest is not None else None
 
-    async def wait_for_speed(self, target: float, timeout_s: float) -> float | None:
-        """Seconds until telemetry shows ``target`` (None if it never does)."""
+    async def wait_for_speed(self, target: float, timeout_s: float,
+                             since_s: float | None = None) -> float | None:
+        """Seconds until telemetry (newer than ``since_s``) shows ``target`` (None if it
+        never does)."""
         start = self.clock.now()
         while self.clock.now() - start <= timeout_s:
-            speed = self.speed()
+            latest = self.t.latest
+            fresh = latest is not None and (since_s is None or latest.time_s > since_s)
+            speed = self.speed() if fresh else None
             if speed is not None and abs(speed - target) <= SPEED_TOLERANCE_KMH:
                 return self.clock.now() - start
             await asyncio.sleep(0.25)
         return None
 
     async def settle(self, timeout_s: float) -> float | None:
-        """The speed once telemetry shows a moving belt holding still (3 equal samples)."""
+        """The speed once telemetry shows a moving belt holding still (the mean of
+        :data:`SETTLED_SAMPLES` samples within :data:`SETTLED_SPREAD_KMH`, so that the
+        reported speed's own jitter does not hide a settled belt)."""
         start = self.clock.now()
         samples: list[float] = []
         last_time: float | None = None
@@ -315,11 +337,30 @@ class _Probe:
             if latest is not None and latest.time_s != last_time:
                 last_time = latest.time_s
                 samples.append(latest.data.speed_kmh or 0.0)
-                tail = samples[-3:]
-                if len(tail) == 3 and tail[-1] > 0.05 and max(tail) - min(tail) <= 0.02:
-                    return tail[-1]
+                tail = samples[-SETTLED_SAMPLES:]
+                if (len(tail) == SETTLED_SAMPLES and min(tail) > 0.05
+                        and max(tail) - min(tail) <= SETTLED_SPREAD_KMH):
+                    return round(sum(tail) / len(tail), 2)
             await asyncio.sleep(0.25)
         return samples[-1] if samples else None
+
+    async def start_belt(self, what: str) -> float | None:
+        """Start (the belt is stopped) and return the speed it settles at (None: it did
+        not start)."""
+        if not self.t.has_control:
+            await self.command("Request Control", codec.RequestControl())
+        self.started = True
+        self.say("  starting the belt (the belt is empty; the safety key is clipped)")
+        step = await self.command(what, codec.StartOrResume())
+        if step.result != "success":
+            return None
+        started = await self.settle(15.0)
+        step.observed = f"belt settled at {started:.2f} km/h" if started else "belt never moved"
+        self.say(f"    {step.observed}")
+        if started is None or started <= 0.05:
+            self.report.notes.append("Start was answered but the belt did not move within 15 s")
+            return None
+        return started
 
     async def run(self) -> None:
         t, report = self.t, self.report
@@ -361,30 +402,44 @@ class _Probe:
         high = round(accepted + increment, 2)
         if high > START_SPEED_LIMIT_KMH + 1e-9:
             high = accepted
-        if high != accepted:
-            await self.command(f"Set Target Speed {high:.2f} km/h (belt stopped)",
-                               codec.SetTargetSpeed(speed_kmh=high))
-        # 2. Start
-        self.started = True
-        self.say("  starting the belt (the belt is empty; the safety key is clipped)")
-        step = await self.command("Start or Resume", codec.StartOrResume())
-        if step.result != "success":
+        # 2. a speed set before Start, as far above the floor as 1.0 mph allows, so that
+        #    the belt plainly shows whether Start used it
+        before_start = round(accepted + increment * math.floor(
+            (START_SPEED_LIMIT_KMH - accepted) / increment + 1e-6), 2)
+        echoed = False
+        if before_start > accepted:
+            mark = len(self.statuses)
+            await self.command(f"Set Target Speed {before_start:.2f} km/h (belt stopped)",
+                               codec.SetTargetSpeed(speed_kmh=before_start))
+            await asyncio.sleep(0.5)  # its Target Speed Changed status, if it sends one
+            echoed = any(isinstance(s, codec.TargetSpeedChanged) and s.speed_kmh is not None
+                         and abs(s.speed_kmh - before_start) <= 0.01
+                         for s in self.statuses[mark:])
+        else:
+            report.not_tested.append(
+                f"whether Start uses the speed set before it: {accepted:.2f} km/h is its only "
+                "speed at or below 1.0 mph")
+        # 3. Start
+        started = await self.start_belt("Start or Resume")
+        if started is None:
             return
-        started = await self.settle(15.0)
-        step.observed = f"belt settled at {started:.2f} km/h" if started else "belt never moved"
-        self.say(f"    {step.observed}")
-        if started is None or started <= 0.05:
-            report.notes.append("Start was answered but the belt did not move within 15 s")
-            return
-        if abs(started - high) > SPEED_TOLERANCE_KMH:
-            report.quirks = _replace(report.quirks, must_start_before_speed=True)
-            report.notes.append(
-                f"the speed set before Start ({high:.2f} km/h) was not used (the belt ran at "
-                f"{started:.2f} km/h): send the speed again after every Start")
-        # 3. a small speed change, both ways
-        for target in ((accepted, high) if started > accepted + 1e-9 else (high, accepted)):
-            if target == self.speed():
-                continue
+        if before_start > accepted and (
+                abs(started - before_start) > abs(started - accepted)):
+            if echoed:
+                report.quirks = _replace(report.quirks, start_at_own_minimum=True)
+                report.notes.append(
+                    f"the machine confirmed {before_start:.2f} km/h before Start, then ran at "
+                    f"{started:.2f} km/h: Start runs at its own minimum (the speed is sent "
+                    "after Start anyway)")
+            else:
+                report.quirks = _replace(report.quirks, must_start_before_speed=True)
+                report.notes.append(
+                    f"the speed set before Start ({before_start:.2f} km/h) was not taken (the "
+                    f"belt ran at {started:.2f} km/h): send the speed only after Start")
+        # 4. a small speed change, both ways, ending at the floor
+        targets = (high, accepted) if abs(started - accepted) <= SPEED_TOLERANCE_KMH else (
+            accepted, high, accepted)
+        for target in targets:
             step = await self.command(f"Set Target Speed {target:.2f} km/h",
                                       codec.SetTargetSpeed(speed_kmh=target))
             took = await self.wait_for_speed(target, 8.0)
@@ -394,7 +449,7 @@ class _Probe:
             if took is None:
                 report.notes.append(f"Set Target Speed {target:.2f} was answered "
                                     f"'{step.result}' but the belt did not follow")
-        # 4. Pause: does the machine pause, or end the workout?
+        # 5. Pause: does the machine pause, or end the workout?
         self.statuses.clear()
         step = await self.command("Pause", codec.StopOrPause(action=codec.StopPause.PAUSE))
         stopped = await self.wait_for_speed(0.0, 15.0)
@@ -407,6 +462,47 @@ class _Probe:
         step.observed = (f"belt stopped in {stopped:.1f} s" if stopped is not None
                          else "the belt did not stop within 15 s")
         self.say(f"    {step.observed}")
+        if stopped is None:
+            return
+        # 6. the link drops with the belt at its floor and nobody on it
+        await self.drop_link_test(accepted)
+
+    async def drop_link_test(self, floor_kmh: float) -> None:
+        """Start again at the floor, close the link, reconnect: did the belt stop itself?
+
+        Done only here, with nobody on the belt, at the lowest speed: if the machine keeps
+        the belt running, it runs empty at its floor for the few seconds until the doctor
+        is back and sends Stop."""
+        t, report = self.t, self.report
+        await self.command(f"Set Target Speed {floor_kmh:.2f} km/h (belt stopped)",
+                           codec.SetTargetSpeed(speed_kmh=floor_kmh))
+        running = await self.start_belt("Start or Resume (for the link-drop test)")
+        if running is None:
+            return
+        self.say(f"  closing the link with the belt at {running:.2f} km/h (nobody on it), "
+                 f"reconnecting in {LINK_DROP_S:g} s")
+        dropped_s = self.clock.now()
+        with contextlib.suppress(RetrotreadError, OSError):
+            await t.close()
+        await asyncio.sleep(LINK_DROP_S)
+        try:
+            await t.connect()
+        except (RetrotreadError, OSError) as exc:
+            report.notes.append(
+                f"could not reconnect after the link-drop test ({exc}): THE BELT MAY STILL "
+                "BE RUNNING: stop it at the console or pull the safety key")
+            self.say(f"  {report.notes[-1]}")
+            self.started = False  # nothing more can be sent
+            return
+        stopped = await self.wait_for_speed(0.0, LINK_DROP_WATCH_S, since_s=dropped_s)
+        if stopped is not None:
+            report.quirks = _replace(report.quirks, stops_on_disconnect=True)
+            report.notes.append("the belt stopped by itself when the link was closed")
+            self.say("    the belt stopped by itself when the link was closed")
+        else:
+            report.notes.append("the belt kept running when the link was closed: only the "
+                                "safety key or the console stops it when the link is lost")
+            self.say("    the belt kept running without the link")
 
     async def wait_for_telemetry(self, timeout_s: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -415,6 +511,8 @@ class _Probe:
 
     async def stop(self) -> None:
         """Stop the belt, then see whether control survived the stop."""
+        if not self.t.has_control:  # after the link-drop test: take control back first
+            await self.command("Request Control", codec.RequestControl())
         self.statuses.clear()
         await self.command("Stop", codec.StopOrPause(action=codec.StopPause.STOP))
         stopped = await self.wait_for_speed(0.0, 15.0)
@@ -481,6 +579,7 @@ async def doctor(
         report.control_granted = step.result == "success"
         if motion and report.control_granted:
             report.motion_tested = True
+            report.not_tested.extend(NOT_TESTED)
             say("probing with the belt moving (floor speed, never above 1.0 mph):")
             try:
                 await probe.run()
@@ -530,6 +629,8 @@ def _print_findings(report: DoctorReport, say: Callable[[str], None]) -> None:
     say(f"  Request Control: {report.control}")
     for note in report.notes:
         say(f"  - {note}")
+    for what in report.not_tested:
+        say(f"  not tested: {what}")
     quirks = report.quirks.as_dict()
     if quirks:
         say("  suggested quirks: " + ", ".join(f"{k}={v}" for k, v in quirks.items()))
