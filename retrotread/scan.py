@@ -7,9 +7,11 @@ FTMS service data, whether each is a treadmill.
 ``doctor`` connects to one machine with the same FTMS client a workout uses and reports
 what it can do (features, speed and incline range, Device Information, whether Request
 Control is granted). Only with ``--yes`` (the user's word that the belt is empty and the
-safety key is clipped) does it move the belt: Start at the floor speed, one small speed
-change (floor <-> floor + one increment, never above 1.0 mph), Pause, Stop; it watches
-the replies, the status notifications and the telemetry, and suggests a quirk file.
+safety key is clipped) does it move the belt, never above 1.0 mph: a speed set before
+Start (was it used?), one small speed change, Pause, a link closed and reopened with the
+belt at its floor (did it stop by itself?), Stop; it watches the replies, the status
+notifications and the telemetry, and suggests a quirk file. What it leaves untested
+(:data:`NOT_TESTED`) it says, with the reason. hardware/README.md describes each step.
 """
 
 from __future__ import annotations
@@ -203,6 +205,7 @@ SETTLED_SPREAD_KMH = 0.12
 4 samples within 0.12 km/h of each other."""
 LINK_DROP_S = 2.0
 """How long the link stays closed in the link-drop test."""
+RECONNECT_ATTEMPTS = 3
 LINK_DROP_WATCH_S = 8.0
 """After reconnecting, how long the belt has to stop by itself."""
 NOT_TESTED = (
@@ -485,15 +488,23 @@ class _Probe:
         with contextlib.suppress(RetrotreadError, OSError):
             await t.close()
         await asyncio.sleep(LINK_DROP_S)
-        try:
-            await t.connect()
-        except (RetrotreadError, OSError) as exc:
-            report.notes.append(
-                f"could not reconnect after the link-drop test ({exc}): THE BELT MAY STILL "
-                "BE RUNNING: stop it at the console or pull the safety key")
-            self.say(f"  {report.notes[-1]}")
-            self.started = False  # nothing more can be sent
-            return
+        for attempt in range(1, RECONNECT_ATTEMPTS + 1):
+            try:
+                await t.connect()
+                break
+            except (RetrotreadError, OSError) as exc:
+                with contextlib.suppress(RetrotreadError, OSError):
+                    await t.close()
+                if attempt < RECONNECT_ATTEMPTS:
+                    self.say(f"    reconnecting failed ({exc}); trying again")
+                    await asyncio.sleep(LINK_DROP_S)
+                    continue
+                report.notes.append(
+                    f"could not reconnect after the link-drop test ({exc}): THE BELT MAY "
+                    "STILL BE RUNNING: stop it at the console or pull the safety key")
+                self.say(f"  {report.notes[-1]}")
+                self.started = False  # nothing more can be sent
+                return
         stopped = await self.wait_for_speed(0.0, LINK_DROP_WATCH_S, since_s=dropped_s)
         if stopped is not None:
             report.quirks = _replace(report.quirks, stops_on_disconnect=True)
@@ -580,7 +591,8 @@ async def doctor(
         if motion and report.control_granted:
             report.motion_tested = True
             report.not_tested.extend(NOT_TESTED)
-            say("probing with the belt moving (floor speed, never above 1.0 mph):")
+            say("probing with the belt moving (never above 1.0 mph; stay off the belt "
+                "until the end):")
             try:
                 await probe.run()
             finally:
@@ -591,7 +603,7 @@ async def doctor(
             report.notes.append("control not granted: the belt was not moved")
         else:
             say("  (not moving the belt: add --yes once the belt is empty and the safety "
-                "key is clipped, to test Start, a speed change, Pause and Stop)")
+                "key is clipped, to test Start, a speed change, Pause, a link drop and Stop)")
         if probe.reply_times:
             report.max_reply_s = round(max(probe.reply_times), 3)
             if report.max_reply_s > 0.5:
@@ -660,9 +672,12 @@ def suggested_quirk_yaml(report: DoctorReport) -> str:
 def add_doctor_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Probe a machine: features, speed and incline range, Device Information, whether "
-        "Request Control is granted. With --yes it also moves the belt: Start at the floor "
-        "speed, a small speed change (never above 1.0 mph), Pause and Stop, and reports how "
-        "each was answered. Use --yes ONLY with nobody on the belt and the safety key clipped.")
+        "Request Control is granted. With --yes it also moves the belt, never above 1.0 "
+        "mph, for about half a minute: Start after a speed set before it, a small speed "
+        "change, Pause, the link closed for 2 s with the belt at its floor (does it stop by "
+        "itself?), and Stop; it reports how each was answered and what it found. Use --yes "
+        "ONLY with nobody on the belt and the safety key clipped, and stay off the belt until "
+        "it has finished.")
     p.add_argument("--device", required=True, metavar="DEVICE",
                    help="ble:ADDRESS_OR_NAME, dircon://HOST:PORT, or sim[:PRESET]")
     p.add_argument("--yes", action="store_true",

@@ -84,9 +84,8 @@ async def test_doctor_suggests_the_quirks_each_preset_plays(name: str, tmp_path:
     async with running_simulator(clock, name, noise_kmh=0.03) as sim:
         report = await doctor(LoopbackLink(sim, name=name), clock=clock, motion=True,
                               out=out, quirk_dirs=[QUIRK_DIR])
-        stop_s = sim.clock.now()
-        while sim.clock.now() - stop_s < 10:  # the belt comes to rest after the last Stop
-            await asyncio.sleep(1.0)
+        await asyncio.sleep(10)  # the belt comes to rest after the last Stop
+        sim.belt.advance_to(sim.clock.now())
         assert sim.belt.speed_kmh == 0.0
     text = out.getvalue()
     assert report.motion_tested, text
@@ -128,3 +127,30 @@ def test_doctor_over_direct_connect_finds_the_walking_pad_quirks(tmp_path: Path)
     finally:
         sim.terminate()
         sim.wait(timeout=10)
+
+
+@pytest.mark.looptime(noop_cycles=1)
+async def test_doctor_says_so_when_it_cannot_come_back_after_the_link_drop() -> None:
+    """The machine stays out of reach after the link-drop test (and keeps its belt
+    running): doctor tries a few times, then tells the person to stop the belt at the
+    console or pull the key, instead of claiming anything about it."""
+    from retrotread.clock import LoopClock
+
+    clock = LoopClock()
+    out = io.StringIO()
+    async with running_simulator(clock, "generic") as sim:
+        starts: list[float] = []
+
+        def on_request(time_s: float, request: codec.ControlPointRequest) -> None:
+            if isinstance(request, codec.StartOrResume):
+                starts.append(time_s)
+                if len(starts) == 2:  # the Start of the link-drop test
+                    sim.faults.refuse_connections = True
+
+        sim.request_listeners.append(on_request)
+        report = await doctor(LoopbackLink(sim), clock=clock, motion=True, out=out)
+        assert sim.belt.speed_kmh > 0  # nobody could stop it: the message is true
+    text = out.getvalue()
+    assert "THE BELT MAY STILL BE RUNNING" in text
+    assert text.count("reconnecting failed") == 2
+    assert not report.quirks.stops_on_disconnect
