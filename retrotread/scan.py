@@ -426,6 +426,14 @@ class _Probe:
         started = await self.start_belt("Start or Resume")
         if started is None:
             return
+        fastest_set = max(before_start, accepted)
+        if started > fastest_set + SPEED_TOLERANCE_KMH:
+            report.notes.append(
+                f"Start ran the belt at {started:.2f} km/h, faster than any speed doctor set "
+                f"({fastest_set:.2f} km/h): stopped at once; not fit for backward walking "
+                "until that is understood")
+            self.say(f"  {report.notes[-1]}")
+            return
         if before_start > accepted and (
                 abs(started - before_start) > abs(started - accepted)):
             if echoed:

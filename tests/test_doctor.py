@@ -154,3 +154,20 @@ async def test_doctor_says_so_when_it_cannot_come_back_after_the_link_drop() -> 
     assert "THE BELT MAY STILL BE RUNNING" in text
     assert text.count("reconnecting failed") == 2
     assert not report.quirks.stops_on_disconnect
+
+
+@pytest.mark.looptime(noop_cycles=1)
+async def test_a_belt_that_starts_faster_than_anything_set_is_stopped_at_once() -> None:
+    from retrotread.clock import LoopClock
+
+    clock = LoopClock()
+    out = io.StringIO()
+    async with running_simulator(clock, "generic") as sim:
+        sim.faults.runaway_kmh = 3.0  # Start runs the belt at 3 km/h, whatever was set
+        report = await doctor(LoopbackLink(sim), clock=clock, motion=True, out=out)
+    text = out.getvalue()
+    assert "faster than any speed doctor set" in text
+    kinds = [type(r).__name__ for r in sim.requests]
+    # nothing after the Start but the Stop: no speed change, no Pause, no link drop
+    assert kinds[kinds.index("StartOrResume") + 1:] == ["StopOrPause"], kinds
+    assert report.notes
