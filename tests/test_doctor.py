@@ -104,6 +104,7 @@ async def test_doctor_suggests_the_quirks_each_preset_plays(name: str, tmp_path:
         assert "above 1.0 mph" in text
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_doctor_over_direct_connect_finds_the_walking_pad_quirks(tmp_path: Path) -> None:
     """As the issue ran it: ``retrotread sim --preset walking-pad`` in one process (with
