@@ -22,6 +22,7 @@ import contextlib
 import json
 import math
 import re
+import statistics
 import struct
 import sys
 from collections.abc import Callable
@@ -614,11 +615,16 @@ async def doctor(
                 "key is clipped, to test Start, a speed change, Pause, a link drop and Stop)")
         if probe.reply_times:
             report.max_reply_s = round(max(probe.reply_times), 3)
+            typical_s = statistics.median(probe.reply_times)
             if report.max_reply_s > 0.5:
-                suggested = max(2.0, math.ceil(report.max_reply_s * 2.5 * 10) / 10)
+                # Three times the typical reply and half as much again as the slowest, in
+                # whole seconds: a busy computer or link adding a few tenths of a second
+                # to one reply must not change the suggested file.
+                suggested = float(max(2, math.ceil(typical_s * 3),
+                                      math.ceil(report.max_reply_s * 1.5)))
                 report.quirks = _replace(report.quirks, reply_timeout_s=suggested)
-                report.notes.append(f"slow control point replies (up to "
-                                    f"{report.max_reply_s:.2f} s)")
+                report.notes.append(f"slow control point replies ({typical_s:.2f} s typical, "
+                                    f"up to {report.max_reply_s:.2f} s)")
     finally:
         with contextlib.suppress(RetrotreadError, OSError):
             await treadmill.close()

@@ -60,7 +60,7 @@ def check_suggestion(preset: MachinePreset, text: str, path: Path) -> Quirks:
         assert suggested.quirks.min_speed_kmh == pytest.approx(preset.min_kmh + 0.5)
     if Quirk.SLOW_REPLIES in preset.quirks:  # the simulator answers in 0.8 s
         assert suggested.quirks.reply_timeout_s is not None
-        assert suggested.quirks.reply_timeout_s >= 1.6
+        assert suggested.quirks.reply_timeout_s == 3.0  # 3 x 0.8 s, in whole seconds
     assert suggested.matches(preset.manufacturer, preset.model, None)
     bundled = match_quirks(suggested_info(preset), None, load_quirks(QUIRK_DIR))
     assert bundled == suggested.quirks, f"update {QUIRK_DIR}/sim-{preset.name}.yaml"
