@@ -242,6 +242,8 @@ class DoctorReport:
     control: str = "not tried"
     control_granted: bool = False
     motion_tested: bool = False
+    belt_test_finished: bool = False
+    """The belt test ran to its end (else its quirks are incomplete: see the notes)."""
     steps: list[ProbeStep] = field(default_factory=list)
     statuses: list[str] = field(default_factory=list)
     not_tested: list[str] = field(default_factory=list)
@@ -477,10 +479,11 @@ class _Probe:
         if stopped is None:
             return
         # 6. the link drops with the belt at its floor and nobody on it
-        await self.drop_link_test(accepted)
+        report.belt_test_finished = await self.drop_link_test(accepted)
 
-    async def drop_link_test(self, floor_kmh: float) -> None:
+    async def drop_link_test(self, floor_kmh: float) -> bool:
         """Start again at the floor, close the link, reconnect: did the belt stop itself?
+        (False: the test could not be done.)
 
         Done only here, with nobody on the belt, at the lowest speed: if the machine keeps
         the belt running, it runs empty at its floor for the few seconds until the doctor
@@ -490,7 +493,7 @@ class _Probe:
                            codec.SetTargetSpeed(speed_kmh=floor_kmh))
         running = await self.start_belt("Start or Resume (for the link-drop test)")
         if running is None:
-            return
+            return False
         self.say(f"  closing the link with the belt at {running:.2f} km/h (nobody on it), "
                  f"reconnecting in {LINK_DROP_S:g} s")
         dropped_s = self.clock.now()
@@ -513,7 +516,7 @@ class _Probe:
                     "STILL BE RUNNING: stop it at the console or pull the safety key")
                 self.say(f"  {report.notes[-1]}")
                 self.started = False  # nothing more can be sent
-                return
+                return False
         stopped = await self.wait_for_speed(0.0, LINK_DROP_WATCH_S, since_s=dropped_s)
         if stopped is not None:
             report.quirks = _replace(report.quirks, stops_on_disconnect=True)
@@ -523,6 +526,7 @@ class _Probe:
             report.notes.append("the belt kept running when the link was closed: only the "
                                 "safety key or the console stops it when the link is lost")
             self.say("    the belt kept running without the link")
+        return True
 
     async def wait_for_telemetry(self, timeout_s: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -660,8 +664,10 @@ def _print_findings(report: DoctorReport, say: Callable[[str], None]) -> None:
     quirks = report.quirks.as_dict()
     if quirks:
         say("  suggested quirks: " + ", ".join(f"{k}={v}" for k, v in quirks.items()))
-    elif report.motion_tested:
+    elif report.belt_test_finished:
         say("  no quirks found")
+    elif report.motion_tested:
+        say("  no quirks found so far: the belt test did not finish (see above)")
 
 
 def suggested_quirk_yaml(report: DoctorReport) -> str:
@@ -672,7 +678,8 @@ def suggested_quirk_yaml(report: DoctorReport) -> str:
         description=f"{report.manufacturer or '?'} {report.model or '?'} "
                     "(written by retrotread doctor; review before sharing)",
         source=f"retrotread doctor over {report.link}"
-               + ("" if report.motion_tested else " (belt not moved: quirks incomplete)"),
+               + ("" if report.belt_test_finished else " (belt test not done or not "
+                  "finished: quirks incomplete)"),
         manufacturer=report.manufacturer,
         model=report.model,
         name=report.name,

@@ -90,8 +90,8 @@ async def test_doctor_suggests_the_quirks_each_preset_plays(name: str, tmp_path:
     text = out.getvalue()
     assert report.motion_tested, text
     check_suggestion(preset, suggested_quirk_yaml(report), tmp_path / "suggested.yaml")
-    if not preset.quirks:
-        assert "no quirks found" in text
+    if not preset.quirks and preset.min_kmh <= START_SPEED_LIMIT_KMH:
+        assert report.belt_test_finished and "\n  no quirks found" in text
     # safe: never above 1.0 mph, no Start to a moving belt, and the last word is Stop
     speeds = [r.speed_kmh for r in sim.requests if isinstance(r, codec.SetTargetSpeed)]
     assert all(s <= START_SPEED_LIMIT_KMH for s in speeds)
@@ -101,7 +101,8 @@ async def test_doctor_suggests_the_quirks_each_preset_plays(name: str, tmp_path:
         assert "not tested: whether Start sent to a moving belt pauses it" in text
     else:  # fast-minimum: refused before the belt moved
         assert not any(isinstance(r, codec.StartOrResume) for r in sim.requests)
-        assert "above 1.0 mph" in text
+        assert "above 1.0 mph" in text and "did not finish" in text
+        assert not report.belt_test_finished
 
 
 @pytest.mark.slow
@@ -154,7 +155,7 @@ async def test_doctor_says_so_when_it_cannot_come_back_after_the_link_drop() -> 
     text = out.getvalue()
     assert "THE BELT MAY STILL BE RUNNING" in text
     assert text.count("reconnecting failed") == 2
-    assert not report.quirks.stops_on_disconnect
+    assert not report.quirks.stops_on_disconnect and not report.belt_test_finished
 
 
 @pytest.mark.looptime(noop_cycles=1)
