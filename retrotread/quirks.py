@@ -16,6 +16,9 @@ and on the advertised name) and what they do::
       must_start_before_speed: true
       min_speed_kmh: 1.0
 
+Each field is read by the client (see :class:`Quirks`); two are informational only
+(``start_at_own_minimum``, ``stops_on_disconnect``): the runner logs them.
+
 Every pattern given must match (``re.search``, case-insensitive); a file with an empty
 ``match`` matches nothing. When several files match, the *safer* value of each quirk
 wins: a flag set anywhere stays set, the highest minimum speed, the coarsest increment,
@@ -52,6 +55,14 @@ class Quirks:
     """Set Target Speed is ignored until the belt runs: send it again after Start."""
     ignores_pause: bool = False
     """Pause stops the workout instead: a turnaround must restart, not resume."""
+    start_at_own_minimum: bool = False
+    """Start runs the belt at the machine's own minimum, whatever speed was set before.
+    Informational: a session always sends its speed after Start (and starts at the floor,
+    never above 1.0 mph), so nothing changes; the runner logs it."""
+    stops_on_disconnect: bool = False
+    """The belt stopped by itself when the app closed the link. Informational: the
+    session acts as if the belt may still run (a radio that fades out is not a clean
+    disconnect, and the machine may notice it only seconds later); the runner logs it."""
     min_speed_kmh: float | None = None
     """The real minimum, when it is above the advertised Supported Speed Range minimum."""
     increment_kmh: float | None = None
@@ -71,6 +82,8 @@ class Quirks:
                                                   or other.request_control_before_every_command),
             must_start_before_speed=self.must_start_before_speed or other.must_start_before_speed,
             ignores_pause=self.ignores_pause or other.ignores_pause,
+            start_at_own_minimum=self.start_at_own_minimum or other.start_at_own_minimum,
+            stops_on_disconnect=self.stops_on_disconnect or other.stops_on_disconnect,
             min_speed_kmh=highest(self.min_speed_kmh, other.min_speed_kmh),
             increment_kmh=highest(self.increment_kmh, other.increment_kmh),
             reply_timeout_s=highest(self.reply_timeout_s, other.reply_timeout_s),
@@ -79,6 +92,15 @@ class Quirks:
     @property
     def any(self) -> bool:
         return self != Quirks()
+
+    def informational(self) -> list[str]:
+        """What the set informational quirks say, in words (nothing changes for them)."""
+        return [text for flag, text in (
+            (self.start_at_own_minimum, "Start runs the belt at the machine's own minimum "
+             "(the session sends its speed after every Start anyway)"),
+            (self.stops_on_disconnect, "the belt stops by itself when the app disconnects "
+             "(a fading radio may still leave it running for a while: keep the key clipped)"),
+        ) if flag]
 
     def as_dict(self) -> dict[str, Any]:
         """Only the quirks that are set (for YAML and reports)."""
@@ -92,6 +114,8 @@ class _QuirksModel(BaseModel):
     request_control_before_every_command: bool = False
     must_start_before_speed: bool = False
     ignores_pause: bool = False
+    start_at_own_minimum: bool = False
+    stops_on_disconnect: bool = False
     min_speed_kmh: float | None = Field(default=None, gt=0, le=30)
     increment_kmh: float | None = Field(default=None, gt=0, le=5)
     reply_timeout_s: float | None = Field(default=None, gt=0, le=30)

@@ -223,6 +223,8 @@ async def connect_treadmill(link_factory: Callable[[], Link], clock: Clock) -> T
     if treadmill.quirks.reply_timeout_s is not None:
         treadmill.reply_timeout_s = max(treadmill.reply_timeout_s,
                                         treadmill.quirks.reply_timeout_s)
+    for note in treadmill.quirks.informational():
+        log.info("%s (quirk file): %s", link.description, note)
     return treadmill
 
 

@@ -7,9 +7,11 @@ FTMS service data, whether each is a treadmill.
 ``doctor`` connects to one machine with the same FTMS client a workout uses and reports
 what it can do (features, speed and incline range, Device Information, whether Request
 Control is granted). Only with ``--yes`` (the user's word that the belt is empty and the
-safety key is clipped) does it move the belt: Start at the floor speed, one small speed
-change (floor <-> floor + one increment, never above 1.0 mph), Pause, Stop; it watches
-the replies, the status notifications and the telemetry, and suggests a quirk file.
+safety key is clipped) does it move the belt, never above 1.0 mph: a speed set before
+Start (was it used?), one small speed change, Pause, a link closed and reopened with the
+belt at its floor (did it stop by itself?), Stop; it watches the replies, the status
+notifications and the telemetry, and suggests a quirk file. What it leaves untested
+(:data:`NOT_TESTED`) it says, with the reason. hardware/README.md describes each step.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import contextlib
 import json
 import math
 import re
+import statistics
 import struct
 import sys
 from collections.abc import Callable
@@ -197,6 +200,21 @@ def run_scan(args: argparse.Namespace, *, scanner_backend: Any = None,
 # ====================================================================== doctor
 START_SPEED_LIMIT_KMH = math.floor(1.0 * KMH_PER_MPH * 100) / 100  # 1.60: a ceiling, rounded down
 SPEED_TOLERANCE_KMH = 0.06
+SETTLED_SAMPLES = 4
+SETTLED_SPREAD_KMH = 0.12
+"""Reported speeds jitter (a real belt's sensor, the simulator's noise): a settled belt is
+4 samples within 0.12 km/h of each other."""
+LINK_DROP_S = 2.0
+"""How long the link stays closed in the link-drop test."""
+RECONNECT_ATTEMPTS = 3
+LINK_DROP_WATCH_S = 8.0
+"""After reconnecting, how long the belt has to stop by itself."""
+NOT_TESTED = (
+    "whether Start sent to a moving belt pauses it: never sent, by doctor or by a workout "
+    "(retrotread never sends Start to a moving belt, so the answer would change nothing, "
+    "and what an unknown machine does then, pause, restart its program or jump to a preset "
+    "speed, is not worth finding out with the belt running)",
+)
 
 
 @dataclass
@@ -224,8 +242,12 @@ class DoctorReport:
     control: str = "not tried"
     control_granted: bool = False
     motion_tested: bool = False
+    belt_test_finished: bool = False
+    """The belt test ran to its end (else its quirks are incomplete: see the notes)."""
     steps: list[ProbeStep] = field(default_factory=list)
     statuses: list[str] = field(default_factory=list)
+    not_tested: list[str] = field(default_factory=list)
+    """Behaviours the belt test leaves out, each with the reason."""
     max_reply_s: float | None = None
     quirks: Quirks = field(default_factory=Quirks)
     known_quirk_files: list[str] = field(default_factory=list)
@@ -295,18 +317,24 @@ class _Probe:
         latest = self.t.latest
         return latest.data.speed_kmh if latest is not None else None
 
-    async def wait_for_speed(self, target: float, timeout_s: float) -> float | None:
-        """Seconds until telemetry shows ``target`` (None if it never does)."""
+    async def wait_for_speed(self, target: float, timeout_s: float,
+                             since_s: float | None = None) -> float | None:
+        """Seconds until telemetry (newer than ``since_s``) shows ``target`` (None if it
+        never does)."""
         start = self.clock.now()
         while self.clock.now() - start <= timeout_s:
-            speed = self.speed()
+            latest = self.t.latest
+            fresh = latest is not None and (since_s is None or latest.time_s > since_s)
+            speed = self.speed() if fresh else None
             if speed is not None and abs(speed - target) <= SPEED_TOLERANCE_KMH:
                 return self.clock.now() - start
             await asyncio.sleep(0.25)
         return None
 
     async def settle(self, timeout_s: float) -> float | None:
-        """The speed once telemetry shows a moving belt holding still (3 equal samples)."""
+        """The speed once telemetry shows a moving belt holding still (the mean of
+        :data:`SETTLED_SAMPLES` samples within :data:`SETTLED_SPREAD_KMH`, so that the
+        reported speed's own jitter does not hide a settled belt)."""
         start = self.clock.now()
         samples: list[float] = []
         last_time: float | None = None
@@ -315,11 +343,30 @@ class _Probe:
             if latest is not None and latest.time_s != last_time:
                 last_time = latest.time_s
                 samples.append(latest.data.speed_kmh or 0.0)
-                tail = samples[-3:]
-                if len(tail) == 3 and tail[-1] > 0.05 and max(tail) - min(tail) <= 0.02:
-                    return tail[-1]
+                tail = samples[-SETTLED_SAMPLES:]
+                if (len(tail) == SETTLED_SAMPLES and min(tail) > 0.05
+                        and max(tail) - min(tail) <= SETTLED_SPREAD_KMH):
+                    return round(sum(tail) / len(tail), 2)
             await asyncio.sleep(0.25)
         return samples[-1] if samples else None
+
+    async def start_belt(self, what: str) -> float | None:
+        """Start (the belt is stopped) and return the speed it settles at (None: it did
+        not start)."""
+        if not self.t.has_control:
+            await self.command("Request Control", codec.RequestControl())
+        self.started = True
+        self.say("  starting the belt (the belt is empty; the safety key is clipped)")
+        step = await self.command(what, codec.StartOrResume())
+        if step.result != "success":
+            return None
+        started = await self.settle(15.0)
+        step.observed = f"belt settled at {started:.2f} km/h" if started else "belt never moved"
+        self.say(f"    {step.observed}")
+        if started is None or started <= 0.05:
+            self.report.notes.append("Start was answered but the belt did not move within 15 s")
+            return None
+        return started
 
     async def run(self) -> None:
         t, report = self.t, self.report
@@ -361,30 +408,52 @@ class _Probe:
         high = round(accepted + increment, 2)
         if high > START_SPEED_LIMIT_KMH + 1e-9:
             high = accepted
-        if high != accepted:
-            await self.command(f"Set Target Speed {high:.2f} km/h (belt stopped)",
-                               codec.SetTargetSpeed(speed_kmh=high))
-        # 2. Start
-        self.started = True
-        self.say("  starting the belt (the belt is empty; the safety key is clipped)")
-        step = await self.command("Start or Resume", codec.StartOrResume())
-        if step.result != "success":
+        # 2. a speed set before Start, as far above the floor as 1.0 mph allows, so that
+        #    the belt plainly shows whether Start used it
+        before_start = round(accepted + increment * math.floor(
+            (START_SPEED_LIMIT_KMH - accepted) / increment + 1e-6), 2)
+        echoed = False
+        if before_start > accepted:
+            mark = len(self.statuses)
+            await self.command(f"Set Target Speed {before_start:.2f} km/h (belt stopped)",
+                               codec.SetTargetSpeed(speed_kmh=before_start))
+            await asyncio.sleep(0.5)  # its Target Speed Changed status, if it sends one
+            echoed = any(isinstance(s, codec.TargetSpeedChanged) and s.speed_kmh is not None
+                         and abs(s.speed_kmh - before_start) <= 0.01
+                         for s in self.statuses[mark:])
+        else:
+            report.not_tested.append(
+                f"whether Start uses the speed set before it: {accepted:.2f} km/h is its only "
+                "speed at or below 1.0 mph")
+        # 3. Start
+        started = await self.start_belt("Start or Resume")
+        if started is None:
             return
-        started = await self.settle(15.0)
-        step.observed = f"belt settled at {started:.2f} km/h" if started else "belt never moved"
-        self.say(f"    {step.observed}")
-        if started is None or started <= 0.05:
-            report.notes.append("Start was answered but the belt did not move within 15 s")
-            return
-        if abs(started - high) > SPEED_TOLERANCE_KMH:
-            report.quirks = _replace(report.quirks, must_start_before_speed=True)
+        fastest_set = max(before_start, accepted)
+        if started > fastest_set + SPEED_TOLERANCE_KMH:
             report.notes.append(
-                f"the speed set before Start ({high:.2f} km/h) was not used (the belt ran at "
-                f"{started:.2f} km/h): send the speed again after every Start")
-        # 3. a small speed change, both ways
-        for target in ((accepted, high) if started > accepted + 1e-9 else (high, accepted)):
-            if target == self.speed():
-                continue
+                f"Start ran the belt at {started:.2f} km/h, faster than any speed doctor set "
+                f"({fastest_set:.2f} km/h): stopped at once; not fit for backward walking "
+                "until that is understood")
+            self.say(f"  {report.notes[-1]}")
+            return
+        if before_start > accepted and (
+                abs(started - before_start) > abs(started - accepted)):
+            if echoed:
+                report.quirks = _replace(report.quirks, start_at_own_minimum=True)
+                report.notes.append(
+                    f"the machine confirmed {before_start:.2f} km/h before Start, then ran at "
+                    f"{started:.2f} km/h: Start runs at its own minimum (the speed is sent "
+                    "after Start anyway)")
+            else:
+                report.quirks = _replace(report.quirks, must_start_before_speed=True)
+                report.notes.append(
+                    f"the speed set before Start ({before_start:.2f} km/h) was not taken (the "
+                    f"belt ran at {started:.2f} km/h): send the speed only after Start")
+        # 4. a small speed change, both ways, ending at the floor
+        targets = (high, accepted) if abs(started - accepted) <= SPEED_TOLERANCE_KMH else (
+            accepted, high, accepted)
+        for target in targets:
             step = await self.command(f"Set Target Speed {target:.2f} km/h",
                                       codec.SetTargetSpeed(speed_kmh=target))
             took = await self.wait_for_speed(target, 8.0)
@@ -394,7 +463,7 @@ class _Probe:
             if took is None:
                 report.notes.append(f"Set Target Speed {target:.2f} was answered "
                                     f"'{step.result}' but the belt did not follow")
-        # 4. Pause: does the machine pause, or end the workout?
+        # 5. Pause: does the machine pause, or end the workout?
         self.statuses.clear()
         step = await self.command("Pause", codec.StopOrPause(action=codec.StopPause.PAUSE))
         stopped = await self.wait_for_speed(0.0, 15.0)
@@ -407,6 +476,57 @@ class _Probe:
         step.observed = (f"belt stopped in {stopped:.1f} s" if stopped is not None
                          else "the belt did not stop within 15 s")
         self.say(f"    {step.observed}")
+        if stopped is None:
+            return
+        # 6. the link drops with the belt at its floor and nobody on it
+        report.belt_test_finished = await self.drop_link_test(accepted)
+
+    async def drop_link_test(self, floor_kmh: float) -> bool:
+        """Start again at the floor, close the link, reconnect: did the belt stop itself?
+        (False: the test could not be done.)
+
+        Done only here, with nobody on the belt, at the lowest speed: if the machine keeps
+        the belt running, it runs empty at its floor for the few seconds until the doctor
+        is back and sends Stop."""
+        t, report = self.t, self.report
+        await self.command(f"Set Target Speed {floor_kmh:.2f} km/h (belt stopped)",
+                           codec.SetTargetSpeed(speed_kmh=floor_kmh))
+        running = await self.start_belt("Start or Resume (for the link-drop test)")
+        if running is None:
+            return False
+        self.say(f"  closing the link with the belt at {running:.2f} km/h (nobody on it), "
+                 f"reconnecting in {LINK_DROP_S:g} s")
+        dropped_s = self.clock.now()
+        with contextlib.suppress(RetrotreadError, OSError):
+            await t.close()
+        await asyncio.sleep(LINK_DROP_S)
+        for attempt in range(1, RECONNECT_ATTEMPTS + 1):
+            try:
+                await t.connect()
+                break
+            except (RetrotreadError, OSError) as exc:
+                with contextlib.suppress(RetrotreadError, OSError):
+                    await t.close()
+                if attempt < RECONNECT_ATTEMPTS:
+                    self.say(f"    reconnecting failed ({exc}); trying again")
+                    await asyncio.sleep(LINK_DROP_S)
+                    continue
+                report.notes.append(
+                    f"could not reconnect after the link-drop test ({exc}): THE BELT MAY "
+                    "STILL BE RUNNING: stop it at the console or pull the safety key")
+                self.say(f"  {report.notes[-1]}")
+                self.started = False  # nothing more can be sent
+                return False
+        stopped = await self.wait_for_speed(0.0, LINK_DROP_WATCH_S, since_s=dropped_s)
+        if stopped is not None:
+            report.quirks = _replace(report.quirks, stops_on_disconnect=True)
+            report.notes.append("the belt stopped by itself when the link was closed")
+            self.say("    the belt stopped by itself when the link was closed")
+        else:
+            report.notes.append("the belt kept running when the link was closed: only the "
+                                "safety key or the console stops it when the link is lost")
+            self.say("    the belt kept running without the link")
+        return True
 
     async def wait_for_telemetry(self, timeout_s: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -415,6 +535,8 @@ class _Probe:
 
     async def stop(self) -> None:
         """Stop the belt, then see whether control survived the stop."""
+        if not self.t.has_control:  # after the link-drop test: take control back first
+            await self.command("Request Control", codec.RequestControl())
         self.statuses.clear()
         await self.command("Stop", codec.StopOrPause(action=codec.StopPause.STOP))
         stopped = await self.wait_for_speed(0.0, 15.0)
@@ -481,7 +603,9 @@ async def doctor(
         report.control_granted = step.result == "success"
         if motion and report.control_granted:
             report.motion_tested = True
-            say("probing with the belt moving (floor speed, never above 1.0 mph):")
+            report.not_tested.extend(NOT_TESTED)
+            say("probing with the belt moving (never above 1.0 mph; stay off the belt "
+                "until the end):")
             try:
                 await probe.run()
             finally:
@@ -492,14 +616,19 @@ async def doctor(
             report.notes.append("control not granted: the belt was not moved")
         else:
             say("  (not moving the belt: add --yes once the belt is empty and the safety "
-                "key is clipped, to test Start, a speed change, Pause and Stop)")
+                "key is clipped, to test Start, a speed change, Pause, a link drop and Stop)")
         if probe.reply_times:
             report.max_reply_s = round(max(probe.reply_times), 3)
+            typical_s = statistics.median(probe.reply_times)
             if report.max_reply_s > 0.5:
-                suggested = max(2.0, math.ceil(report.max_reply_s * 2.5 * 10) / 10)
+                # Three times the typical reply and half as much again as the slowest, in
+                # whole seconds: a busy computer or link adding a few tenths of a second
+                # to one reply must not change the suggested file.
+                suggested = float(max(2, math.ceil(typical_s * 3),
+                                      math.ceil(report.max_reply_s * 1.5)))
                 report.quirks = _replace(report.quirks, reply_timeout_s=suggested)
-                report.notes.append(f"slow control point replies (up to "
-                                    f"{report.max_reply_s:.2f} s)")
+                report.notes.append(f"slow control point replies ({typical_s:.2f} s typical, "
+                                    f"up to {report.max_reply_s:.2f} s)")
     finally:
         with contextlib.suppress(RetrotreadError, OSError):
             await treadmill.close()
@@ -530,11 +659,15 @@ def _print_findings(report: DoctorReport, say: Callable[[str], None]) -> None:
     say(f"  Request Control: {report.control}")
     for note in report.notes:
         say(f"  - {note}")
+    for what in report.not_tested:
+        say(f"  not tested: {what}")
     quirks = report.quirks.as_dict()
     if quirks:
         say("  suggested quirks: " + ", ".join(f"{k}={v}" for k, v in quirks.items()))
-    elif report.motion_tested:
+    elif report.belt_test_finished:
         say("  no quirks found")
+    elif report.motion_tested:
+        say("  no quirks found so far: the belt test did not finish (see above)")
 
 
 def suggested_quirk_yaml(report: DoctorReport) -> str:
@@ -545,7 +678,8 @@ def suggested_quirk_yaml(report: DoctorReport) -> str:
         description=f"{report.manufacturer or '?'} {report.model or '?'} "
                     "(written by retrotread doctor; review before sharing)",
         source=f"retrotread doctor over {report.link}"
-               + ("" if report.motion_tested else " (belt not moved: quirks incomplete)"),
+               + ("" if report.belt_test_finished else " (belt test not done or not "
+                  "finished: quirks incomplete)"),
         manufacturer=report.manufacturer,
         model=report.model,
         name=report.name,
@@ -559,9 +693,12 @@ def suggested_quirk_yaml(report: DoctorReport) -> str:
 def add_doctor_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Probe a machine: features, speed and incline range, Device Information, whether "
-        "Request Control is granted. With --yes it also moves the belt: Start at the floor "
-        "speed, a small speed change (never above 1.0 mph), Pause and Stop, and reports how "
-        "each was answered. Use --yes ONLY with nobody on the belt and the safety key clipped.")
+        "Request Control is granted. With --yes it also moves the belt, never above 1.0 "
+        "mph, for about half a minute: Start after a speed set before it, a small speed "
+        "change, Pause, the link closed for 2 s with the belt at its floor (does it stop by "
+        "itself?), and Stop; it reports how each was answered and what it found. Use --yes "
+        "ONLY with nobody on the belt and the safety key clipped, and stay off the belt until "
+        "it has finished.")
     p.add_argument("--device", required=True, metavar="DEVICE",
                    help="ble:ADDRESS_OR_NAME, dircon://HOST:PORT, or sim[:PRESET]")
     p.add_argument("--yes", action="store_true",
