@@ -551,8 +551,13 @@ class Session:
         return accepted
 
     def belt_moving(self) -> bool:
+        """Whether the belt may be moving, by the latest sample. A sample without a
+        speed is never taken for a stopped belt (no sample at all: nothing is known)."""
         latest = self.treadmill.latest
-        return latest is not None and (latest.data.speed_kmh or 0.0) > STOPPED_SPEED_KMH
+        if latest is None:
+            return False
+        speed = latest.data.speed_kmh
+        return speed is None or speed > STOPPED_SPEED_KMH
 
     # ------------------------------------------------------------------ listeners
     def _on_command_sent(self, time_s: float, request: codec.ControlPointRequest) -> None:
@@ -938,11 +943,13 @@ class Session:
         deadline = self.clock.now() + 3.0
         while self.treadmill.latest is None and self.clock.now() < deadline:
             await self.clock.sleep_until(self.clock.now() + 0.1)
-        latest = self.treadmill.latest
-        if latest is not None and (latest.data.speed_kmh or 0) > STOPPED_SPEED_KMH:
+        if self.belt_moving():
+            speed = self.treadmill.latest.data.speed_kmh if self.treadmill.latest else None
             raise TreadmillError(
-                f"the belt is already moving ({latest.data.speed_kmh:.2f} km/h): stop it at "
-                "the console, then start the workout again"
+                f"the belt is already moving ({speed:.2f} km/h): stop it at the console, "
+                "then start the workout again" if speed is not None else
+                "the treadmill reports no belt speed, so a stopped belt cannot be confirmed "
+                "before the start"
             )
         if self.settings.wait_for_ready_at_start:
             self.state = State.WAITING_READY
@@ -1056,10 +1063,10 @@ class Session:
             self.announce(f"{self._turn_to.value.capitalize()} in {whole}")
         if left > 0:
             return
-        latest = self.treadmill.latest
-        if latest is not None and (latest.data.speed_kmh or 0) > STOPPED_SPEED_KMH:
+        if self.belt_moving():  # (a sample without a speed counts as moving)
             self.trigger(Trigger("start_on_moving_belt", "stop",
-                                 "the belt is moving when it should stand still"))
+                                 "the belt is moving (or its speed is unknown) when it "
+                                 "should stand still"))
             return
         # Start: never on a moving belt; begin at the start speed and ramp.
         self.facing = self._turn_to
