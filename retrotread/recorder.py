@@ -366,6 +366,8 @@ class SessionSummary:
     stop_sent: bool | None  # None: unknown (the log has no end)
     stop_acknowledged: bool | None = None
     watchdog_actions: list[str] = field(default_factory=list)
+    person_actions: list[str] = field(default_factory=list)
+    """Stops the person (or a signal) asked for: listed apart from the watchdog's."""
     segments_done: int = 0
     segments_started: int = 0
     max_backward_command_kmh: float | None = None
@@ -382,6 +384,10 @@ class SessionSummary:
     @property
     def complete(self) -> bool:
         return self.outcome != "incomplete"
+
+
+PERSON_TRIGGERS = frozenset({"user_stop", "interrupted"})
+"""Session "watchdog" records that are a person's (or a signal's) request, not a fault."""
 
 
 def describe_stop(summary: SessionSummary) -> str:
@@ -419,11 +425,15 @@ def summarize(records: Iterable[dict[str, Any]]) -> SessionSummary:
         if r.get("op") == "SetTargetSpeed" and r.get("facing") == "backward"
         and (speed := _num(r.get("speed_kmh"))) is not None
     ]
-    watchdog = [
-        f"{r.get('trigger', '?')}: {r.get('action', '?')}"
-        + (f" ({r['detail']})" if r.get("detail") else "")
-        for r in records if r.get("type") == "watchdog"
-    ]
+    def action_text(r: dict[str, Any]) -> str:
+        return (f"{r.get('trigger', '?')}: {r.get('action', '?')}"
+                + (f" ({r['detail']})" if r.get("detail") else ""))
+
+    # A stop the person (or a signal) asked for is theirs, not the watchdog's.
+    watchdog = [action_text(r) for r in records if r.get("type") == "watchdog"
+                and r.get("trigger") not in PERSON_TRIGGERS]
+    asked = [action_text(r) for r in records if r.get("type") == "watchdog"
+             and r.get("trigger") in PERSON_TRIGGERS]
     segment_indices: list[int] = []
     for r in records:
         if r.get("type") == "segment_started" and r.get("index") not in segment_indices:
@@ -492,6 +502,7 @@ def summarize(records: Iterable[dict[str, Any]]) -> SessionSummary:
         stop_sent=stop_sent,
         stop_acknowledged=stop_acknowledged,
         watchdog_actions=watchdog,
+        person_actions=asked,
         segments_done=segments_done,
         segments_started=segments_started,
         max_backward_command_kmh=max(backward_speeds) if backward_speeds else None,
@@ -599,6 +610,8 @@ def format_summary(summary: SessionSummary, units: str = "mph") -> str:
     if summary.max_heart_rate_bpm is not None:
         lines.append(f"  Peak heart rate: {summary.max_heart_rate_bpm} bpm")
     lines.append(f"  Commands:  {summary.commands_sent} sent · {describe_stop(summary)}")
+    for action in summary.person_actions:
+        lines.append(f"  Stopped on request: {action}")
     if summary.watchdog_actions:
         lines.append(f"  Watchdog actions ({len(summary.watchdog_actions)}):")
         lines.extend(f"    - {action}" for action in summary.watchdog_actions)

@@ -355,3 +355,15 @@ def test_format_summary_warns_when_no_stop_was_sent() -> None:
                                                (90, "1:30"), (3725, "62:05"), (-3, "0:00")])
 def test_format_clock(seconds: float, text: str) -> None:
     assert format_clock(seconds) == text
+
+
+def test_the_persons_own_stop_is_not_listed_as_a_watchdog_action() -> None:
+    records = [
+        WatchdogAction(10.0, "user_stop", "stop", "stop requested (key)").to_record(),
+        WatchdogAction(11.0, "overspeed", "retarget", "belt at 3.9 km/h").to_record(),
+        SessionFinished(12.0, Outcome.STOPPED_BY_USER, "stop requested (key)", 12.0, 0.0,
+                        0.0, True, True).to_record(),
+    ]
+    text = format_summary(summarize(records))
+    assert "Stopped on request: user_stop" in text
+    assert "Watchdog actions (1)" in text and "overspeed" in text
