@@ -72,7 +72,7 @@ except ImportError:  # pragma: no cover - exercised on Windows only
 log = logging.getLogger(__name__)
 
 _M_PER_MILE = 1609.344
-TELEMETRY_PRINT_EVERY_S = 10.0
+TELEMETRY_PRINT_EVERY_S = 30.0
 
 
 # --------------------------------------------------------------------------- formatting
@@ -314,7 +314,10 @@ class LiveDisplay:
 
 # --------------------------------------------------------------------------- line printer
 class EventPrinter:
-    """One line per event (telemetry at most every 10 s of session time)."""
+    """One line per event: telemetry at most every 30 s of session time (or when the way
+    the person faces changes), a ramp's speed commands as its first and last step (the
+    last printed, with its own time, before the next line), and no echo of our own target
+    from the machine."""
 
     def __init__(self, out: TextIO, units: str = "mph", *,
                  segment_count: int | None = None,
@@ -324,14 +327,30 @@ class EventPrinter:
         self.segment_count = segment_count
         self.telemetry_every_s = telemetry_every_s
         self._last_telemetry_s: float | None = None
+        self._last_facing: object = None
+        self._in_ramp = False
+        self._held: CommandSent | None = None
         self._origin_s: float | None = None
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, SessionStarted):  # times are printed from the session's start
             self._origin_s = event.time_s
+        if isinstance(event, CommandSent) and event.op == "SetTargetSpeed":
+            if self._in_ramp:
+                self._held = event  # a step of a ramp: only its last one is printed
+                return
+            self._in_ramp = True
+        elif isinstance(event, CommandSent):
+            self._in_ramp = False
         line = self.format(event)
         if line is None:
             return
+        held, self._held = self._held, None
+        if held is not None and not isinstance(event, CommandSent):
+            self._write(held, self.format(held) or "")
+        self._write(event, line)
+
+    def _write(self, event: Event, line: str) -> None:
         self.out.write(f"[{event.time_s - (self._origin_s or 0.0):6.1f}s] {line}\n")
         with contextlib.suppress(OSError, ValueError, AttributeError):
             self.out.flush()
@@ -381,10 +400,11 @@ class EventPrinter:
             what = event.result or "no reply"
             return f"<- {words(event.op)}: {what}" + (f" ({event.error})" if event.error else "")
         if isinstance(event, TelemetrySample):
-            if (self._last_telemetry_s is not None
+            if (self._last_telemetry_s is not None and event.facing == self._last_facing
                     and event.time_s - self._last_telemetry_s < self.telemetry_every_s):
                 return None
             self._last_telemetry_s = event.time_s
+            self._last_facing = event.facing
             measured = ("--" if event.speed_kmh is None else self._speed(event.speed_kmh))
             line = (f"   speed {measured} (target {self._speed(event.target_kmh)}) "
                     f"facing {event.facing.value}")
@@ -394,6 +414,9 @@ class EventPrinter:
                 line += f", HR {event.heart_rate_bpm} bpm"
             return line
         if isinstance(event, MachineStatusChanged):
+            if event.status == "TargetSpeedChanged":
+                return None  # mostly the echo of our own command; a console press is a
+                # watchdog line of its own
             return f"machine: {words(event.status)}" + (f" ({event.detail})"
                                                         if event.detail else "")
         if isinstance(event, UserAction):

@@ -195,12 +195,12 @@ def test_event_printer_lines() -> None:
     assert lines[6] == "[  14.3s] <- Set Target Speed: no reply (no response in 2 s)"
     assert lines[7] == "[  15.0s] !! WATCHDOG stale_telemetry: stop (no Treadmill Data for 3 s)"
     assert lines[8] == "[  16.0s] TURNAROUND to forward: countdown (3 s)"
-    assert lines[9] == "[  17.0s] machine: Target Speed Changed (1.61 km/h)"
-    assert lines[10] == "[  18.0s] key: toggle pause ok"
-    assert "LINK LOST (BLE disconnect): the belt may still be running" in lines[11]
-    assert lines[12] == ("[  20.0s] FINISHED watchdog: no telemetry · 12:34 total, "
+    # (the machine's target-speed echo is not printed: a console press is a watchdog line)
+    assert lines[9] == "[  18.0s] key: toggle pause ok"
+    assert "LINK LOST (BLE disconnect): the belt may still be running" in lines[10]
+    assert lines[11] == ("[  20.0s] FINISHED watchdog: no telemetry · 12:34 total, "
                          "5:00 backward, 0.50 mi · Stop sent")
-    assert len(lines) == 13
+    assert len(lines) == 12
 
 
 def test_event_printer_segment_without_count_and_kmh() -> None:
@@ -212,10 +212,12 @@ def test_event_printer_segment_without_count_and_kmh() -> None:
 
 def test_event_printer_throttles_telemetry() -> None:
     samples = [TelemetrySample(float(t), 1.6, t, t, None, 1.61, Direction.BACKWARD)
-               for t in range(0, 31)]
+               for t in range(0, 61)]
+    samples.insert(46, TelemetrySample(45.5, 0.0, 45, 45, None, 0.0, Direction.FORWARD))
     lines = printed(*samples)
-    assert [line[:9] for line in lines] == ["[   0.0s]", "[  10.0s]", "[  20.0s]",
-                                            "[  30.0s]"]
+    # every 30 s, and at once when the way the person faces changes (and back)
+    assert [line[:9] for line in lines] == ["[   0.0s]", "[  30.0s]", "[  45.5s]",
+                                            "[  46.0s]"]
     assert "speed 1.0 mph (target 1.0 mph) facing backward" in lines[0]
     with_hr = printed(TelemetrySample(0.0, 1.6, 10, 5, 120, 1.61, Direction.BACKWARD))
     assert "HR 120 bpm" in with_hr[0]
@@ -415,3 +417,14 @@ def test_cue_espeak_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     cues(Announcement(4.0, "after"))
     assert FakeProcess.started[-1].args == ["/usr/bin/espeak-ng", "--", "after"]
     cues.close()
+
+
+def test_event_printer_prints_a_ramp_as_its_first_and_last_step() -> None:
+    ramp = [CommandSent(10.0 + k / 10, 0x02, "SetTargetSpeed", 0.5 + k / 10,
+                        Direction.FORWARD) for k in range(28)]
+    lines = printed(*ramp, Announcement(20.0, "Halfway there"))
+    assert lines == [
+        "[  10.0s] -> Set Target Speed 0.50 km/h (0.3 mph) facing forward",
+        "[  12.7s] -> Set Target Speed 3.20 km/h (2.0 mph) facing forward",
+        "[  20.0s] Halfway there",
+    ]

@@ -105,8 +105,7 @@ def test_signal_mid_segment_sends_stop_before_exit(
         assert run.stdin is not None
         run.stdin.write("r")
         run.stdin.flush()
-        run_lines.wait_for("Set Target Speed 1.60 km/h", timeout_s=30)  # walking backward
-        sim_lines.wait_for("SetTargetSpeed 1.60 km/h")
+        sim_lines.wait_for("SetTargetSpeed 1.60 km/h", timeout_s=30)  # walking backward
         run.send_signal(sig)
         code = run.wait(timeout=30)
     finally:
