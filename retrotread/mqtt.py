@@ -46,7 +46,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
@@ -63,6 +63,9 @@ from retrotread.events import (
     UserCommand,
 )
 from retrotread.session import State as SessionState
+
+if TYPE_CHECKING:
+    from retrotread.presentation import Presentation
 
 log = logging.getLogger(__name__)
 
@@ -345,6 +348,26 @@ def _fmt(value: float | int | None, digits: int = 2) -> str:
     return str(value)
 
 
+def presentation_record(presentation: Presentation) -> dict[str, Any]:
+    """The part of a presentation a remote needs (never the pairing token: there is
+    none in it)."""
+    alert = presentation.alert
+    return {
+        "phase": presentation.phase.value,
+        "face": presentation.face.value,
+        "face_next": presentation.face_next.value if presentation.face_next else None,
+        "turning": presentation.turning,
+        "countdown": presentation.countdown,
+        "segment_left_s": (round(presentation.segment_left_s, 1)
+                           if presentation.segment_left_s is not None else None),
+        "next": presentation.next_label,
+        "next_in_s": (round(presentation.next_in_s, 1)
+                      if presentation.next_in_s is not None else None),
+        "said": presentation.said,
+        "alert": {"level": alert.level.value, "text": alert.text} if alert else None,
+    }
+
+
 def snapshot_record(snapshot: SessionSnapshot) -> dict[str, Any]:
     record = dataclasses.asdict(snapshot)
     for key, value in record.items():
@@ -503,9 +526,19 @@ class MqttBridge:
         except Exception:  # never reach the control loop
             log.exception("MQTT bridge could not queue %s", getattr(event, "kind", event))
 
-    def update_snapshot(self, snapshot: SessionSnapshot) -> None:
+    def update_snapshot(self, snapshot: SessionSnapshot,
+                        presentation: Presentation | None = None) -> None:
+        """The session's state (retained). ``presentation``: what the person must know
+        now, the same account the terminal, the companion page and speech use; it is
+        published as ``now`` in the state record and as the ``phase`` and ``face``
+        topics."""
         try:
             record = snapshot_record(snapshot)
+            if presentation is not None:
+                now = presentation_record(presentation)
+                record["now"] = now
+                self._set_value("phase", now["phase"])
+                self._set_value("face", now["face"])
             self._set_value("state", json.dumps(record, separators=(",", ":")), qos=1)
             self._update_ends_at(record["remaining_s"],
                                  finished=snapshot.state == SessionState.FINISHED)

@@ -456,10 +456,14 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
                 extra_tasks.append(asyncio.ensure_future(bridge.run()))
 
                 async def feed_snapshots() -> None:
+                    from retrotread.presentation import present
+
                     while True:
                         await asyncio.sleep(1.0)
                         if session_holder:
-                            bridge.update_snapshot(session_holder[0].snapshot(banner))
+                            snapshot = session_holder[0].snapshot(banner)
+                            bridge.update_snapshot(
+                                snapshot, present(snapshot, narration.narrator.said))
 
                 extra_tasks.append(asyncio.ensure_future(feed_snapshots()))
             async with contextlib.AsyncExitStack() as stack:

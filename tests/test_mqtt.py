@@ -963,3 +963,26 @@ async def test_broker_killed_mid_workout_changes_nothing_in_the_workout(
         assert a == pytest.approx(b, abs=4.0)  # workout seconds (0.2 s of real time)
     # the end includes confirming the belt stopped, sampled once a (workout) second or so
     assert result.elapsed_s == pytest.approx(reference.elapsed_s, abs=5.0)
+
+
+async def test_the_state_carries_the_same_account_as_the_screen_and_the_page(
+        mosquitto_broker: Broker) -> None:
+    """MQTT publishes what the person must know now from the one presentation model
+    (retrotread/presentation.py), not a copy of its own."""
+    from retrotread.presentation import present
+
+    prefix = _prefix()
+    snapshot = _snapshot()
+    presentation = present(snapshot, Announcement(9.5, "Halfway there", "info"))
+    async with collecting(mosquitto_broker, f"{prefix}/#") as seen:
+        bridge = MqttBridge(_settings(mosquitto_broker, prefix), command_handler=Handler())
+        async with running(bridge):
+            bridge.update_snapshot(snapshot, presentation)
+            state = await seen.wait_topic(f"{prefix}/state")
+            face = await seen.wait_topic(f"{prefix}/face")
+            phase = await seen.wait_topic(f"{prefix}/phase")
+    now = state.json()["now"]
+    assert now["face"] == presentation.face.value == face.text
+    assert now["phase"] == presentation.phase.value == phase.text
+    assert now["said"] == presentation.said
+    assert now["segment_left_s"] == pytest.approx(presentation.segment_left_s, abs=0.1)
