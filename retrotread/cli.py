@@ -104,6 +104,10 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="make the companion page part of the safety chain: while the belt "
                    "moves, losing every paired page for more than 3 s pauses it")
     p.add_argument("--no-bell", action="store_true", help="do not ring the terminal bell")
+    p.add_argument("--name", default=None, metavar="NAME",
+                   help="this treadmill's name, shown on every screen; with several "
+                   "treadmills on one MQTT broker each publishes under retrotread/NAME as its "
+                   "own Home Assistant device (a name already in use there is refused)")
     p.add_argument("--backward-max", type=float, default=None, metavar="MPH",
                    help="lower the backward speed cap (1.0 to 2.0 mph; it can never be raised)")
     p.add_argument("--ready", choices=["key", "hold"], default=None,
@@ -383,6 +387,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         backward_max_mph=run.backward_max,
         ready_gate=run.ready,
         mqtt_url=run.mqtt,
+        name=run.name,
         mqtt_config=args.mqtt_config or config.mqtt_config_file(),
         hr_strap=strap,
         companion=run.companion,

@@ -67,6 +67,20 @@ class RunDefaults(BaseModel):
         None, description="serve the companion page (unset: on for a real machine)")
     ready: Literal["key", "hold"] | None = Field(None, description="turnaround ready gate")
     mqtt: str | None = Field(None, description="MQTT broker URL to publish every run to")
+    name: str | None = Field(
+        None, description="this treadmill's name on a shared MQTT broker (retrotread/NAME)")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        from retrotread.mqtt import MqttConfigError, check_name
+
+        if value is None:
+            return None
+        try:
+            return check_name(value)
+        except MqttConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("device")
     @classmethod

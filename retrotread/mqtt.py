@@ -112,6 +112,21 @@ class MqttConfigError(RetrotreadError):
 
 # ----------------------------------------------------------------------------- settings
 _TOPIC_PREFIX_RE = re.compile(r"^[^#+\s]+(/[^#+\s]+)*$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+
+
+def check_name(name: str) -> str:
+    """A treadmill's name on a shared broker (``--name``): one topic level, no spaces."""
+    if not _NAME_RE.match(name):
+        raise MqttConfigError(
+            f"the name {name!r} cannot be used: 1-32 letters, digits, '-' or '_', starting "
+            "with a letter or digit (for example 'garage' or 'clinic-2')")
+    return name
+
+
+def prefix_for_name(name: str) -> str:
+    """Where a named treadmill publishes: ``retrotread/NAME``."""
+    return f"retrotread/{check_name(name)}"
 
 
 @dataclass(frozen=True)
@@ -128,6 +143,16 @@ class MqttSettings:
     discovery_prefix: str | None = "homeassistant"  # None: no Home Assistant discovery
     queue_size: int = 1000
     units: str = "km/h"  # what `retrotread monitor` shows; Home Assistant always gets km/h
+    name: str | None = None
+    """The treadmill's name (``--name``): several on one broker each publish under their
+    own ``retrotread/NAME`` prefix, as their own Home Assistant device."""
+
+    def named(self, name: str | None) -> MqttSettings:
+        """These settings for the treadmill called ``name`` (None: unchanged)."""
+        if name is None:
+            return self
+        return dataclasses.replace(self, name=check_name(name),
+                                   topic_prefix=prefix_for_name(name))
 
     def __post_init__(self) -> None:
         self.endpoint()  # validates the URL
@@ -452,8 +477,8 @@ def discovery_config(settings: MqttSettings,
     if url:
         origin["url"] = url
     payload = {
-        "dev": {"ids": [node], "name": "Retrotread treadmill" if node == "retrotread"
-                else f"Retrotread {node}",
+        "dev": {"ids": [node], "name": f"Retrotread {settings.name}" if settings.name
+                else "Retrotread treadmill" if node == "retrotread" else f"Retrotread {node}",
                 "mf": "retrotread", "mdl": "Backward-walking workout", "sw": __version__},
         "o": origin,
         "availability_topic": f"{p}/availability",
@@ -787,8 +812,12 @@ def add_monitor_arguments(parser: argparse.ArgumentParser) -> None:
                         f"(credentials from {ENV_USERNAME}/{ENV_PASSWORD} or the config file)")
     parser.add_argument("--mqtt-config", type=Path, default=None, metavar="FILE",
                         help="TOML file with an [mqtt] table")
+    parser.add_argument("--name", default=None, metavar="NAME",
+                        help="the treadmill to watch, by the --name its session runs under "
+                        "(several can share a broker)")
     parser.add_argument("--prefix", default=None, metavar="PREFIX",
-                        help="topic prefix of the session to watch (default: retrotread)")
+                        help="topic prefix of the session to watch (default: retrotread, "
+                        "or retrotread/NAME with --name)")
     parser.add_argument("--units", choices=["mph", "km/h"], default="mph",
                         help="units for speeds (default: mph)")
     parser.add_argument("--count", type=int, default=None, metavar="N",
@@ -799,6 +828,7 @@ def run_monitor(args: argparse.Namespace) -> int:
     if args.mqtt is None and args.mqtt_config is None:
         raise MqttConfigError("retrotread monitor needs --mqtt URL or --mqtt-config FILE")
     settings = MqttSettings.from_sources(url=args.mqtt, config_file=args.mqtt_config)
+    settings = settings.named(getattr(args, "name", None))
     settings = dataclasses.replace(settings, topic_prefix=args.prefix or settings.topic_prefix,
                                    units=getattr(args, "units", None) or settings.units)
     out: TextIO = sys.stdout
@@ -811,7 +841,8 @@ def run_monitor(args: argparse.Namespace) -> int:
 class MonitorView:
     """What the monitor knows: the latest state, availability, and recent events."""
 
-    def __init__(self, units: str = "km/h") -> None:
+    def __init__(self, units: str = "km/h", name: str | None = None) -> None:
+        self.name = name  # the treadmill watched (its --name, or its topic prefix)
         self.state: dict[str, Any] | None = None
         self.availability: str | None = None
         self.events: deque[dict[str, Any]] = deque(maxlen=8)
@@ -870,7 +901,8 @@ class MonitorView:
         if s.get("last_announcement"):
             table.add_row("Last cue", str(s["last_announcement"]))
         events = Text("\n".join(_event_line(e) for e in self.events), style="dim")
-        return Group(Text("retrotread monitor (read-only; Ctrl-C to quit)", style="bold"),
+        title = "retrotread monitor" + (f": {self.name}" if self.name else "")
+        return Group(Text(f"{title} (read-only; Ctrl-C to quit)", style="bold"),
                      table, Text(""), events)
 
 
@@ -900,7 +932,7 @@ def _event_line(record: Mapping[str, Any]) -> str:
 async def monitor(settings: MqttSettings, *, out: TextIO, live: bool,
                   count: int | None = None) -> int:
     """Subscribe to a session's state, events and availability and show them."""
-    view = MonitorView(units=settings.units)
+    view = MonitorView(units=settings.units, name=settings.name or settings.topic_prefix)
     prefix = settings.topic_prefix
     leaves = ("availability", "state", "event")
     seen = 0

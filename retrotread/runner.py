@@ -55,6 +55,7 @@ class RunOptions:
     ready_gate: str | None = None  # override the profile's turnaround gate
     mqtt_url: str | None = None
     mqtt_config: Path | None = None
+    name: str | None = None  # this treadmill's name on a shared broker (and on screens)
     sim_noise_kmh: float = 0.03
     hr_strap: DeviceSpec | None = None  # a heart-rate strap: ble:NAME, or sim (simulator only)
     companion: bool | None = None  # the companion page; None: on for a real machine
@@ -370,6 +371,8 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     banner = ("SIMULATED TREADMILL (no hardware): --device sim"
               if simulated else f"{options.device}")
+    if options.name:
+        banner = f"{options.name} · {banner}"  # the screens, the page and MQTT show it
     print(f"retrotread: {profile.name} on {banner}", file=out)
     if not simulated:
         print("Clip the safety key to your clothing. It is the only true emergency stop; "
@@ -445,8 +448,8 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
             if options.mqtt_url or options.mqtt_config:
                 from retrotread.mqtt import MqttBridge, MqttSettings
 
-                mqtt_settings = MqttSettings.from_sources(url=options.mqtt_url,
-                                                          config_file=options.mqtt_config)
+                mqtt_settings = MqttSettings.from_sources(
+                    url=options.mqtt_url, config_file=options.mqtt_config).named(options.name)
                 bridge = MqttBridge(
                     mqtt_settings,
                     command_handler=lambda command, source: (

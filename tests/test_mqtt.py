@@ -986,3 +986,35 @@ async def test_the_state_carries_the_same_account_as_the_screen_and_the_page(
     assert now["phase"] == presentation.phase.value == phase.text
     assert now["said"] == presentation.said
     assert now["segment_left_s"] == pytest.approx(presentation.segment_left_s, abs=0.1)
+
+
+async def test_two_treadmills_with_different_names_share_a_broker(
+        mosquitto_broker: Broker) -> None:
+    """--name: each treadmill publishes under retrotread/NAME as its own Home Assistant
+    device, and a command to one never reaches the other."""
+    names = (f"garage{os.getpid()}", f"clinic{os.getpid()}")
+    base = MqttSettings(url=mosquitto_broker.url, username="retrotread",
+                        password=USERS["retrotread"])
+    settings = [dataclasses.replace(base.named(n), client_id=f"bridge-{n}") for n in names]
+    handlers = [Handler(), Handler()]
+    bridges = [MqttBridge(s, command_handler=h) for s, h in zip(settings, handlers,
+                                                                  strict=True)]
+    topics = [discovery_config(s)[0] for s in settings]
+    assert topics[0] != topics[1]
+    ids = [{c["unique_id"] for c in discovery_config(s)[1]["cmps"].values()} for s in settings]
+    assert not ids[0] & ids[1]  # separate entities
+    assert discovery_config(settings[0])[1]["dev"]["name"] == f"Retrotread {names[0]}"
+    async with running(bridges[0]), running(bridges[1]):
+        async with _client(mosquitto_broker, "phone") as phone:
+            await phone.publish(f"retrotread/{names[0]}/command", "stop", qos=1)
+            await asyncio.wait_for(handlers[0].called.wait(), 5)
+            await asyncio.sleep(0.5)
+    assert handlers[0].commands == [UserCommand.STOP]
+    assert handlers[1].commands == []
+
+
+def test_a_name_must_be_one_topic_level() -> None:
+    for bad in ("", "two words", "a/b", "x+", "#", "-lead", "n" * 33):
+        with pytest.raises(MqttConfigError):
+            MqttSettings().named(bad)
+    assert MqttSettings().named("clinic-2").topic_prefix == "retrotread/clinic-2"
