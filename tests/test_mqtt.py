@@ -1004,11 +1004,11 @@ async def test_two_treadmills_with_different_names_share_a_broker(
     ids = [{c["unique_id"] for c in discovery_config(s)[1]["cmps"].values()} for s in settings]
     assert not ids[0] & ids[1]  # separate entities
     assert discovery_config(settings[0])[1]["dev"]["name"] == f"Retrotread {names[0]}"
-    async with running(bridges[0]), running(bridges[1]):
-        async with _client(mosquitto_broker, "phone") as phone:
-            await phone.publish(f"retrotread/{names[0]}/command", "stop", qos=1)
-            await asyncio.wait_for(handlers[0].called.wait(), 5)
-            await asyncio.sleep(0.5)
+    async with running(bridges[0]), running(bridges[1]), \
+            _client(mosquitto_broker, "phone") as phone:
+        await phone.publish(f"retrotread/{names[0]}/command", "stop", qos=1)
+        await asyncio.wait_for(handlers[0].called.wait(), 5)
+        await asyncio.sleep(0.5)
     assert handlers[0].commands == [UserCommand.STOP]
     assert handlers[1].commands == []
 
