@@ -3,6 +3,7 @@ machines, 1,000 examples. Whatever the input, the plan keeps the envelope's prom
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import pytest
@@ -56,7 +57,7 @@ def test_every_plan_keeps_the_envelope(workout: tuple[list[Seg], Envelope]) -> N
     steps = plan.steps
     # contiguous, non-negative, ending in a stop
     assert steps[0].start_s == 0.0
-    for a, b in zip(steps, steps[1:], strict=False):
+    for a, b in itertools.pairwise(steps):
         assert b.start_s == pytest.approx(a.end_s)
         assert a.duration_s >= 0
     assert steps[-1].kind == FINISH_RAMP and steps[-1].end_kmh == 0.0
@@ -83,7 +84,7 @@ def test_every_plan_keeps_the_envelope(workout: tuple[list[Seg], Envelope]) -> N
     # the workout's own time is all there
     moving = sum(s.duration_s for s in steps if s.kind in (RAMP, HOLD))
     assert moving == pytest.approx(sum(s.duration_s for s in segments))
-    turns = sum(1 for a, b in zip(segments, segments[1:], strict=False)
+    turns = sum(1 for a, b in itertools.pairwise(segments)
                 if a.direction is not b.direction)
     assert plan.turnarounds == turns
 
