@@ -14,10 +14,6 @@ from hypothesis import strategies as st
 
 from retrotread.envelope import BACKWARD_CEILING_KMH, Direction
 from retrotread.watchdog import (
-    HEART_RATE_HOLD_S,
-    HEART_RATE_HYSTERESIS_BPM,
-    HEART_RATE_SIGNAL_LOST_S,
-    HeartRateRule,
     Watchdog,
     WatchdogLimits,
 )
@@ -155,43 +151,7 @@ def test_the_third_console_change_within_60_s_stops() -> None:
 # ------------------------------------------------------------------ heart rate
 
 
-def test_heart_rate_above_the_ceiling_holds_the_floor_then_stops() -> None:
-    rule = HeartRateRule(ceiling_bpm=150)
-    rule.observe(0.0, 140)
-    assert rule.check(0.0) == (False, None)
-    rule.observe(1.0, 155)
-    limited, trigger = rule.check(1.0)
-    assert limited and trigger is not None and trigger.action == "clamp"
-    rule.observe(1.0 + HEART_RATE_HOLD_S, 155)
-    assert rule.check(1.0 + HEART_RATE_HOLD_S) == (True, None)
-    rule.observe(2.0 + HEART_RATE_HOLD_S, 155)
-    limited, trigger = rule.check(2.0 + HEART_RATE_HOLD_S)
-    assert trigger is not None and trigger.action == "stop"
-
-
-def test_heart_rate_is_released_only_below_the_hysteresis() -> None:
-    rule = HeartRateRule(ceiling_bpm=150)
-    rule.observe(0.0, 155)
-    rule.check(0.0)
-    rule.observe(1.0, 150 - HEART_RATE_HYSTERESIS_BPM + 1)
-    assert rule.check(1.0) == (True, None)
-    rule.observe(2.0, 150 - HEART_RATE_HYSTERESIS_BPM)
-    limited, trigger = rule.check(2.0)
-    assert not limited and trigger is not None and trigger.action == "release"
-
-
-def test_a_lost_heart_rate_signal_holds_the_floor_then_stops() -> None:
-    rule = HeartRateRule(ceiling_bpm=150)
-    rule.observe(0.0, 120)
-    assert rule.check(HEART_RATE_SIGNAL_LOST_S - 0.1) == (False, None)
-    limited, trigger = rule.check(HEART_RATE_SIGNAL_LOST_S + 0.1)
-    assert limited and trigger is not None and trigger.name == "heart_rate_lost"
-    limited, trigger = rule.check(HEART_RATE_SIGNAL_LOST_S + 0.2 + HEART_RATE_HOLD_S)
-    assert trigger is not None and trigger.action == "stop"
-
-
-def test_no_heart_rate_source_limits_nothing() -> None:
-    assert HeartRateRule(ceiling_bpm=150).check(1000.0) == (False, None)
+# The heart-rate rule (HeartRateRule) has its own table-driven tests in test_heart_rate.py.
 
 
 # ------------------------------------------------------------------ properties
