@@ -31,6 +31,7 @@ from retrotread.authority import Gate, Verdict
 from retrotread.clock import Clock
 from retrotread.envelope import (
     ANNOUNCE_SPEED_CHANGE_KMH,
+    START_COUNTDOWN_S,
     SPEED_CHANGE_NOTICE_S,
     START_SPEED_MAX_KMH,
     STOPPED_CONFIRM_S,
@@ -123,7 +124,7 @@ class SessionSettings:
     hold_s: float = 10.0
     countdown_s: float = 3.0
     announce_s: float = TURNAROUND_ANNOUNCE_S
-    start_countdown_s: float = 3.0
+    start_countdown_s: float = START_COUNTDOWN_S
     wait_for_ready_at_start: bool = False  # real machines: an explicit user action first
     stop_confirm_timeout_s: float = 15.0
     reconnect_backoff_s: float = 0.5  # first wait after a failed reconnect, then doubled ...

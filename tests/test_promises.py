@@ -164,3 +164,27 @@ def test_a_sample_without_a_speed_is_never_a_stopped_belt() -> None:
         assert session.belt_moving()  # unknown: never taken for stopped
 
     aio.run(main())
+
+
+@VIRTUAL
+async def test_a_long_stop_at_a_turnaround_warns_that_consoles_may_end_the_workout() -> None:
+    """TURNAROUND_MAX_STOPPED_S: many consoles end a paused workout after 30-60 s."""
+    from retrotread.envelope import TURNAROUND_MAX_STOPPED_S
+    from retrotread.events import Announcement, UserCommand
+    from retrotread.session import SessionSettings, State
+
+    said_at: dict[str, float] = {}
+
+    async def scenario(sim: SimulatedTreadmill, session: Session) -> None:
+        await until(lambda: session.state is State.WAITING_READY
+                    and session.segment_index >= 0)
+        said_at["gate"] = sim.clock.now()
+        await until(lambda: any("some consoles" in a for a in [session.last_announcement or ""]))
+        said_at["warned"] = sim.clock.now()
+        session.request(UserCommand.STOP, "key")
+
+    run = await run_on_sim(load_profile(PROFILES / "first-session.yaml"), scenario=scenario,
+                           settings=SessionSettings(ready_gate="key"))
+    waited = said_at["warned"] - said_at["gate"]
+    assert TURNAROUND_MAX_STOPPED_S <= waited <= TURNAROUND_MAX_STOPPED_S + 2.0
+    assert [a for a in run.of(Announcement) if "some consoles" in a.text]
