@@ -31,8 +31,8 @@ from retrotread.authority import Gate, Verdict
 from retrotread.clock import Clock
 from retrotread.envelope import (
     ANNOUNCE_SPEED_CHANGE_KMH,
-    START_COUNTDOWN_S,
     SPEED_CHANGE_NOTICE_S,
+    START_COUNTDOWN_S,
     START_SPEED_MAX_KMH,
     STOPPED_CONFIRM_S,
     STOPPED_SPEED_KMH,
