@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from retrotread import __version__
-from retrotread.errors import ProfileError, RetrotreadError
+from retrotread.errors import ProfileError, RetrotreadError, VoiceUnavailableError
 
 if TYPE_CHECKING:
     from retrotread.devices import DeviceSpec
@@ -46,6 +46,7 @@ examples:
   retrotread export last --format fit                    # for Garmin Connect or Strava
   retrotread plot last -o last.png                       # planned vs measured speed
   retrotread next -o next.yaml                           # the next session, from history
+  retrotread run profiles/first-session.yaml --voice-stop  # also stop by saying "stop"
 """
 
 
@@ -90,6 +91,13 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="heart rate from a Bluetooth strap (Heart Rate Service): "
                    "ble:ADDRESS_OR_NAME, or sim (a simulated strap, with --device sim); "
                    "it replaces the treadmill's own heart rate")
+    p.add_argument("--voice-stop", action="store_true",
+                   help="also stop the belt when you say \"stop\" (offline keyword spotting; "
+                   "needs pip install 'retrotread[voice]' and a microphone). It adds to the "
+                   "safety key and the stop key, never replaces them")
+    p.add_argument("--mic", default=None, metavar="NAME|INDEX",
+                   help="with --voice-stop: the microphone, by index or part of its name "
+                   "(see retrotread mics; default: the system's default input)")
 
 
 def _add_sim(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -158,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="sim", metavar="DEVICE",
                    help="quantize for this simulator preset's speed range (sim:PRESET)")
     p.add_argument("--backward-max", type=float, default=None, metavar="MPH")
+    p = sub.add_parser("mics", help="list the microphones --voice-stop can use",
+                       description="List audio inputs (index, name, channels, default rate; "
+                       "* marks the system's default). Give the index or part of the name to "
+                       "run --voice-stop --mic.")
     _add_after_workout(sub)
     _add_optional_commands(sub)
     return parser
@@ -278,9 +290,24 @@ def parse_strap(text: str) -> DeviceSpec:
                           "or sim")
 
 
+def cmd_mics(args: argparse.Namespace) -> int:
+    from retrotread.voice.audio import list_inputs
+
+    inputs = list_inputs()
+    if not inputs:
+        print("no audio inputs found", file=sys.stderr)
+        return EXIT_USAGE
+    for device in inputs:
+        print(device)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from retrotread.devices import parse_device
     from retrotread.runner import RunOptions, run_workout
+
+    if args.mic is not None and not args.voice_stop:
+        raise VoiceUnavailableError("--mic only makes sense with --voice-stop")
 
     ui = not args.no_ui and sys.stdout.isatty()
     options = RunOptions(
@@ -296,6 +323,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         mqtt_url=args.mqtt,
         mqtt_config=args.mqtt_config,
         hr_strap=parse_strap(args.hr_strap) if args.hr_strap is not None else None,
+        voice_stop=args.voice_stop,
+        mic=args.mic,
     )
     if args.speedup <= 0:
         raise RetrotreadError("--speedup must be a positive number")
@@ -330,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     handlers = {
         "run": cmd_run, "sim": cmd_sim, "validate": cmd_validate, "schema": cmd_schema,
-        "plan": cmd_plan,
+        "plan": cmd_plan, "mics": cmd_mics,
     }
     handler = handlers.get(args.command)
     if handler is None:
@@ -340,6 +369,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ProfileError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    except VoiceUnavailableError as exc:  # before the belt moves: a setup problem
+        print(f"retrotread: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except RetrotreadError as exc:
         print(f"retrotread: {exc}", file=sys.stderr)

@@ -83,3 +83,16 @@ class SafetyError(RetrotreadError):
 
 class DeviceSpecError(RetrotreadError):
     """A --device string that cannot be understood."""
+
+
+class VoiceError(RetrotreadError):
+    """The hands-free voice stop cannot work (retrotread.voice)."""
+
+
+class VoiceUnavailableError(VoiceError):
+    """``--voice-stop`` was asked for but there is no microphone, no recognizer model or
+    no audio library. Raised before the belt moves; the CLI exits with status 2."""
+
+
+class MicrophoneLostError(VoiceError):
+    """The microphone disappeared (unplugged, driver error) while listening."""

@@ -169,6 +169,20 @@ class UserAction(Event):
 
 
 @dataclass(frozen=True)
+class VoiceHeard(Event):
+    """The voice stop heard a command word (retrotread.voice). The session's own ``user``
+    record (source ``voice``) comes just before it; this one adds how sure the
+    recognizer was and how long the command took from the end of the audio block."""
+
+    kind: ClassVar[str] = "voice"
+    word: str
+    command: UserCommand
+    confidence: float
+    latency_s: float  # end of the audio block that completed the word -> the command
+    accepted: bool
+
+
+@dataclass(frozen=True)
 class WatchdogAction(Event):
     kind: ClassVar[str] = "watchdog"
     trigger: str

@@ -51,6 +51,8 @@ class RunOptions:
     mqtt_config: Path | None = None
     sim_noise_kmh: float = 0.03
     hr_strap: DeviceSpec | None = None  # a heart-rate strap: ble:NAME, or sim (simulator only)
+    voice_stop: bool = False  # listen for a spoken "stop" (retrotread.voice)
+    mic: str | None = None  # the microphone for voice_stop: index or name; None: default
     out: TextIO = field(default_factory=lambda: sys.stdout)
 
 
@@ -301,6 +303,11 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
     if strap_spec is not None and strap_spec.kind not in ("sim", "ble"):
         raise RetrotreadError(f"--hr-strap {strap_spec}: a heart-rate strap is ble:NAME "
                               "or sim")
+    voice_stop = None
+    if options.voice_stop:  # before anything moves: no microphone or no model is exit 2
+        from retrotread.voice.listener import open_voice_stop
+
+        voice_stop = open_voice_stop(options.mic, bus=bus, clock=clock)
     import datetime
 
     now = datetime.datetime.now(datetime.UTC)
@@ -317,6 +324,9 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
     if strap_spec is not None:
         print(f"heart rate: strap {'(simulated)' if strap_spec.simulated else strap_spec}",
               file=out)
+    if voice_stop is not None:
+        print(f"voice stop: listening on {voice_stop.description} "
+              "(say \"stop\"; it adds to the safety key, never replaces it)", file=out)
     print(f"session log: {log_path}", file=out)
 
     session_holder: list[Session] = []
@@ -327,6 +337,8 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, session.interrupt, f"received {sig.name}")
+        if voice_stop is not None:
+            voice_stop.start(session, loop)
 
     with SessionRecorder(log_path, clock) as recorder:
         bus.subscribe(recorder)
@@ -339,6 +351,10 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
 
             cues = CuePlayer(bell=options.bell, voice=options.voice, out=out)
             bus.subscribe(cues)
+            if voice_stop is not None:
+                from retrotread.voice.listener import host_speaking_probe
+
+                voice_stop.host_speaking = host_speaking_probe(cues)
             if options.ui:
                 from retrotread.display import KeyReader, LiveDisplay
 
@@ -419,6 +435,8 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
                     loop.remove_signal_handler(sig)
             if key_reader is not None:
                 key_reader.__exit__(None, None, None)
+            if voice_stop is not None:
+                await voice_stop.close()
             for task in [ui_task, flusher, *extra_tasks]:
                 if task is not None:
                     task.cancel()
