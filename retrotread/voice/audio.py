@@ -24,9 +24,9 @@ import numpy as np
 from retrotread.errors import MicrophoneLostError, VoiceUnavailableError
 from retrotread.voice import EXTRA_HINT
 
-PREFERRED_RATE_HZ = 16_000
-"""The rate the recognizer's acoustic model was trained on; asked of the microphone
-first (the recognizer also takes the device's own rate when 16 kHz is refused)."""
+RATE_HZ = 16_000
+"""The rate the recognizer's acoustic model and the noise suppressor work at; the
+microphone is opened at it (PortAudio's 'default'/'pulse' inputs convert)."""
 BLOCK_S = 0.1
 """Audio per read: the listener's reaction step (detection waits for the block's end)."""
 
@@ -183,12 +183,15 @@ class Microphone:
         sd = sounddevice_module()
         self.device = device
         self._sd = sd
-        rate = PREFERRED_RATE_HZ
+        rate = RATE_HZ
         try:
             sd.check_input_settings(device=device.index, channels=1, dtype="int16",
                                     samplerate=rate)
-        except Exception:  # the device cannot do 16 kHz: the recognizer takes its rate
-            rate = device.default_rate_hz
+        except Exception as exc:
+            raise VoiceUnavailableError(
+                f"the microphone {device.name!r} cannot record mono 16-bit audio at "
+                f"{rate} Hz ({exc}); pick an input that converts, such as 'default' or "
+                "'pulse' (retrotread mics)") from exc
         self.sample_rate_hz = rate
         self.block = max(1, round(block_s * rate))
         try:
