@@ -220,7 +220,8 @@ class VoiceStop:
         device = getattr(self.source, "device", None)
         return repr(device.name) if device is not None else "an audio stream"
 
-    def start(self, session: Session, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def start(self, session: Session | None,
+              loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Listen for ``session`` (call on the loop's thread, once the session exists)."""
         self.session = session
         loop = loop or asyncio.get_running_loop()
