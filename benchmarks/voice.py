@@ -153,19 +153,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for snr in SNRS_DB:
         for k, (phrase, voice) in enumerate(utterances):
             clip = va.scene(synth.speak(phrase, voice), snr_db=snr, seed=int(snr) * 10_000 + k)
-            audio = clip.audio
             for t, spotter in spotters.items():
                 results[t].trials[snr] = results[t].trials.get(snr, 0) + 1
-                results[t].hits[snr] = results[t].hits.get(snr, 0) + bool(spot(spotter, audio))
+                results[t].hits[snr] = results[t].hits.get(snr, 0) + bool(spot(spotter,
+                                                                                clip.audio))
         print(f"  detection at {snr:g} dB done ({time.perf_counter() - t0:.0f} s)",
               file=sys.stderr, flush=True)
 
     # ---- confusables
-    for k, (voice, word) in enumerate(itertools.product(va.VOICES, va.CONFUSABLES)):
-        clip = va.scene(synth.speak(word, va.Voice(voice, 160)), snr_db=20, seed=50_000 + k)
-        audio = clip.audio
+    for k, (name, word) in enumerate(itertools.product(va.VOICES, va.CONFUSABLES)):
+        clip = va.scene(synth.speak(word, va.Voice(name, 160)), snr_db=20, seed=50_000 + k)
         for t, spotter in spotters.items():
-            got = bool(spot(spotter, audio))
+            got = bool(spot(spotter, clip.audio))
             results[t].confusables += 1
             results[t].confusable_hits += got
             if got:
@@ -175,8 +174,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     announcements = va.collect_announcements() if not args.quick else []
     texts = nonstop_texts(announcements)
     rng = np.random.default_rng(11)
-    combos = [(text, va.Voice(v, s, int(rng.integers(35, 70))))
-              for text, v, s in itertools.product(texts, va.VOICES, va.SPEEDS_WPM)]
+    combos = [(text, va.Voice(name, speed, int(rng.integers(35, 70))))
+              for text, name, speed in itertools.product(texts, va.VOICES, va.SPEEDS_WPM)]
     rng.shuffle(combos)
     target_s = args.hours * 3600
     audio_s = speech_s = 0.0
@@ -194,9 +193,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         snr = (20.0, 10.0, 5.0)[chunk_index % 3]
         stream, _spans = va.sequence(chunk, snr_db=snr, seed=90_000 + chunk_index,
                                      gap_s=float(rng.uniform(0.4, 1.6)))
-        clean = stream
         for t, spotter in spotters.items():
-            results[t].false_stops += len(spot(spotter, clean, reset=False))
+            results[t].false_stops += len(spot(spotter, stream, reset=False))
         audio_s += len(stream) / va.RATE_HZ
         speech_s += sum(len(c) for c in chunk) / va.RATE_HZ
         chunk = []
@@ -238,9 +236,8 @@ def measure_latency(synth: va.Synth, utterances: list[tuple[str, va.Voice]],
                                  on_detection=lambda d, lat: delivered.append((d, lat)),
                                  on_lost=lambda message: None)
         listener.start()
-        while listener.alive:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
+        await loop.run_in_executor(None, listener.join)
+        await asyncio.sleep(0.05)  # the last hand-overs
 
     asyncio.run(main())
     ends = np.array([end for _start, end in spans])

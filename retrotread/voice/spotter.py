@@ -154,10 +154,11 @@ class UtteranceGate:
             self.pending += hits
             return []
         # The run already ended in this block (or voice activity missed the word).
-        if self._last_run is not None and self.position - self._last_run[1] <= 2 * self.end_silence:
-            if self._last_run[0] > self.max_samples:
-                self.rejected += len(hits)
-                return []
+        last = self._last_run
+        if (last is not None and self.position - last[1] <= 2 * self.end_silence
+                and last[0] > self.max_samples):
+            self.rejected += len(hits)
+            return []
         return [Spotted(s.word, s.command, s.confidence, self.position) for s in hits[:1]]
 
     def reset(self) -> None:
