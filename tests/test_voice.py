@@ -367,3 +367,44 @@ def test_missing_audio_libraries_are_named(setup: str, expected: str) -> None:
     assert done.returncode == 2, done.stderr
     assert expected in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_run_voice_stop_wires_the_microphone_to_the_session(
+        synth: va.Synth, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``retrotread run --voice-stop`` (run_workout), real time, the microphone replaced by
+    a clip in which the person says "stop" as the workout starts."""
+    import io
+
+    from retrotread import voice
+    from retrotread.devices import DeviceSpec
+    from retrotread.recorder import read_session
+    from retrotread.runner import RunOptions, run_workout
+
+    audio, _spans = va.sequence([synth.speak("stop")] * 2, snr_db=20, seed=41, gap_s=1.0)
+
+    class ClipMicrophone(ArraySource):
+        device = InputDevice(5, "Test microphone", 1, va.RATE_HZ)
+
+    opened: list[str | None] = []
+
+    def open_microphone(spec: str | None) -> ClipMicrophone:
+        opened.append(spec)
+        return ClipMicrophone(audio, va.RATE_HZ)
+
+    monkeypatch.setattr(voice.audio, "open_microphone", open_microphone)
+    out = io.StringIO()
+    log_path = tmp_path / "log.jsonl"
+    options = RunOptions(device=DeviceSpec("sim", "generic"), ui=False, bell=False,
+                         log_path=log_path, out=out, voice_stop=True, mic="5")
+    assert await asyncio.wait_for(run_workout(ROOT / "profiles" / "first-session.yaml",
+                                              options), 45) == 0
+    assert opened == ["5"]
+    assert "voice stop: listening on 'Test microphone'" in out.getvalue()
+    records = read_session(log_path)
+    users = [r for r in records if r["type"] == "user" and r["source"] == "voice"]
+    assert users and users[0]["command"] == "stop" and users[0]["accepted"]
+    heard = [r for r in records if r["type"] == "voice"]
+    assert heard and heard[0]["word"] == "stop" and "latency_s" in heard[0]
+    finished = records[-1]
+    assert finished["type"] == "session_finished"
+    assert finished["outcome"] == "stopped_by_user" and finished["stop_sent"]
