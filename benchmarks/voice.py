@@ -55,6 +55,7 @@ from tests import voice_audio as va
 SNRS_DB = (20.0, 10.0, 5.0, 0.0)
 THRESHOLDS = (1e-30, 1e-25, 1e-20, 1e-15, 1e-10)
 BLOCK = 1600  # 100 ms, as the listener reads
+USEFUL = 0.8  # detection at 10 dB below which a threshold is not worth shipping
 
 CONVERSATION = (
     "How far have we gone today?", "I think that's about half a mile.",
@@ -224,14 +225,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def choose(results: list[Result]) -> Result:
     """Best detection at 10 dB among those with <= 1 false stop per hour (then the higher
     threshold: fewer false stops). When none qualifies (no threshold reaches both
-    targets), safety first: a missed "stop" leaves the person reaching for the key, a
-    false one only stops; so the best detection at 10 dB among the thresholds that never
-    fire on treadmill noise alone (``--noise-only``)."""
+    targets): the most selective threshold that still hears at least ``USEFUL`` of the
+    stops at 10 dB (a stop missed more than one time in five is not worth saying; a false
+    stop only stops); failing that, the best detection at 10 dB."""
     ok = [r for r in results if r.false_per_hour <= 1.0]
-    if not ok:
-        quiet = [r for r in results if r.noise_false_stops == 0] or results
-        return max(quiet, key=lambda r: (r.rate(10.0), r.threshold))
-    return max(ok, key=lambda r: (r.rate(10.0), r.threshold))
+    if ok:
+        return max(ok, key=lambda r: (r.rate(10.0), r.threshold))
+    useful = [r for r in results if r.rate(10.0) >= USEFUL]
+    if useful:
+        return max(useful, key=lambda r: r.threshold)
+    return max(results, key=lambda r: r.rate(10.0))
 
 
 def noise_only(thresholds: list[float], minutes: float) -> dict[float, int]:
