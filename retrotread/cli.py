@@ -25,6 +25,7 @@ from retrotread.errors import (
     RetrotreadError,
     SafetyError,
     UsageError,
+    VoiceUnavailableError,
 )
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ examples:
   retrotread plot last -o last.png                       # planned vs measured speed
   retrotread next -o next.yaml                           # the next session, from history
   retrotread config                                      # defaults from config.toml, env
+  retrotread run profiles/first-session.yaml --voice-stop  # also stop by saying "stop"
 """
 
 
@@ -121,6 +123,13 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="heart rate from a Bluetooth strap (Heart Rate Service): "
                    "ble:ADDRESS_OR_NAME, or sim (a simulated strap, with --device sim); "
                    "it replaces the treadmill's own heart rate")
+    p.add_argument("--voice-stop", action="store_true",
+                   help="also stop the belt when you say \"stop\" (offline keyword spotting; "
+                   "needs pip install 'retrotread[voice]' and a microphone). It adds to the "
+                   "safety key and the stop key, never replaces them")
+    p.add_argument("--mic", default=None, metavar="NAME|INDEX",
+                   help="with --voice-stop: the microphone, by index or part of its name "
+                   "(see retrotread mics; default: the system's default input)")
 
 
 def _add_sim(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -213,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "file gets file:line: key: message and exit status 2. A setting can "
                        "only lower a safety limit (backward_max 1.0 to 2.0 mph).")
     p.add_argument("--path", action="store_true", help="print only the config file's path")
+    p = sub.add_parser("mics", help="list the microphones --voice-stop can use",
+                       description="List audio inputs (index, name, channels, default rate; "
+                       "* marks the system's default). Give the index or part of the name to "
+                       "run --voice-stop --mic.")
     _add_after_workout(sub)
     _add_device_commands(sub)
     return parser
@@ -358,11 +371,26 @@ def _companion_problem(args: argparse.Namespace, simulated: bool,
     return None
 
 
+def cmd_mics(args: argparse.Namespace) -> int:
+    from retrotread.voice.audio import list_inputs
+
+    inputs = list_inputs()
+    if not inputs:
+        print("no audio inputs found", file=sys.stderr)
+        return EXIT_USAGE
+    for device in inputs:
+        print(device)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from retrotread.config import command_line_values, load_config
     from retrotread.devices import parse_device
     from retrotread.resources import find_profile
     from retrotread.runner import RunOptions, run_workout
+
+    if args.mic is not None and not args.voice_stop:
+        raise VoiceUnavailableError("--mic only makes sense with --voice-stop")
 
     config = load_config(command_line=command_line_values(args))  # validates every value
     run = config.run
@@ -393,6 +421,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         companion=run.companion,
         companion_bind=args.companion_bind,
         companion_required=args.companion_required,
+        voice_stop=args.voice_stop,
+        mic=args.mic,
     )
     problem = _companion_problem(args, options.device.simulated, run.companion)
     if problem is not None:
@@ -441,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     handlers = {
         "run": cmd_run, "sim": cmd_sim, "validate": cmd_validate, "schema": cmd_schema,
-        "plan": cmd_plan, "profiles": cmd_profiles, "config": cmd_config,
+        "plan": cmd_plan, "profiles": cmd_profiles, "config": cmd_config, "mics": cmd_mics,
     }
     handler = handlers.get(args.command)
     if handler is None:
@@ -457,6 +487,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except (SafetyError, UsageError) as exc:
         # bad input, a limit that may not be loosened, a machine unfit for retro walking
+        print(f"retrotread: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except VoiceUnavailableError as exc:  # before the belt moves: a setup problem
         print(f"retrotread: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except RetrotreadError as exc:

@@ -113,3 +113,16 @@ class MissingExtraError(RetrotreadError, ImportError):
 class ConfigError(RetrotreadError):
     """The config file (``~/.config/retrotread/config.toml``) or a RETROTREAD_* variable is
     invalid; str() is one line per problem, ``file:line: key: message``. Exit status 2."""
+
+
+class VoiceError(RetrotreadError):
+    """The hands-free voice stop cannot work (retrotread.voice)."""
+
+
+class VoiceUnavailableError(VoiceError):
+    """``--voice-stop`` was asked for but there is no microphone, no recognizer model or
+    no audio library. Raised before the belt moves; the CLI exits with status 2."""
+
+
+class MicrophoneLostError(VoiceError):
+    """The microphone disappeared (unplugged, driver error) while listening."""

@@ -167,6 +167,22 @@ class UserAction(Event):
     source: str  # a CommandSource value
     accepted: bool
     detail: str = ""
+    confidence: float | None = None  # the voice spotter's, for a spoken command
+    latency_s: float | None = None  # end of the audio that held the word -> the command
+
+
+@dataclass(frozen=True)
+class VoiceHeard(Event):
+    """The voice stop heard a command word (retrotread.voice). The session's own ``user``
+    record (source ``voice``) comes just before it; this one adds how sure the
+    recognizer was and how long the command took from the end of the audio block."""
+
+    kind: ClassVar[str] = "voice"
+    word: str
+    command: UserCommand
+    confidence: float
+    latency_s: float  # end of the audio block that completed the word -> the command
+    accepted: bool
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from types import ModuleType
 
 from retrotread.errors import MissingExtraError
 
-EXTRAS = {"plot": "matplotlib", "ble-sim": "bumble"}
+EXTRAS = {"plot": "matplotlib", "ble-sim": "bumble", "voice": "pocketsphinx"}
 
 
 def install_hint(extra: str) -> str:

@@ -61,6 +61,8 @@ class RunOptions:
     companion: bool | None = None  # the companion page; None: on for a real machine
     companion_bind: str | None = None  # HOST[:PORT]; default all interfaces, port 8421+
     companion_required: bool = False  # dead-man: a paired page is part of the safety chain
+    voice_stop: bool = False  # listen for a spoken "stop" (retrotread.voice)
+    mic: str | None = None  # the microphone for voice_stop: index or name; None: default
     out: TextIO = field(default_factory=lambda: sys.stdout)
 
 
@@ -362,6 +364,11 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
     if strap_spec is not None and strap_spec.kind not in ("sim", "ble"):
         raise UsageError(f"--hr-strap {strap_spec}: a heart-rate strap is ble:NAME "
                               "or sim")
+    voice_stop = None
+    if options.voice_stop:  # before anything moves: no microphone or no model is exit 2
+        from retrotread.voice.listener import open_voice_stop
+
+        voice_stop = open_voice_stop(options.mic, bus=bus, clock=clock)
     import datetime
 
     now = datetime.datetime.now(datetime.UTC)
@@ -380,6 +387,9 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
     if strap_spec is not None:
         print(f"heart rate: strap {'(simulated)' if strap_spec.simulated else strap_spec}",
               file=out)
+    if voice_stop is not None:
+        print(f"voice stop: listening on {voice_stop.description} "
+              "(say \"stop\"; it adds to the safety key, never replaces it)", file=out)
     print(f"session log: {log_path}", file=out)
 
     companion_on = options.companion if options.companion is not None else not simulated
@@ -398,6 +408,8 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, session.interrupt, f"received {sig.name}")
+        if voice_stop is not None:
+            voice_stop.start(session, loop)
 
     with SessionRecorder(log_path, clock) as recorder:
         bus.subscribe(recorder)
@@ -420,6 +432,10 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
                 companion = await start_companion(options, session_holder, narration,
                                                   banner, speech_note, out)
                 extra_closers.append(companion.close)
+            if voice_stop is not None:
+                from retrotread.voice.listener import host_speaking_probe
+
+                voice_stop.host_speaking = host_speaking_probe(cues)
             if options.ui:
                 from retrotread.display import KeyReader, LiveDisplay
 
@@ -504,6 +520,8 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
                     loop.remove_signal_handler(sig)
             if key_reader is not None:
                 key_reader.__exit__(None, None, None)
+            if voice_stop is not None:
+                await voice_stop.close()
             for task in [ui_task, flusher, *extra_tasks]:
                 if task is not None:
                     task.cancel()

@@ -545,10 +545,13 @@ class Session:
                                        + ("" if self.link_ok else
                                           " with the link down: no Stop can be sent")))
 
-    def request(self, command: UserCommand, source: str = "key") -> bool:
-        """A person's (or a remote's) command. Returns whether it was accepted."""
+    def request(self, command: UserCommand, source: str = "key", *,
+                confidence: float | None = None, latency_s: float | None = None) -> bool:
+        """A person's (or a remote's) command. Returns whether it was accepted.
+        ``confidence`` and ``latency_s`` (a recognizer's) go into the ``user`` record."""
         accepted, detail = self._handle_user(command, source)
-        self.bus.emit(UserAction(self.clock.now(), command, source, accepted, detail))
+        self.bus.emit(UserAction(self.clock.now(), command, source, accepted, detail,
+                                 confidence, latency_s))
         return accepted
 
     def belt_moving(self) -> bool:

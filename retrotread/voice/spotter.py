@@ -1,0 +1,239 @@
+"""Keyword spotting with pocketsphinx 5 in keyphrase (KWS) mode.
+
+pocketsphinx's wheel ships a US English acoustic model and the CMU pronouncing
+dictionary, so nothing is downloaded at run time. KWS mode does not transcribe: it
+watches the audio for each keyphrase and reports it when its score clears the phrase's
+threshold (a probability, e.g. ``1e-20``: lower finds more, and also false alarms more).
+The default threshold comes from ``benchmarks/voice.py`` (README, "Hands-free stop").
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrotread.errors import VoiceUnavailableError
+from retrotread.events import UserCommand
+from retrotread.voice import EXTRA_HINT, VOICE_COMMANDS
+
+NOISE_SUPPRESSION = 4
+"""WebRTC noise suppression level (0 off .. 4 strongest): the benchmark's noise-robustness
+comes mostly from it (belt hum, footsteps and fans are steady or low)."""
+MAX_UTTERANCE_S = 2.0
+"""A spoken command's longest run of speech ("please stop the belt" said slowly)."""
+END_SILENCE_S = 0.3
+"""Silence that ends a run of speech (and so releases a command)."""
+STOP_THRESHOLD = 1e-20
+"""The keyphrase threshold for "stop", chosen from the benchmark's sweep."""
+PAUSE_THRESHOLD = 1e-20
+CMN = "live"
+DEFAULT_WORDS: Mapping[str, float] = {"stop": STOP_THRESHOLD}
+
+
+@dataclass(frozen=True)
+class Spotted:
+    word: str
+    command: UserCommand
+    confidence: float
+    """pocketsphinx's posterior for the word (0..1)."""
+    end_sample: int
+    """Samples fed since the start of the stream up to the end of the block that
+    completed the detection."""
+
+
+def pocketsphinx_module() -> Any:
+    try:
+        import pocketsphinx
+    except ImportError as exc:
+        raise VoiceUnavailableError(
+            f"the voice stop needs the pocketsphinx package ({EXTRA_HINT})") from exc
+    return pocketsphinx
+
+
+def model_paths(model_dir: Path | None = None) -> tuple[Path, Path]:
+    """(acoustic model directory, pronouncing dictionary) of the English model that the
+    pocketsphinx wheel ships, or of ``model_dir`` laid out the same way."""
+    root = Path(model_dir) if model_dir is not None else (
+        Path(pocketsphinx_module().get_model_path()) / "en-us")
+    hmm, dictionary = root / "en-us", root / "cmudict-en-us.dict"
+    if not (hmm / "mdef").is_file() or not dictionary.is_file():
+        raise VoiceUnavailableError(
+            f"no speech model: the English model is missing from {root} "
+            f"(reinstall pocketsphinx: {EXTRA_HINT})")
+    return hmm, dictionary
+
+
+class Denoiser:
+    """WebRTC's high-pass filter and noise suppression (the webrtc-noise-gain package),
+    on 10 ms chunks of 16 kHz audio; a block's remainder waits for the next block."""
+
+    RATE_HZ = 16_000
+    CHUNK = 160
+
+    def __init__(self, level: int = NOISE_SUPPRESSION) -> None:
+        try:
+            from webrtc_noise_gain import AudioProcessor
+        except ImportError as exc:
+            raise VoiceUnavailableError(
+                f"the voice stop needs the webrtc-noise-gain package ({EXTRA_HINT})") from exc
+        self._processor = AudioProcessor(0, level)
+        self._pending = np.zeros(0, dtype=np.int16)
+
+    def process(self, samples: np.ndarray) -> tuple[np.ndarray, list[bool]]:
+        """The cleaned audio, and WebRTC's voice activity for each 10 ms chunk of it."""
+        audio = np.concatenate([self._pending, samples.astype(np.int16, copy=False)])
+        whole = len(audio) // self.CHUNK * self.CHUNK
+        self._pending = audio[whole:]
+        data = audio[:whole].tobytes()
+        step = self.CHUNK * 2
+        results = [self._processor.Process10ms(data[i:i + step])
+                   for i in range(0, len(data), step)]
+        audio_out = np.frombuffer(b"".join(r.audio for r in results), dtype=np.int16)
+        return audio_out, [bool(r.is_speech) for r in results]
+
+
+class UtteranceGate:
+    """Keeps a spotted "stop" only if it was said as a short utterance.
+
+    Keyword spotting alone hears "stop" inside ordinary sentences ("Start the kettle",
+    "What time is it"): the benchmark counted hundreds per hour. A command is short and
+    stands apart: WebRTC's voice activity marks where speech runs (a run ends after
+    ``end_silence_s`` of no speech), and a detection is released when its run ends, if
+    the run lasted at most ``max_utterance_s``; a longer run drops it. The price: about
+    ``end_silence_s`` of latency, and "stop" inside a long sentence is not taken.
+    """
+
+    def __init__(self, rate_hz: int, *, max_utterance_s: float, end_silence_s: float) -> None:
+        self.max_samples = round(max_utterance_s * rate_hz)
+        self.end_silence = round(end_silence_s * rate_hz)
+        self.position = 0
+        self.start: int | None = None
+        self.last_speech = 0
+        self.pending: list[Spotted] = []
+        self.rejected = 0
+        self._last_run: tuple[int, int] | None = None  # (length, end) of the last run
+
+    def chunks(self, flags: list[bool], chunk: int) -> list[Spotted]:
+        """Advance over voice-activity flags; detections released by a run that ended."""
+        released: list[Spotted] = []
+        for speech in flags:
+            self.position += chunk
+            if speech:
+                if self.start is None:
+                    self.start = self.position - chunk
+                self.last_speech = self.position
+            elif self.start is not None and self.position - self.last_speech >= self.end_silence:
+                released += self._end_run()
+        if self.start is not None and self.pending and \
+                self.last_speech - self.start > self.max_samples:
+            self.rejected += len(self.pending)
+            self.pending = []
+        return released
+
+    def _end_run(self) -> list[Spotted]:
+        assert self.start is not None
+        length = self.last_speech - self.start
+        self._last_run = (length, self.position)
+        self.start = None
+        pending, self.pending = self.pending, []
+        if length > self.max_samples:
+            self.rejected += len(pending)
+            return []
+        return [Spotted(s.word, s.command, s.confidence, self.position) for s in pending[:1]]
+
+    def spotted(self, hits: list[Spotted]) -> list[Spotted]:
+        """Detections from the recognizer: held until their run ends."""
+        if not hits:
+            return []
+        if self.start is not None:
+            self.pending += hits
+            return []
+        # The run already ended in this block (or voice activity missed the word).
+        last = self._last_run
+        if (last is not None and self.position - last[1] <= 2 * self.end_silence
+                and last[0] > self.max_samples):
+            self.rejected += len(hits)
+            return []
+        return [Spotted(s.word, s.command, s.confidence, self.position) for s in hits[:1]]
+
+    def reset(self) -> None:
+        self.start = None
+        self.pending = []
+        self._last_run = None
+
+
+class KeywordSpotter:
+    """Feed audio, get the keyphrases heard. Not thread-safe: one thread feeds it."""
+
+    def __init__(self, sample_rate_hz: int, words: Mapping[str, float] = DEFAULT_WORDS, *,
+                 model_dir: Path | None = None,
+                 noise_suppression: int = NOISE_SUPPRESSION,
+                 max_utterance_s: float | None = MAX_UTTERANCE_S,
+                 end_silence_s: float = END_SILENCE_S) -> None:
+        unknown = set(words) - set(VOICE_COMMANDS)
+        if unknown or not words:
+            raise ValueError(f"the spotter listens only for {sorted(VOICE_COMMANDS)}, "
+                             f"not {sorted(unknown) or 'nothing'}")
+        if sample_rate_hz != Denoiser.RATE_HZ:
+            raise VoiceUnavailableError(
+                f"the voice stop needs {Denoiser.RATE_HZ} Hz audio, not {sample_rate_hz} Hz")
+        self.denoiser = Denoiser(noise_suppression)
+        self.gate = (UtteranceGate(sample_rate_hz, max_utterance_s=max_utterance_s,
+                                   end_silence_s=end_silence_s)
+                     if max_utterance_s is not None else None)
+        ps = pocketsphinx_module()
+        hmm, dictionary = model_paths(model_dir)
+        self.sample_rate_hz = int(sample_rate_hz)
+        self.words = dict(words)
+        with tempfile.TemporaryDirectory(prefix="retrotread-kws-") as tmp:
+            keyfile = Path(tmp) / "keyphrases.kws"
+            keyfile.write_text("".join(f"{word} /{threshold:g}/\n"
+                                       for word, threshold in self.words.items()))
+            try:
+                self._decoder = ps.Decoder(hmm=str(hmm), dict=str(dictionary),
+                                           kws=str(keyfile), samprate=self.sample_rate_hz,
+                                           loglevel="FATAL")
+            except (RuntimeError, ValueError) as exc:
+                raise VoiceUnavailableError(f"the speech model would not load: {exc}") from exc
+            # The model's feat.params asks for batch CMN (a whole utterance at a time);
+            # a never-ending stream needs the running estimate.
+            self._decoder.config["cmn"] = CMN
+            self._decoder.reinit_feat()
+        self.fed_samples = 0
+        self._decoder.start_utt()
+
+    def feed(self, samples: np.ndarray) -> list[Spotted]:
+        """Process one block; the keyphrases completed in it (usually none)."""
+        block = np.ascontiguousarray(samples, dtype=np.int16)
+        self.fed_samples += len(block)
+        block, speech = self.denoiser.process(block)
+        released = (self.gate.chunks(speech, Denoiser.CHUNK) if self.gate is not None else [])
+        if len(block):
+            self._decoder.process_raw(block.tobytes(), False, False)
+        if not len(block) or self._decoder.hyp() is None:
+            return released
+        spotted = []
+        for segment in self._decoder.seg():
+            word = segment.word.strip().lower()
+            if word in self.words:
+                spotted.append(Spotted(word, VOICE_COMMANDS[word], float(segment.prob),
+                                       self.fed_samples))
+        self._restart()  # report each keyphrase once
+        if self.gate is not None:
+            spotted = self.gate.spotted(spotted)
+        return released + spotted
+
+    def _restart(self) -> None:
+        self._decoder.end_utt()
+        self._decoder.start_utt()
+
+    def reset(self) -> None:
+        """Forget partial words and held detections (after a gap in the audio)."""
+        self._restart()
+        if self.gate is not None:
+            self.gate.reset()

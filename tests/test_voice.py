@@ -1,0 +1,412 @@
+"""The hands-free stop: real espeak-ng speech, generated treadmill noise, the real
+recognizer (pocketsphinx) behind the real listener thread; only the microphone is faked,
+by an array source at the lowest level (the audio blocks).
+
+Recognition rates and timing are measured by benchmarks/voice.py, not here: these tests
+check behaviour (heard, rejected, gated, delivered, logged, stopped)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrotread.errors import MicrophoneLostError, VoiceUnavailableError
+from retrotread.events import (
+    Announcement,
+    CommandSource,
+    EventBus,
+    Outcome,
+    UserAction,
+    UserCommand,
+    VoiceHeard,
+)
+from retrotread.profile import Profile, load_profile
+from retrotread.session import Session
+from retrotread.sim.treadmill import SimulatedTreadmill
+from retrotread.voice import VOICE_COMMANDS
+from retrotread.voice.audio import ArraySource, InputDevice, find_input, load_wav
+from retrotread.voice.listener import Detection, VoiceListener, VoiceStop
+from retrotread.voice.spotter import KeywordSpotter, UtteranceGate
+from tests import voice_audio as va
+from tests.mosquitto import in_ci
+from tests.test_faults import stops_after, until, walking_backward
+from tests.workout_harness import check_invariants, run_on_sim
+
+VIRTUAL = pytest.mark.looptime(noop_cycles=1)
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> va.Synth:
+    missing = va.tools_missing()
+    if missing:
+        if in_ci():
+            pytest.fail(f"CI=true and {missing}", pytrace=False)
+        pytest.skip(missing)
+    return va.Synth(tmp_path_factory.mktemp("speech"))
+
+
+@pytest.fixture(scope="session")
+def announcements() -> list[str]:
+    return va.collect_announcements()
+
+
+@pytest.fixture(scope="module")
+def first_session() -> Profile:
+    return load_profile(ROOT / "profiles" / "first-session.yaml")
+
+
+def spot_all(audio: np.ndarray, **kwargs: object) -> list[int]:
+    """End samples of every "stop" the spotter releases over ``audio``."""
+    spotter = KeywordSpotter(va.RATE_HZ, **kwargs)  # type: ignore[arg-type]
+    found = []
+    for i in range(0, len(audio), 1600):
+        found += [hit.end_sample for hit in spotter.feed(audio[i:i + 1600])]
+    return found
+
+
+# ------------------------------------------------------------------ recognition
+def test_stop_is_heard_alone_and_in_short_phrases(synth: va.Synth) -> None:
+    voices = [va.Voice(name, speed) for name, speed in
+              (("en-us", 150), ("en-gb-x-rp", 175), ("en-us+f3", 160), ("en+m3", 140))]
+    heard = 0
+    trials = 0
+    for k, (voice, phrase) in enumerate(
+            (v, p) for v in voices for p in ("stop", "please stop", "stop the belt")):
+        clip = va.scene(synth.speak(phrase, voice), snr_db=20, seed=k)
+        hits = spot_all(clip.audio)
+        trials += 1
+        heard += bool(hits)
+        for end in hits:  # released after the word, within a second of the speech's end
+            assert clip.speech_start < end <= clip.speech_end + va.RATE_HZ
+    assert heard >= 0.75 * trials, f"heard {heard} of {trials}"
+
+
+def test_words_that_sound_like_stop_are_not_taken_for_it(synth: va.Synth) -> None:
+    for k, (voice, word) in enumerate(
+            (v, w) for v in ("en-us", "en-gb-x-rp", "en-us+f3", "en+m3")
+            for w in ("top", "shop", "step back")):
+        clip = va.scene(synth.speak(word, va.Voice(voice, 160)), snr_db=20, seed=100 + k)
+        assert spot_all(clip.audio) == [], f"{word!r} in {voice} was taken for stop"
+
+
+def test_stop_inside_a_long_sentence_is_not_a_command(synth: va.Synth) -> None:
+    sentence = synth.speak("I walked to the bus stop and then I went home to make dinner.")
+    clip = va.scene(sentence, snr_db=20, seed=5)
+    assert spot_all(clip.audio, max_utterance_s=None), "the keyword spotter hears the word"
+    assert spot_all(clip.audio) == [], "the short-utterance gate drops it"
+
+
+def test_the_utterance_gate_releases_short_runs_and_drops_long_ones() -> None:
+    from retrotread.voice.spotter import Spotted
+
+    gate = UtteranceGate(16_000, max_utterance_s=1.0, end_silence_s=0.3)
+    hit = Spotted("stop", UserCommand.STOP, 0.9, 0)
+    assert gate.chunks([True] * 50, 160) == []  # 0.5 s of speech
+    assert gate.spotted([hit]) == []  # held until the run ends
+    released = gate.chunks([False] * 30, 160)
+    assert [s.word for s in released] == ["stop"]
+    assert released[0].end_sample == 80 * 160
+    assert gate.chunks([True] * 150, 160) == []  # 1.5 s: too long for a command
+    assert gate.spotted([hit]) == []
+    assert gate.chunks([False] * 30, 160) == []
+    assert gate.rejected == 1
+
+
+def test_a_spoken_word_can_only_stop_or_pause() -> None:
+    assert set(VOICE_COMMANDS.values()) <= {UserCommand.STOP, UserCommand.PAUSE}
+    with pytest.raises(ValueError):
+        KeywordSpotter(va.RATE_HZ, {"start": 1e-20})
+    with pytest.raises(ValueError):
+        KeywordSpotter(va.RATE_HZ, {"faster": 1e-20})
+
+
+def test_wav_files_are_a_source(synth: va.Synth, tmp_path: Path) -> None:
+    import wave
+
+    clip = va.scene(synth.speak("stop"), snr_db=None, seed=0)
+    path = tmp_path / "stop.wav"
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(2)
+        wav.setsampwidth(2)
+        wav.setframerate(va.RATE_HZ)
+        wav.writeframes(np.repeat(clip.audio, 2).tobytes())
+    samples, rate = load_wav(path)
+    assert rate == va.RATE_HZ
+    assert np.array_equal(samples, clip.audio)
+    source = ArraySource.from_wav(path)
+    blocks = []
+    while (block := source.read()) is not None:
+        blocks.append(block)
+    assert sum(len(b) for b in blocks) == len(clip.audio)
+    assert all(len(b) == 1600 for b in blocks[:-1])
+
+
+# ------------------------------------------------------------------ the listener thread
+async def test_detections_reach_the_loop_thread_with_their_latency(synth: va.Synth) -> None:
+    audio, spans = va.sequence([synth.speak("stop")] * 3, snr_db=20, seed=9, gap_s=1.5)
+    loop = asyncio.get_running_loop()
+    delivered: list[tuple[Detection, float, int]] = []
+    listener = VoiceListener(
+        ArraySource(audio, va.RATE_HZ), KeywordSpotter(va.RATE_HZ), loop=loop,
+        on_detection=lambda d, lat: delivered.append((d, lat, threading.get_ident())),
+        on_lost=lambda message: pytest.fail(message))
+    listener.start()
+    await until(lambda: not listener.alive, timeout_s=60)
+    await asyncio.sleep(0.05)
+    assert delivered, "no stop heard"
+    assert len(delivered) <= 3
+    for detection, latency_s, thread in delivered:
+        assert thread == threading.get_ident()  # on the loop's thread, not the listener's
+        assert detection.command is UserCommand.STOP
+        assert 0.0 < detection.confidence <= 1.0
+        assert 0.0 <= latency_s < 5.0
+        end = round(detection.audio_end_s * va.RATE_HZ)
+        assert any(start < end <= stop + va.RATE_HZ for start, stop in spans)
+    assert listener.blocks == -(-len(audio) // 1600)
+
+
+def _gated_stream(synth: va.Synth, texts: list[str]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The host's announcements as a microphone hears them from a speaker: 150 ms late
+    (output and input buffers), over treadmill noise at 20 dB."""
+    audio, spans = va.sequence([synth.cue(text) for text in texts], snr_db=20, seed=21,
+                               gap_s=1.2)
+    delay = round(0.15 * va.RATE_HZ)
+    heard = np.concatenate([np.zeros(delay, dtype=np.int16), audio[:-delay]])
+    return heard, spans
+
+
+async def _listen(audio: np.ndarray, host_speaking_spans: list[tuple[int, int]] | None,
+                  ) -> list[Detection]:
+    source = ArraySource(audio, va.RATE_HZ)
+
+    def host_speaking() -> bool:  # what CuePlayer knows: its espeak-ng is running
+        return host_speaking_spans is not None and any(
+            start <= source.position < end for start, end in host_speaking_spans)
+
+    found: list[Detection] = []
+    listener = VoiceListener(source, KeywordSpotter(va.RATE_HZ),
+                             loop=asyncio.get_running_loop(),
+                             on_detection=lambda d, lat: found.append(d),
+                             on_lost=lambda message: pytest.fail(message),
+                             host_speaking=host_speaking)
+    listener.start()
+    await until(lambda: not listener.alive, timeout_s=300)
+    await asyncio.sleep(0.05)
+    return found
+
+
+async def test_the_sessions_own_announcements_never_stop_it(
+        synth: va.Synth, announcements: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert len(announcements) >= 20
+    with_stop = [text for text in announcements if "stop" in text.lower()]
+    assert with_stop, "the bundled profiles announce the belt stopping"
+    audio, spans = _gated_stream(synth, announcements)
+    # The person says "stop" once the host has finished: still heard after the gate.
+    person = va.scene(synth.speak("stop", va.Voice("en-gb-x-rp", 160)), snr_db=20, seed=22,
+                      before_s=1.0, after_s=1.5)
+    stream = np.concatenate([audio, person.audio])
+    gated = await _listen(stream, spans)
+    person_at = len(audio) + person.speech_start
+    assert [d for d in gated if d.audio_end_s * va.RATE_HZ < person_at] == [], \
+        "an announcement was taken for a stop while the host was speaking"
+    assert any(d.audio_end_s * va.RATE_HZ >= person_at for d in gated), \
+        "the person's stop after the announcements was not heard"
+    ungated = await _listen(audio, None)
+    hit_texts = sorted({announcements[i] for d in ungated for i, (s, e) in enumerate(spans)
+                        if s <= d.audio_end_s * va.RATE_HZ <= e + va.RATE_HZ})
+    with capsys.disabled():
+        print(f"\n  announcements: {len(announcements)}; detections without the gate: "
+              f"{len(ungated)} ({hit_texts}); with the gate: 0")
+
+
+# ------------------------------------------------------------------ on the simulator
+class FailingMicrophone(ArraySource):
+    """A microphone unplugged after ``good_blocks`` blocks."""
+
+    def __init__(self, good_blocks: int) -> None:
+        super().__init__(np.zeros(1600 * 1000, dtype=np.int16), va.RATE_HZ)
+        self.good_blocks = good_blocks
+
+    def read(self) -> np.ndarray | None:
+        if self.good_blocks <= 0:
+            raise MicrophoneLostError("the microphone 'USB mic' failed: device unavailable")
+        self.good_blocks -= 1
+        return super().read()
+
+
+@VIRTUAL
+async def test_a_spoken_stop_while_walking_backward_puts_stop_on_the_wire(
+        synth: va.Synth, first_session: Profile) -> None:
+    speech = synth.speak("please stop", va.Voice("en-us", 160))
+    clip = va.scene(speech, snr_db=10, seed=31, before_s=2.0, after_s=1.5)
+    marks: dict[str, float] = {}
+
+    async def scenario(sim: SimulatedTreadmill, session: Session) -> None:
+        await walking_backward(session)
+        voice = VoiceStop(ArraySource(clip.audio, va.RATE_HZ), KeywordSpotter(va.RATE_HZ),
+                          bus=session.bus, clock=session.clock)
+        marks["said"] = session.clock.now()
+        voice.start(session)
+        assert voice.listener is not None
+        # Virtual time stands still while the listener thread hears the clip (this test's
+        # way of keeping the two clocks together; the loop is never blocked otherwise).
+        assert voice.listener.join(60)
+        await asyncio.sleep(0.5)
+        await voice.close()
+
+    run = await run_on_sim(first_session, scenario=scenario)
+    check_invariants(run)
+    assert run.result.outcome is Outcome.STOPPED_BY_USER
+    assert stops_after(run, marks["said"]), "no Stop on the wire after the spoken stop"
+    users = [e for e in run.of(UserAction) if e.source == CommandSource.VOICE]
+    assert [(e.command, e.accepted) for e in users] == [(UserCommand.STOP, True)]
+    heard = run.of(VoiceHeard)
+    assert len(heard) == 1 and heard[0].accepted and heard[0].word == "stop"
+    assert 0 < heard[0].confidence <= 1 and heard[0].latency_s >= 0
+    record = heard[0].to_record()
+    assert record["type"] == "voice" and record["command"] == "stop"
+
+
+@VIRTUAL
+async def test_a_microphone_lost_mid_workout_is_announced_and_the_workout_goes_on(
+        first_session: Profile) -> None:
+    voices: list[VoiceStop] = []
+
+    async def scenario(sim: SimulatedTreadmill, session: Session) -> None:
+        await walking_backward(session)
+        voice = VoiceStop(FailingMicrophone(good_blocks=5), KeywordSpotter(va.RATE_HZ),
+                          bus=session.bus, clock=session.clock)
+        voices.append(voice)
+        voice.start(session)
+        assert voice.listener is not None and voice.listener.join(30)
+        await until(lambda: voice.lost)
+        await voice.close()
+
+    run = await run_on_sim(first_session, scenario=scenario)
+    check_invariants(run)
+    assert run.result.outcome is Outcome.COMPLETED
+    lost = [a for a in run.of(Announcement) if a.text.startswith("Microphone lost")]
+    assert len(lost) == 1 and lost[0].level == "warning"
+    assert "USB mic" in lost[0].text
+
+
+async def test_a_microphone_that_goes_silent_is_announced() -> None:
+    class HangingMicrophone:
+        sample_rate_hz = va.RATE_HZ
+
+        def __init__(self) -> None:
+            self.closed = threading.Event()
+
+        def read(self) -> np.ndarray | None:
+            self.closed.wait()  # a driver that never returns
+            return None
+
+        def close(self) -> None:
+            self.closed.set()
+
+    bus = EventBus()
+    said: list[Announcement] = []
+    bus.subscribe(lambda e: said.append(e) if isinstance(e, Announcement) else None)
+    from retrotread.clock import LoopClock
+
+    voice = VoiceStop(HangingMicrophone(), KeywordSpotter(va.RATE_HZ), bus=bus,
+                      clock=LoopClock(), silent_mic_s=0.3)
+    voice.start(None)
+    await until(lambda: voice.lost, timeout_s=10)
+    await voice.close()
+    assert [a.level for a in said] == ["warning"]
+    assert "no sound from the microphone" in said[0].text
+
+
+# ------------------------------------------------------------------ command line
+def test_choosing_a_microphone() -> None:
+    inputs = [InputDevice(0, "HDA Intel PCH: ALC3246 Analog (hw:0,0)", 2, 44100),
+              InputDevice(4, "USB PnP Sound Device: Audio (hw:2,0)", 1, 48000),
+              InputDevice(7, "default", 32, 44100, is_default=True)]
+    assert find_input(None, inputs).index == 7
+    assert find_input("4", inputs).name.startswith("USB")
+    assert find_input("usb pnp", inputs).index == 4
+    with pytest.raises(VoiceUnavailableError, match="several"):
+        find_input("a", inputs)
+    with pytest.raises(VoiceUnavailableError, match="index 9"):
+        find_input("9", inputs)
+    with pytest.raises(VoiceUnavailableError, match="no microphone"):
+        find_input(None, [])
+
+
+def test_voice_stop_without_the_microphone_is_exit_2_before_anything_moves(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from retrotread.cli import main
+
+    monkeypatch.setenv("RETROTREAD_LOG_DIR", str(tmp_path))
+    status = main(["run", str(ROOT / "profiles" / "first-session.yaml"), "--no-ui",
+                   "--voice-stop", "--mic", "999"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and err.startswith("retrotread: ")
+    assert "999" in err or "no microphone" in err
+    assert list(tmp_path.iterdir()) == []  # no session was started, so no log
+
+
+@pytest.mark.parametrize(("setup", "expected"), [
+    ("sys.modules['sounddevice'] = None", "retrotread[voice]"),
+    ("import ctypes.util; ctypes.util.find_library = lambda name: None", "libportaudio2"),
+])
+def test_missing_audio_libraries_are_named(setup: str, expected: str) -> None:
+    code = f"import sys; {setup}; from retrotread.cli import main; sys.exit(main(['mics']))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert expected in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_run_voice_stop_wires_the_microphone_to_the_session(
+        synth: va.Synth, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``retrotread run --voice-stop`` (run_workout), real time, the microphone replaced by
+    a clip in which the person says "stop" as the workout starts."""
+    import io
+
+    from retrotread import voice
+    from retrotread.devices import DeviceSpec
+    from retrotread.recorder import read_session
+    from retrotread.runner import RunOptions, run_workout
+
+    audio, _spans = va.sequence([synth.speak("stop")] * 2, snr_db=20, seed=41, gap_s=1.0)
+
+    class ClipMicrophone(ArraySource):
+        device = InputDevice(5, "Test microphone", 1, va.RATE_HZ)
+
+    opened: list[str | None] = []
+
+    def open_microphone(spec: str | None) -> ClipMicrophone:
+        opened.append(spec)
+        return ClipMicrophone(audio, va.RATE_HZ)
+
+    monkeypatch.setattr(voice.audio, "open_microphone", open_microphone)
+    out = io.StringIO()
+    log_path = tmp_path / "log.jsonl"
+    options = RunOptions(device=DeviceSpec("sim", "generic"), ui=False, bell=False,
+                         log_path=log_path, out=out, voice_stop=True, mic="5")
+    assert await asyncio.wait_for(run_workout(ROOT / "profiles" / "first-session.yaml",
+                                              options), 45) == 0
+    assert opened == ["5"]
+    assert "voice stop: listening on 'Test microphone'" in out.getvalue()
+    records = read_session(log_path)
+    users = [r for r in records if r["type"] == "user" and r["source"] == "voice"]
+    assert users and users[0]["command"] == "stop" and users[0]["accepted"]
+    # the user record itself carries how sure the spotter was and how long it took
+    assert 0.0 <= users[0]["latency_s"] < 5.0 and users[0]["confidence"] is not None
+    heard = [r for r in records if r["type"] == "voice"]
+    assert heard and heard[0]["word"] == "stop" and "latency_s" in heard[0]
+    finished = records[-1]
+    assert finished["type"] == "session_finished"
+    assert finished["outcome"] == "stopped_by_user" and finished["stop_sent"]
