@@ -51,7 +51,9 @@ def main(argv: list[str]) -> int:
     if not first:
         print("| none | - | 0 |")
     if result.returncode not in (0,):
-        print(result.stdout[-3000:], result.stderr[-3000:], sep="\n")
+        errors = [line for line in result.stdout.splitlines()
+                  if line.startswith(("E ", "FAILED", "Falsifying", "  |"))][:60]
+        print("\n".join(errors) or result.stdout[-3000:])
     return 0 if not first and result.returncode == 0 else 1
 
 
