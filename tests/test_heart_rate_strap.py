@@ -442,7 +442,7 @@ def test_parse_strap() -> None:
 def test_run_refuses_a_bad_strap(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     profile = tmp_path / "brisk.yaml"
     profile.write_text(BRISK.format(ceiling=110))
-    assert main(["run", str(profile), "--hr-strap", "polar", "--no-ui"]) == 1  # as --device
+    assert main(["run", str(profile), "--hr-strap", "polar", "--no-ui"]) == 2  # bad input
     assert "--hr-strap" in capsys.readouterr().err
 
 
