@@ -38,6 +38,9 @@ from retrotread.quirks import Quirks
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
+BUSY_RETRY_S = 0.1
+"""How often a write refused as "procedure already in progress" is tried again."""
+
 DEFAULT_REPLY_TIMEOUT_S = 2.0
 
 _RESULT_HINTS = {
@@ -299,7 +302,7 @@ class Treadmill:
                 listener(sent_at, request)
             written = False
             try:
-                await self.link.write(gatt.FITNESS_MACHINE_CONTROL_POINT, data)
+                await self._write_when_free(data, loop.time() + timeout)
                 written = True
                 response = await asyncio.wait_for(self._reply, timeout)
             except TimeoutError:
@@ -338,6 +341,22 @@ class Treadmill:
         elif isinstance(request, codec.Reset):
             self.has_control = False
         return response
+
+    async def _write_when_free(self, data: bytes, deadline: float) -> None:
+        """Write to the control point. A machine still busy with an earlier request (its
+        late reply not sent yet: ATT "procedure already in progress") is asked again
+        every 0.1 s until ``deadline``, so a Stop after a timed-out request still goes
+        out as soon as the machine can take it."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self.link.write(gatt.FITNESS_MACHINE_CONTROL_POINT, data)
+                return
+            except GattError as exc:
+                busy = exc.code == gatt.ATT_PROCEDURE_ALREADY_IN_PROGRESS
+                if not busy or loop.time() + BUSY_RETRY_S > deadline:
+                    raise
+            await asyncio.sleep(BUSY_RETRY_S)
 
     def _notify_reply(self, request: codec.ControlPointRequest,
                       response: codec.ControlPointResponse | None, error: str | None) -> None:

@@ -162,3 +162,25 @@ def test_the_summary_and_history_say_stop_not_delivered(tmp_path) -> None:
     records[1].update(stop_sent=True, stop_acknowledged=True)
     log.write_text("".join(json.dumps(r) + "\n" for r in records))
     assert "Stop sent: yes (acknowledged" in format_summary(summarize(read_session(log)))
+
+
+@VIRTUAL
+async def test_a_drop_on_a_machine_that_answers_late_still_gets_its_stop(
+        profile: Profile) -> None:
+    """Found by the property test: replies 2.5 s late (past the 2 s time-out) and a link
+    drop. After the reconnect the Request Control times out, and the machine, still busy
+    with it, refused the Stop ("procedure already in progress") again and again: no Stop
+    ever reached it. A write refused as busy is now tried again until the machine takes it."""
+
+    async def scenario(sim: SimulatedTreadmill, session: Session) -> None:
+        await asyncio.sleep(96.0)
+        sim.faults.telemetry_stopped = True
+        sim.faults.reply_delay_s = 2.5
+        sim.drop_links()
+
+    run = await finished_within(profile, scenario, 400.0)
+    check_invariants(run)
+    assert run.result.stop_sent
+    stops = [t for t, r in zip(run.sim.request_times, run.sim.requests, strict=True)
+             if isinstance(r, codec.StopOrPause) and r.action is codec.StopPause.STOP]
+    assert stops and stops[0] - 96.0 <= 6.0  # RC's 2 s time-out, the busy machine, Stop

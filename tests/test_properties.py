@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 from typing import Any
 
 import looptime
@@ -119,7 +120,10 @@ def run_virtual(coro: Any) -> Any:
         loop.close()
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          derandomize=os.environ.get("PROPERTY_RANDOM", "") == "")
+# (a fixed seed in the suite, so CI runs the same examples every time: a new failure is
+# found by the deep runs, PROPERTY_RANDOM=1 or benchmarks/link_faults.py, not by chance)
 @given(text=profiles(), schedule=schedules)
 def test_random_profiles_under_random_faults_keep_the_invariants(
         text: str, schedule: list[tuple[float, str]]) -> None:
