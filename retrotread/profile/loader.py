@@ -31,7 +31,6 @@ from retrotread.profile.model import (
     ITEM_TAGS,
     RULES_ERROR,
     Loc,
-    lenient_rule_problems,
     Profile,
     ProfileDoc,
     RepeatDoc,
@@ -40,6 +39,7 @@ from retrotread.profile.model import (
     TurnaroundDoc,
     format_loc,
     item_kind,
+    lenient_rule_problems,
 )
 from retrotread.profile.quantities import MAX_NUMBER_DIGITS, shorten
 
@@ -53,7 +53,8 @@ MAX_DEPTH: Final = 20
 _NOT_YAML_TEXT: Final = re.compile(
     "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 """Characters YAML refuses (control characters such as NUL, lone surrogates)."""
-_NUMBER_LIKE: Final = re.compile(r"^[-+]?(?:0[xo])?[0-9a-fA-F_.]*[0-9][0-9a-fA-F_.]*(?:[eE][-+]?[0-9]+)?$")
+_NUMBER_LIKE: Final = re.compile(
+    r"^[-+]?(?:0[xo])?[0-9a-fA-F_.]*[0-9][0-9a-fA-F_.]*(?:[eE][-+]?[0-9]+)?$")
 _NULL_WORDS: Final = frozenset({"", "~", "null", "Null", "NULL"})
 
 _LIST_FIELDS = frozenset({"segments", "warmup", "cooldown"})

@@ -22,12 +22,12 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     BaseModel,
-    ValidationError,
     ConfigDict,
     Discriminator,
     Field,
     PlainValidator,
     Tag,
+    ValidationError,
     WithJsonSchema,
     field_validator,
     model_validator,
