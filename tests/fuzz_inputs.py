@@ -57,8 +57,23 @@ SCALARS = [
 ]
 
 
+PRINTABLE = st.characters(blacklist_categories=("Cc", "Cs"))
+"""Mostly printable: control characters are refused at once, so they would hide the rest
+(they still come from SCALARS, SNIPPETS and the mutations)."""
+
+
+GOOD_SEGMENTS = [
+    ("map", [("forward", "2 min"), ("speed", "2.5 mph")]),
+    ("map", [("backward", "90s"), ("speed", "1.2")]),
+    ("map", [("direction", "backward"), ("duration", "45s"), ("speed", "1.0 mph"),
+             ("hold_rails", "true")]),
+    ("map", [("repeat", "3"), ("segments", ("seq", [("map", [("backward", "30s"),
+                                                             ("speed", "1.9 mph")])]))]),
+]
+
+
 def _scalar() -> st.SearchStrategy[str]:
-    return st.one_of(st.sampled_from(SCALARS), st.text(max_size=20))
+    return st.one_of(st.sampled_from(SCALARS), st.text(PRINTABLE, max_size=20))
 
 
 def _mapping(keys: list[str], value: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -70,7 +85,7 @@ def _items(depth: int) -> st.SearchStrategy[Any]:
     value: st.SearchStrategy[Any] = _scalar()
     if depth > 0:
         value = st.one_of(_scalar(), _items(depth - 1))
-    segment = _mapping(SEGMENT_KEYS, value)
+    segment = st.one_of(_mapping(SEGMENT_KEYS, value), st.sampled_from(GOOD_SEGMENTS))
     return st.one_of(
         st.lists(segment, max_size=4).map(lambda items: ("seq", items)),
         _scalar(),
@@ -113,6 +128,8 @@ def grammar_profiles(draw: st.DrawFn) -> str:
     }
     keys = draw(st.lists(st.one_of(st.sampled_from(TOP_KEYS), st.sampled_from(ODD_KEYS)),
                          max_size=9))
+    if draw(st.booleans()):  # most often a profile-shaped document
+        keys = ["name", "segments", *keys]
     pairs = [(key, draw(values.get(key, _scalar()))) for key in keys]
     flow = draw(st.booleans()) and draw(st.booleans())
     return _render(("map", pairs), 0, flow) + "\n"
@@ -131,12 +148,12 @@ def mutated_profiles(draw: st.DrawFn) -> str:
                                      "tab", "repeat"]))
         at = draw(st.integers(0, max(0, len(text))))
         if kind == "insert":
-            text = text[:at] + draw(st.one_of(st.sampled_from(SNIPPETS), st.text(max_size=8))
-                                    ) + text[at:]
+            text = text[:at] + draw(st.one_of(st.sampled_from(SNIPPETS),
+                                              st.text(PRINTABLE, max_size=8))) + text[at:]
         elif kind == "delete":
             text = text[:at] + text[at + draw(st.integers(1, 40)):]
         elif kind == "replace" and text:
-            text = text[:at] + draw(st.characters()) + text[at + 1:]
+            text = text[:at] + draw(st.one_of(PRINTABLE, st.characters())) + text[at + 1:]
         elif kind == "cut":
             text = text[:at]
         elif kind in ("swap", "dup", "tab") and text:

@@ -26,7 +26,7 @@ FUZZ = settings(max_examples=1500, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-@FUZZ
+@settings(FUZZ, max_examples=1000)
 @given(grammar_profiles())
 def test_fuzz_profile_from_the_grammar(text: str) -> None:
     check_profile_text(text)

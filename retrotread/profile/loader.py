@@ -211,6 +211,13 @@ _YAML_PROBLEMS: Final[tuple[tuple[str, str], ...]] = (
     ("found undefined alias", "YAML anchors and aliases (&name, *name) are not allowed in a "
      "profile"),
     ("found character", "a character that cannot start a value; quote the value"),
+    ("for merging", "'<<' is a YAML merge key; a profile does not use it"),
+    ("expected '<document start>'", "text after the end of the profile; a profile is one "
+     "mapping of keys (is a line not indented, or a '...' or '---' stray?)"),
+    ("expected the node content", "a value is missing here; check the brackets and commas"),
+    ("sequence entries are not allowed", "a '- ' list item where none can be; check the "
+     "indentation"),
+    ("while scanning a tag", "YAML tags (!name) are not used in a profile"),
     ("found unknown escape character", "an unknown escape (\\) in double quotes; use single "
      "quotes"),
     ("did not find expected", "the indentation or a '-' does not fit here; check this line"),
@@ -394,5 +401,8 @@ def _message(error: ErrorDetails, loc: Loc, tree: CommentedMap) -> str:
         if field in _LIST_FIELDS or kind == "too_short":
             return "is empty; it needs at least one segment"
         return "should not be empty"
+    if kind == "string_unicode":
+        return "holds an escape that is not a character (like \\ud800); remove it"
     message = error["msg"]
-    return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return message.removeprefix("Input ")  # pydantic's "Input should be ...": "should be"
