@@ -92,6 +92,8 @@ def _shown(value: str | bytes) -> str:
 def fuzz(tally: Tally, strategy: st.SearchStrategy[Any], check: Callable[[Any], str],
          examples: int) -> None:
     started = time.monotonic()
+    if examples <= 0:
+        return
 
     @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
@@ -102,8 +104,7 @@ def fuzz(tally: Tally, strategy: st.SearchStrategy[Any], check: Callable[[Any], 
             print(f"  {tally.name}: {tally.total:,} inputs, "
                   f"{time.monotonic() - started:.0f} s", flush=True)
 
-    if examples > 0:
-        body()
+    body()
     tally.seconds = time.monotonic() - started
 
 
