@@ -13,6 +13,7 @@ traceback. Prints one table and the worst inputs; exit status 1 if any row fails
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import resource
 import tempfile
@@ -61,6 +62,7 @@ class Tally:
 
     def run_one(self, check: Callable[[], str], shown: str, value: Any = None) -> None:
         tracemalloc.start()  # around the check only: hypothesis's own work is not traced
+        gc.disable()  # a collection of hypothesis's big heap is not this input's cost
         start = time.process_time()  # CPU time: a busy shared machine does not inflate it
         try:
             outcome = check()
@@ -69,6 +71,7 @@ class Tally:
             if len(self.tracebacks) < 5:
                 self.tracebacks.append(f"{shown}\n{traceback.format_exc()}")
         seconds = time.process_time() - start
+        gc.enable()
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         self.outcomes[outcome] += 1

@@ -188,6 +188,8 @@ def check_profile_text(text: str) -> str:
             line = str(problem)
             assert line.startswith(f"{FUZZ_PATH}:"), line
             assert len(line) < 600, line
+            assert line.isprintable(), repr(line)  # prints on any terminal
+            line.encode("utf-8")  # no lone surrogates
             for internal in INTERNAL:
                 assert internal not in line, (internal, line)
         return "refused"

@@ -78,7 +78,10 @@ class ProfileProblem:
             if self.column is not None:
                 where += f":{self.column}"
         message = " ".join(self.message.split())  # one line, whatever the file held
-        return f"{where}: {self.field}: {message}" if self.field else f"{where}: {message}"
+        line = f"{where}: {self.field}: {message}" if self.field else f"{where}: {message}"
+        # Text quoted from the file may hold control characters or lone surrogates: show
+        # a replacement character, so the line prints on any terminal.
+        return "".join(ch if ch.isprintable() else "\ufffd" for ch in line)
 
 
 class _Refused(Exception):
