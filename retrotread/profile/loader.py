@@ -168,6 +168,9 @@ class _GuardedComposer(Composer):  # type: ignore[misc]
             plain = event.style is None
             if is_key and plain and event.value in _NULL_WORDS:
                 raise _Refused(mark, "a key without a name; write it like 'speed: 1.5 mph'")
+            if is_key and plain and event.value == "<<":
+                raise _Refused(mark, "'<<' is a YAML merge key; a profile does not use it "
+                               "(write each key out)")
             digits = sum(ch.isdigit() for ch in event.value)
             if plain and digits > MAX_NUMBER_DIGITS and _NUMBER_LIKE.match(event.value):
                 raise _Refused(mark, f"a number with {digits} digits; numbers in a profile "
@@ -330,7 +333,10 @@ def _position(tree: CommentedMap, loc: Loc, *, key: bool) -> tuple[int, int]:
                 name = next((k for k in _SHORTHAND_KEYS if k in node), name)
             if name not in node:
                 break
-            line, column = node.lc.key(name) if (key and last) else node.lc.value(name)
+            try:
+                line, column = node.lc.key(name) if (key and last) else node.lc.value(name)
+            except KeyError:  # a key with no position of its own: the mapping's is close
+                break
             node = node[name]
         elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
             line, column = node.lc.item(part)
