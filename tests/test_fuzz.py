@@ -29,6 +29,7 @@ FUZZ = settings(max_examples=1500, deadline=None, database=None,
 @settings(FUZZ, max_examples=1000)
 @given(grammar_profiles())
 @example("name: 1.5 mph\ndescription: 1.5 mph\n<<: {a: 1}\n")  # found by the big fuzz
+@example('name: 1.5 mph\nunits: "\\ud800"\n')  # found by the big fuzz
 def test_fuzz_profile_from_the_grammar(text: str) -> None:
     check_profile_text(text)
 

@@ -259,11 +259,23 @@ def _plain(node: Any) -> Any:
         return int(node)
     if isinstance(node, float):
         return float(node)
-    return str(node)  # text, and what YAML 1.2 reads as a date: the text as written
+    return _valid_text(str(node))  # text, and what YAML 1.2 reads as a date: as written
 
 
 def _plain_key(key: Any) -> str:
-    return key if isinstance(key, str) else str(key).lower() if isinstance(key, bool) else str(key)
+    if isinstance(key, bool):
+        return str(key).lower()
+    return _valid_text(str(key))
+
+
+def _valid_text(text: str) -> str:
+    """``text`` with lone surrogates (a ``"\\ud800"`` escape) replaced: nothing downstream
+    can encode them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+    return text
 
 
 def _written(value: Any) -> str:
