@@ -62,6 +62,7 @@ from retrotread.events import (
     TelemetrySample,
     UserCommand,
 )
+from retrotread.ratelimit import SuppressedLog, TokenBucket, describe_counts
 from retrotread.session import State as SessionState
 
 if TYPE_CHECKING:
@@ -73,6 +74,11 @@ ENV_USERNAME = "RETROTREAD_MQTT_USERNAME"
 ENV_PASSWORD = "RETROTREAD_MQTT_PASSWORD"
 
 MAX_COMMAND_BYTES = 1024
+COMMANDS_PER_S = 2.0
+"""Remote commands passed to the session per second, after a burst of COMMAND_BURST: a
+person presses a button a few times; more is a flood, counted and summarised instead."""
+COMMAND_BURST = 5
+COMMAND_SUMMARY_PERIOD_S = 30.0
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
 
@@ -521,13 +527,20 @@ class MqttBridge:
 
     def __init__(self, settings: MqttSettings,
                  command_handler: CommandHandler | None = None, *,
-                 wall_clock: WallClock = _utc_now) -> None:
+                 wall_clock: WallClock = _utc_now,
+                 commands_per_s: float = COMMANDS_PER_S, command_burst: int = COMMAND_BURST,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.command_handler = command_handler
         self.wall_clock = wall_clock
         """Wall time with its UTC offset, for ``ends_at`` (injected in tests)."""
         self._ends_at: datetime.datetime | None = None
         self._distance_known = False  # has the machine ever reported a distance?
+        # Stop has a bucket of its own: a flood of other commands cannot hold back a stop.
+        self._command_buckets = {
+            kind: TokenBucket(commands_per_s, command_burst) for kind in ("stop", "other")}
+        self._command_clock = clock
+        self._ignored_log = SuppressedLog(COMMAND_SUMMARY_PERIOD_S)
         self._events: deque[Outgoing] = deque()
         self._values: dict[str, Outgoing] = {}  # latest per retained topic, not yet sent
         self._latest: dict[str, Outgoing] = {}  # latest per retained topic, ever
@@ -769,40 +782,69 @@ class MqttBridge:
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         command_topic = self.settings.topic("command")
-        async for message in client.messages:
-            if not message.topic.matches(command_topic):
-                continue
-            self.handle_command_message(message.payload, retained=bool(message.retain))
+        try:
+            async for message in client.messages:
+                if not message.topic.matches(command_topic):
+                    continue
+                self.handle_command_message(message.payload, retained=bool(message.retain))
+        finally:
+            self.report_ignored_commands(final=True)
 
     def handle_command_message(self, payload: Any, *, retained: bool = False) -> bool:
-        """Parse a command topic payload and pass it on. Returns whether it was passed on."""
+        """Parse a command topic payload and pass it on. Returns whether it was passed on.
+
+        Garbage, retained commands and commands beyond the rate limit are counted, not
+        passed on: the first of each kind is logged in full, the rest in one summary line
+        per COMMAND_SUMMARY_PERIOD_S, so a flood grows neither the log nor stderr."""
         data = payload if isinstance(payload, bytes | bytearray) else (
             str(payload).encode("utf-8", "replace") if payload is not None else b"")
-        if retained:
-            # A retained command would act on every later workout the moment it connects.
-            self.commands_ignored += 1
-            log.warning("MQTT: ignoring a retained message on %s (%s); clear it with an "
-                        "empty retained message", self.settings.topic("command"),
-                        _describe_payload(bytes(data)))
-            return False
-        command = parse_command(bytes(data))
-        if command is None:
-            self.commands_ignored += 1
-            log.warning("MQTT: ignoring command payload %s: expected one of %s",
-                        _describe_payload(bytes(data)), ", ".join(REMOTE_COMMANDS))
-            return False
-        self.commands_received += 1
-        if self.command_handler is None:
-            log.warning("MQTT: remote %s received but there is no session to pass it to",
-                        command.value)
-            return False
         try:
-            accepted = self.command_handler(command, "remote")
-        except Exception:
-            log.exception("MQTT: the session failed to handle remote %s", command.value)
-            return False
-        log.info("MQTT: remote %s %s", command.value, "accepted" if accepted else "refused")
-        return True
+            if retained:
+                # A retained command would act on every later workout the moment it connects.
+                return self._ignore(
+                    "retained", "MQTT: ignoring a retained message on %s (%s); clear it with "
+                    "an empty retained message", self.settings.topic("command"),
+                    _describe_payload(bytes(data)))
+            command = parse_command(bytes(data))
+            if command is None:
+                return self._ignore(
+                    "not a command", "MQTT: ignoring command payload %s: expected one of %s",
+                    _describe_payload(bytes(data)), ", ".join(REMOTE_COMMANDS))
+            self.commands_received += 1
+            bucket = self._command_buckets["stop" if command is UserCommand.STOP else "other"]
+            if not bucket.take(self._command_clock()):
+                return self._ignore(
+                    "over the rate limit", "MQTT: remote %s ignored: more than %d commands "
+                    "at once (then %.0f per s) are not passed on", command.value,
+                    int(bucket.burst), bucket.rate_per_s)
+            if self.command_handler is None:
+                return self._ignore(
+                    "without a session", "MQTT: remote %s received but there is no session "
+                    "to pass it to", command.value)
+            try:
+                accepted = self.command_handler(command, "remote")
+            except Exception:
+                log.exception("MQTT: the session failed to handle remote %s", command.value)
+                return False
+            log.info("MQTT: remote %s %s", command.value, "accepted" if accepted else "refused")
+            return True
+        finally:
+            self.report_ignored_commands()
+
+    def _ignore(self, reason: str, message: str, *args: Any) -> bool:
+        self.commands_ignored += 1
+        if self._ignored_log.note(reason, self._command_clock()):
+            log.warning(message + " (more like it are counted, not logged one by one)", *args)
+        return False
+
+    def report_ignored_commands(self, *, final: bool = False) -> None:
+        """One warning with the counts of ignored command messages, when one is due."""
+        log_ = self._ignored_log
+        counts = log_.flush() if final else log_.due(self._command_clock())
+        if counts:
+            log.warning("MQTT: ignored %d command message(s) %s: %s", sum(counts.values()),
+                        "since the last count" if final else
+                        f"in the last {log_.period_s:.0f} s", describe_counts(counts))
 
 
 # ----------------------------------------------------------------------------- monitor

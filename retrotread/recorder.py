@@ -22,6 +22,7 @@ import datetime
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -328,21 +329,22 @@ def read_session(path: Path | str) -> list[dict[str, Any]]:
             record = json.loads(line)
             if not isinstance(record, dict) or "type" not in record:
                 raise ValueError("not a record (a JSON object with a 'type')")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep JSON
             if last:
                 log.warning("%s:%d: skipping a truncated last line (the session probably "
                             "ended abruptly)", path, lineno)
                 break
+            why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
             raise SessionLogError(
-                f"{path}, line {lineno}: not a valid session record ({exc}); "
+                f"{path}, line {lineno}: not a valid session record ({why}); "
                 "the log is damaged"
-            ) from exc
+            ) from None
         records.append(record)
     if records and records[0].get("type") == "log_header":
         header = records[0]
         if header.get("format") != LOG_FORMAT:
             raise SessionLogError(f"{path}: not a retrotread session log "
-                                  f"(format {header.get('format')!r})")
+                                  f"(format {str(header.get('format'))[:40]!r})")
         if isinstance(header.get("version"), int) and header["version"] > LOG_VERSION:
             log.warning("%s: written by a newer retrotread (log version %s); reading what "
                         "this version understands", path, header["version"])
@@ -402,9 +404,22 @@ def describe_stop(summary: SessionSummary) -> str:
 
 
 def _num(value: Any) -> float | None:
+    """A finite number from a record, or None (a damaged log may hold anything)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
 
 
 def summarize(records: Iterable[dict[str, Any]]) -> SessionSummary:
@@ -430,10 +445,12 @@ def summarize(records: Iterable[dict[str, Any]]) -> SessionSummary:
                 + (f" ({r['detail']})" if r.get("detail") else ""))
 
     # A stop the person (or a signal) asked for is theirs, not the watchdog's.
-    watchdog = [action_text(r) for r in records if r.get("type") == "watchdog"
-                and r.get("trigger") not in PERSON_TRIGGERS]
-    asked = [action_text(r) for r in records if r.get("type") == "watchdog"
-             and r.get("trigger") in PERSON_TRIGGERS]
+    def persons(r: dict[str, Any]) -> bool:
+        return isinstance(r.get("trigger"), str) and r["trigger"] in PERSON_TRIGGERS
+
+    watchdog = [action_text(r) for r in records
+                if r.get("type") == "watchdog" and not persons(r)]
+    asked = [action_text(r) for r in records if r.get("type") == "watchdog" and persons(r)]
     segment_indices: list[int] = []
     for r in records:
         if r.get("type") == "segment_started" and r.get("index") not in segment_indices:
@@ -490,9 +507,9 @@ def summarize(records: Iterable[dict[str, Any]]) -> SessionSummary:
         segments_done = segments_started
 
     return SessionSummary(
-        profile_name=started.get("profile_name") if started else None,
-        device=started.get("device") if started else None,
-        simulated=started.get("simulated") if started else None,
+        profile_name=_text(started.get("profile_name")) if started else None,
+        device=_text(started.get("device")) if started else None,
+        simulated=_flag(started.get("simulated")) if started else None,
         outcome=outcome,
         reason=reason,
         elapsed_s=elapsed,
@@ -509,7 +526,7 @@ def summarize(records: Iterable[dict[str, Any]]) -> SessionSummary:
         mean_speed_kmh=mean_speed,
         max_heart_rate_bpm=int(max(heart_rates)) if heart_rates else None,
         planned_s=_num(started.get("total_s")) if started else None,
-        wall_time=header.get("wall_time") if header else None,
+        wall_time=_text(header.get("wall_time")) if header else None,
         speedup=_num(started.get("speedup")) if started else None,
         last_belt=last_belt,
     )

@@ -44,6 +44,7 @@ from retrotread.links.dircon_frame import (
     uuid_from_bytes,
     uuid_to_bytes,
 )
+from retrotread.ratelimit import SuppressedLog, describe_counts
 
 if TYPE_CHECKING:
     from zeroconf import ServiceInfo
@@ -86,6 +87,18 @@ ATT_READ_NOT_PERMITTED = 0x02
 MAX_CLIENT_BACKLOG = 256 * 1024
 
 _READ_CHUNK = 64 * 1024
+
+#: A client that sent nothing for this long and subscribed to nothing is closed.
+IDLE_TIMEOUT_S = 60.0
+#: A frame must arrive whole within this long of its first byte (a header announcing
+#: 4,096 bytes and then silence would otherwise hold the connection forever).
+FRAME_TIMEOUT_S = 10.0
+#: Connections served at once; one more is closed at once with a warning. A treadmill has
+#: one or two clients; this only stops a flood from using up the process.
+MAX_CLIENTS = 256
+#: Warnings about misbehaving clients: the first of each kind in full, then one summary
+#: line per this many seconds.
+WARNING_SUMMARY_PERIOD_S = 60.0
 
 
 def _set_socket_options(writer: asyncio.StreamWriter, *, keepalive: bool) -> None:
@@ -182,11 +195,21 @@ class DirconServer:
         port: int = DEFAULT_PORT,
         *,
         max_data_length: int = MAX_DATA_LENGTH,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
+        frame_timeout_s: float = FRAME_TIMEOUT_S,
+        max_clients: int = MAX_CLIENTS,
+        warning_period_s: float = WARNING_SUMMARY_PERIOD_S,
     ) -> None:
         self.gatt_server = server
         self.host = host
         self._port = port
         self._max_data_length = max_data_length
+        self.idle_timeout_s = idle_timeout_s
+        self.frame_timeout_s = frame_timeout_s
+        self.max_clients = max_clients
+        self._warnings = SuppressedLog(warning_period_s)
+        self.refused = 0  # connections closed at once: too many clients
+        self.timed_out = 0  # connections closed for idling or a frame that never completed
         self._server: asyncio.Server | None = None
         self._clients: dict[_Client, asyncio.Task[Any]] = {}
 
@@ -220,6 +243,7 @@ class DirconServer:
         if server is None:
             return
         server.close()
+        self._report_warnings(final=True)
         for client in list(self._clients):
             client.writer.transport.abort()
         tasks = list(self._clients.values())
@@ -235,10 +259,44 @@ class DirconServer:
         await self.close()
 
     # ------------------------------------------------------------------ per client
+    def _warn(self, reason: str, message: str, *args: Any) -> None:
+        """A warning about a client: the first of each reason in full, then counted."""
+        if self._warnings.note(reason, asyncio.get_running_loop().time()):
+            log.warning(message + " (more like it are counted, not logged one by one)", *args)
+        self._report_warnings()
+
+    def _report_warnings(self, *, final: bool = False) -> None:
+        warnings = self._warnings
+        counts = warnings.flush() if final else warnings.due(asyncio.get_running_loop().time())
+        if counts:
+            log.warning("DIRCON: %d more client problem(s) %s: %s", sum(counts.values()),
+                        "since the last count" if final else
+                        f"in the last {warnings.period_s:.0f} s", describe_counts(counts))
+
+    def _read_timeout(self, client: _Client, decoder: FrameDecoder,
+                      frame_started_s: float | None) -> tuple[float | None, str]:
+        """How long the next read may wait, and what it means if it waits that long."""
+        if frame_started_s is not None:
+            elapsed = asyncio.get_running_loop().time() - frame_started_s
+            return max(0.0, self.frame_timeout_s - elapsed), (
+                f"sent {decoder.buffered} bytes of a frame and not the rest within "
+                f"{self.frame_timeout_s:g} s")
+        if client.connection.subscriptions:
+            return None, ""  # listening to notifications: quiet is normal
+        return self.idle_timeout_s, (
+            f"sent nothing for {self.idle_timeout_s:g} s and subscribed to nothing")
+
     async def _handle_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         peer = _format_peer(writer.get_extra_info("peername"))
+        if len(self._clients) >= self.max_clients:
+            self.refused += 1
+            self._warn("refused: too many clients", "DIRCON: refusing client %s: %d clients "
+                       "are connected, the most this server serves at once", peer,
+                       self.max_clients)
+            writer.transport.abort()
+            return
         _set_socket_options(writer, keepalive=True)
         client = _Client(writer, peer)
         task = asyncio.current_task()
@@ -254,9 +312,15 @@ class DirconServer:
             except Exception:
                 log.exception("DIRCON: the GATT server refused client %s; closing it", peer)
                 return
+            frame_started_s: float | None = None
             while client.open:
+                timeout_s, meaning = self._read_timeout(client, decoder, frame_started_s)
                 try:
-                    data = await reader.read(_READ_CHUNK)
+                    data = await asyncio.wait_for(reader.read(_READ_CHUNK), timeout_s)
+                except TimeoutError:
+                    self.timed_out += 1
+                    self._warn("timed out", "DIRCON client %s %s; closing it", peer, meaning)
+                    break
                 except (ConnectionError, OSError):
                     break
                 if not data:
@@ -264,11 +328,15 @@ class DirconServer:
                 try:
                     messages = decoder.feed(data)
                 except CodecError as exc:
-                    log.warning("DIRCON client %s sent a malformed frame (%s); closing it",
-                                peer, exc)
+                    self._warn("malformed frame", "DIRCON client %s sent a malformed frame "
+                               "(%s); closing it", peer, exc)
                     break
                 for message in messages:
                     self._serve(client, message)
+                if not decoder.buffered:
+                    frame_started_s = None
+                elif frame_started_s is None or messages:
+                    frame_started_s = asyncio.get_running_loop().time()
         finally:
             if decoder.buffered:
                 log.info("DIRCON client %s went away mid-message (%d bytes pending)",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Literal
 
@@ -27,6 +27,7 @@ from pydantic import (
     Field,
     PlainValidator,
     Tag,
+    ValidationError,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -60,6 +61,7 @@ from retrotread.profile.quantities import (
     parse_duration,
     parse_ramp,
     parse_speed,
+    shorten,
 )
 from retrotread.units import mph_to_kmh
 
@@ -68,6 +70,9 @@ SEGMENT_MIN_S: Final = 5.0
 SEGMENT_MAX_S: Final = 2 * 3600.0
 REPEAT_MAX: Final = 50
 BACKWARD_TOTAL_MAX_S: Final = 60 * 60.0
+WORKOUT_TOTAL_MAX_S: Final = 4 * 3600.0
+"""A whole workout (warm-up, repeats and cool-down counted) may plan at most 4 hours; more
+is a typo (and the plan would be expanded segment by segment)."""
 ANNOUNCE_MIN_S: Final = 5.0
 ANNOUNCE_MAX_S: Final = 60.0
 HOLD_MIN_S: Final = 5.0
@@ -121,11 +126,11 @@ def _ramp(value: object) -> float:
 
 def _units(value: object) -> str:
     if not isinstance(value, str):
-        raise _custom(f"units should be mph or km/h, not {value!r}")
+        raise _custom("units should be mph or km/h")
     try:
         return normalize_speed_unit(value)
     except QuantityError:
-        raise _custom(f"'{value}' is not a unit for speeds; use mph or km/h") from None
+        raise _custom(f"'{shorten(value)}' is not a unit for speeds; use mph or km/h") from None
 
 
 _NUMBER_SCHEMA: Final[dict[str, Any]] = {"type": "number", "exclusiveMinimum": 0}
@@ -183,6 +188,8 @@ def _check_range(value: float, low: float, high: float, what: str) -> float:
 
 def format_seconds(seconds: float) -> str:
     """``45 s``, ``2 min 30 s``, ``1 h 5 min``: a duration for messages."""
+    if not 0 <= seconds < 1e9:
+        return f"{format_number(seconds)} s"  # an absurd value: no hours and minutes
     whole = int(seconds)
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
@@ -427,45 +434,11 @@ class ProfileDoc(_Doc):
     # --- whole-profile rules -----------------------------------------------------------------
     def backward_ceiling(self) -> tuple[float, str]:
         """The backward ceiling in km/h (exact) and how to write it in a message."""
-        hard = (_BACKWARD_HARD_KMH, f"{format_number(BACKWARD_CEILING_MPH)} mph")
-        mine = self.safety.backward_max
-        if mine is None or mine.kmh(self.units) >= hard[0]:
-            return hard
-        return mine.kmh(self.units), mine.describe(self.units)
+        return _backward_ceiling(self.units, self.safety.backward_max)
 
     def rule_problems(self) -> list[tuple[Loc, str]]:
         """Problems that need the whole profile, as (location, message) pairs."""
-        problems: list[tuple[Loc, str]] = []
-        mine = self.safety.backward_max
-        if mine is not None:
-            text = mine.describe(self.units)
-            if mine.kmh(self.units) > _BACKWARD_HARD_KMH + _EPS:
-                problems.append((("safety", "backward_max"), (
-                    f"{text} is too high: a profile may only lower the backward ceiling "
-                    f"({format_number(BACKWARD_CEILING_MPH)} mph is the most)")))
-            elif mine.kmh(self.units) < _BACKWARD_LOWEST_KMH - _EPS:
-                problems.append((("safety", "backward_max"), (
-                    f"{text} is too low: the backward ceiling can be lowered to "
-                    f"{format_number(BACKWARD_CEILING_LOWEST_MPH)} mph and no further")))
-        ceiling_kmh, ceiling_text = self.backward_ceiling()
-        backward_s = 0.0
-        for loc, segment, times in self.walk():
-            speed_kmh = segment.speed.kmh(self.units)
-            text = segment.speed.describe(self.units)
-            if segment.walk_direction is Direction.BACKWARD:
-                backward_s += segment.duration_s * times
-                if speed_kmh > ceiling_kmh + _EPS:
-                    problems.append(((*loc, "speed"),
-                                     f"{text} is above the backward ceiling of {ceiling_text}"))
-            elif speed_kmh > _FORWARD_CEILING_KMH + _EPS:
-                problems.append(((*loc, "speed"), (
-                    f"{text} is above the forward ceiling of "
-                    f"{format_number(FORWARD_CEILING_DEFAULT_MPH)} mph")))
-        if backward_s > BACKWARD_TOTAL_MAX_S + _EPS:
-            problems.append((("segments",), (
-                f"the profile plans {format_seconds(backward_s)} of backward walking; "
-                f"{format_seconds(BACKWARD_TOTAL_MAX_S)} is the most")))
-        return problems
+        return _rule_problems(self.units, self.safety.backward_max, self.walk())
 
     def walk(self) -> Iterator[tuple[Loc, SegmentDoc, int]]:
         """Every segment with its location and how many times it runs (not expanded)."""
@@ -501,6 +474,92 @@ class ProfileDoc(_Doc):
             path=path,
             specs=tuple(specs),
         )
+
+
+def _rule_problems(
+    units: str, backward_max: Speed | None, walked: Iterable[tuple[Loc, SegmentDoc, int]],
+) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
+    if backward_max is not None:
+        text = backward_max.describe(units)
+        if backward_max.kmh(units) > _BACKWARD_HARD_KMH + _EPS:
+            problems.append((("safety", "backward_max"), (
+                f"{text} is too high: a profile may only lower the backward ceiling "
+                f"({format_number(BACKWARD_CEILING_MPH)} mph is the most)")))
+        elif backward_max.kmh(units) < _BACKWARD_LOWEST_KMH - _EPS:
+            problems.append((("safety", "backward_max"), (
+                f"{text} is too low: the backward ceiling can be lowered to "
+                f"{format_number(BACKWARD_CEILING_LOWEST_MPH)} mph and no further")))
+    ceiling_kmh, ceiling_text = _backward_ceiling(units, backward_max)
+    backward_s = total_s = 0.0
+    for loc, segment, times in walked:
+        speed_kmh = segment.speed.kmh(units)
+        text = segment.speed.describe(units)
+        total_s += segment.duration_s * times
+        if segment.walk_direction is Direction.BACKWARD:
+            backward_s += segment.duration_s * times
+            if speed_kmh > ceiling_kmh + _EPS:
+                problems.append(((*loc, "speed"),
+                                 f"{text} is above the backward ceiling of {ceiling_text}"))
+        elif speed_kmh > _FORWARD_CEILING_KMH + _EPS:
+            problems.append(((*loc, "speed"), (
+                f"{text} is above the forward ceiling of "
+                f"{format_number(FORWARD_CEILING_DEFAULT_MPH)} mph")))
+    if backward_s > BACKWARD_TOTAL_MAX_S + _EPS:
+        problems.append((("segments",), (
+            f"the profile plans {format_seconds(backward_s)} of backward walking; "
+            f"{format_seconds(BACKWARD_TOTAL_MAX_S)} is the most")))
+    if total_s > WORKOUT_TOTAL_MAX_S + _EPS:
+        problems.append((("segments",), (
+            f"the profile plans {format_seconds(total_s)} of walking in all; "
+            f"{format_seconds(WORKOUT_TOTAL_MAX_S)} is the most (a typo in a duration or "
+            "a repeat?)")))
+    return problems
+
+
+def _backward_ceiling(units: str, backward_max: Speed | None) -> tuple[float, str]:
+    hard = (_BACKWARD_HARD_KMH, f"{format_number(BACKWARD_CEILING_MPH)} mph")
+    if backward_max is None or backward_max.kmh(units) >= hard[0]:
+        return hard
+    return backward_max.kmh(units), backward_max.describe(units)
+
+
+def lenient_rule_problems(data: Any) -> list[tuple[Loc, str]]:
+    """The whole-profile rules on a document that failed validation: every segment that is
+    valid on its own is checked, so one pass reports a too-fast backward segment next to a
+    typo elsewhere. Values that are themselves wrong are left to their own messages."""
+    if not isinstance(data, dict):
+        return []
+    try:
+        units = _units(data.get("units", MPH))
+    except PydanticCustomError:
+        units = MPH
+    try:
+        backward_max = SafetyDoc.model_validate(data.get("safety") or {}).backward_max
+    except ValidationError:
+        backward_max = None
+    walked = [found for part in ("warmup", "segments", "cooldown")
+              for found in _walk_raw(data.get(part), (part,), 1, 0)]
+    return _rule_problems(units, backward_max, walked)
+
+
+def _walk_raw(items: Any, loc: Loc, times: int, depth: int,
+              ) -> Iterator[tuple[Loc, SegmentDoc, int]]:
+    if not isinstance(items, list):
+        return
+    for i, item in enumerate(items):
+        if item_kind(item) == "repeat block":
+            repeat = item.get("repeat")
+            ok = isinstance(repeat, int) and not isinstance(repeat, bool)
+            count = repeat if ok and 1 <= repeat <= REPEAT_MAX else 1
+            if depth < 2:
+                yield from _walk_raw(item.get("segments"), (*loc, i, "segments"),
+                                     times * count, depth + 1)
+            continue
+        try:
+            yield (*loc, i), SegmentDoc.model_validate(item), times
+        except ValidationError:
+            continue
 
 
 def _walk_items(

@@ -28,13 +28,20 @@ _SPEED_UNITS: Final[dict[str, str]] = {
     "km/hr": KMH,
 }
 
+MAX_NUMBER_DIGITS: Final = 15
+"""Digits in one number of a profile: more than a float holds exactly, far more than any
+speed or duration needs; a longer number is a typo (or an attack on the parser)."""
+
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
-_SPEED_RE: Final = re.compile(rf"^\s*(?P<number>{_NUMBER})\s*(?P<unit>[^\s\d.+-].*?)?\s*$")
+_SPEED_RE: Final = re.compile(
+    rf"^\s*(?P<number>{_NUMBER})\s*(?P<unit>[a-z][a-z/ ]*?)?\s*$", re.IGNORECASE)
+_DIGITS_RE: Final = re.compile(r"\d+")
 _DURATION_PART_RE: Final = re.compile(
     r"\s*(?P<number>\d+(?:\.\d*)?|\.\d+)\s*"
     r"(?P<unit>hours?|hrs?|h|minutes?|mins?|m|seconds?|secs?|s)(?![a-z])",
     re.IGNORECASE,
 )
+_BARE_NUMBER_RE: Final = re.compile(rf"^\s*{_NUMBER}(?:[eE][-+]?\d+)?\s*$")
 _CLOCK_RE: Final = re.compile(r"^\s*\d+:\d{1,2}(?::\d{1,2})?(?:\.\d+)?\s*$")
 _RAMP_RE: Final = re.compile(
     rf"^\s*(?P<number>{_NUMBER})\s*(?:(?P<unit>[a-z/]+?)\s*(?:/\s*s|\s+per\s+s(?:econd)?))?\s*$",
@@ -47,12 +54,31 @@ class QuantityError(ValueError):
     """A speed, duration or ramp that cannot be understood; the message says why."""
 
 
+def shorten(text: str, limit: int = 40) -> str:
+    """``text`` cut to ``limit`` characters (with an ellipsis), for quoting it in a message."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _number(text: str) -> float:
+    """A number read from text; too many digits is refused before converting."""
+    longest = max((len(run) for run in _DIGITS_RE.findall(text)), default=0)
+    if longest > MAX_NUMBER_DIGITS:
+        raise QuantityError(f"'{shorten(text)}' has a number with {longest} digits; "
+                            f"{MAX_NUMBER_DIGITS} is the most")
+    number = float(text)
+    if not math.isfinite(number):
+        raise QuantityError(f"'{shorten(text)}' is not a finite number")
+    return number
+
+
 def normalize_speed_unit(unit: str) -> str:
     """``"mph"`` or ``"km/h"`` for any accepted spelling (``kmh``, ``kph``, ``KM/H``)."""
     found = _SPEED_UNITS.get(unit.strip().lower())
     if found is None:
         raise QuantityError(
-            f"unknown speed unit '{unit.strip()}' (use mph or km/h; kmh and kph work too)"
+            f"unknown speed unit '{shorten(unit.strip())}' (use mph or km/h; kmh and kph work "
+            "too)"
         )
     return found
 
@@ -77,6 +103,8 @@ class Speed:
 
 def format_number(value: float) -> str:
     """``2.0`` stays ``2.0``, ``2.25`` stays ``2.25``, ``1e-7`` is not written in e-form."""
+    if abs(value) >= 1e15 or not math.isfinite(value):
+        return f"{value:.3g}"  # an absurd value (a typo): short, e-form is fine
     text = f"{value:.6f}".rstrip("0")
     return text + "0" if text.endswith(".") else text
 
@@ -84,11 +112,13 @@ def format_number(value: float) -> str:
 def _finite_number(value: object, what: str) -> float | None:
     """``value`` as a float if YAML gave a number; None if it gave text."""
     if isinstance(value, bool):
-        raise QuantityError(f"{what} should be a number with a unit, not {value!r}")
+        raise QuantityError(f"{what} should be a number with a unit, not {str(value).lower()}")
+    if isinstance(value, int) and abs(value) >= 10**MAX_NUMBER_DIGITS:
+        raise QuantityError(f"{what} should have at most {MAX_NUMBER_DIGITS} digits")
     if isinstance(value, int | float):
         number = float(value)
         if not math.isfinite(number):
-            raise QuantityError(f"{what} should be a finite number, not {value!r}")
+            raise QuantityError(f"{what} should be a finite number, not {number}")
         return number
     if isinstance(value, str):
         return None
@@ -108,7 +138,7 @@ def _kind(value: object) -> str:
         return "mapping"
     if isinstance(value, list | tuple):
         return "list"
-    return type(value).__name__
+    return "value of another kind"
 
 
 def parse_speed(value: object) -> Speed:
@@ -120,10 +150,10 @@ def parse_speed(value: object) -> Speed:
         match = _SPEED_RE.match(text)
         if match is None:
             raise QuantityError(
-                f"'{text}' is not a speed; write a number and a unit, like '1.5 mph' or "
-                "'2.4 km/h'"
+                f"'{shorten(text)}' is not a speed; write a number and a unit, like '1.5 mph' "
+                "or '2.4 km/h'"
             )
-        number = float(match["number"])
+        number = _number(match["number"])
         if match["unit"]:
             unit = normalize_speed_unit(match["unit"])
     if number <= 0:
@@ -148,10 +178,11 @@ def parse_duration(value: object) -> float:
                 else f"{parts[0]}m{parts[1]}s or {parts[0]}h{parts[1]}m"
             )
             raise QuantityError(
-                f"'{text}' is ambiguous (minutes:seconds or hours:minutes?); write {hint}"
+                f"'{shorten(text)}' is ambiguous (minutes:seconds or hours:minutes?); write "
+                f"{shorten(hint)}"
             )
         if text.startswith("-"):
-            raise QuantityError(f"a duration cannot be negative ('{text}')")
+            raise QuantityError(f"a duration cannot be negative ('{shorten(text)}')")
         number = _parse_duration_text(text)
     if number < 0:
         raise QuantityError(f"a duration cannot be negative ({format_number(number)} s)")
@@ -159,21 +190,19 @@ def parse_duration(value: object) -> float:
 
 
 def _parse_duration_text(text: str) -> float:
-    try:
-        return float(text)  # a bare number given as text: seconds
-    except ValueError:
-        pass
+    if _BARE_NUMBER_RE.match(text):
+        return _number(text)  # a bare number given as text: seconds
     total = 0.0
     position = 0
     for match in _DURATION_PART_RE.finditer(text):
         if match.start() != position:
             break
-        total += float(match["number"]) * _SECONDS_PER_UNIT[match["unit"][0].lower()]
+        total += _number(match["number"]) * _SECONDS_PER_UNIT[match["unit"][0].lower()]
         position = match.end()
     if position == 0 or text[position:].strip():
         raise QuantityError(
-            f"'{text}' is not a duration; write seconds or a unit, like '90s', '2m30s', "
-            "'2 min' or '1h'"
+            f"'{shorten(text)}' is not a duration; write seconds or a unit, like '90s', "
+            "'2m30s', '2 min' or '1h'"
         )
     return total
 
@@ -187,10 +216,10 @@ def parse_ramp(value: object) -> float:
         match = _RAMP_RE.match(text)
         if match is None:
             raise QuantityError(
-                f"'{text.strip()}' is not a ramp; write it like '0.3 km/h/s' "
+                f"'{shorten(text)}' is not a ramp; write it like '0.3 km/h/s' "
                 "(km/h per second)"
             )
-        number = float(match["number"])
+        number = _number(match["number"])
         if match["unit"] and normalize_speed_unit(match["unit"]) == MPH:
             number = mph_to_kmh(number)
     if number <= 0:
