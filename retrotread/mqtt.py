@@ -116,6 +116,15 @@ class MqttConfigError(RetrotreadError):
     """MQTT settings that cannot work (bad URL, unreadable file, unknown key)."""
 
 
+class NameInUseError(RetrotreadError):
+    """Another live session already publishes under this name (topic prefix) on the
+    broker: this one refuses to publish or take commands, rather than mix its topics."""
+
+
+NAME_CHECK_S = 3.0
+"""How long the bridge waits for the broker's retained state before it claims a name."""
+
+
 # ----------------------------------------------------------------------------- settings
 _TOPIC_PREFIX_RE = re.compile(r"^[^#+\s]+(/[^#+\s]+)*$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
@@ -551,6 +560,11 @@ class MqttBridge:
         self.commands_received = 0
         self.commands_ignored = 0
         self.client_id = settings.client_id or f"retrotread-{uuid.uuid4().hex[:8]}"
+        self.run_id = uuid.uuid4().hex
+        """This session's mark in the retained ``P/owner`` topic (see _claim_name)."""
+        self._claimed = False
+        self.refused: str | None = None
+        """Why this bridge stopped for good (the name is in use), or None."""
 
     # -- the control loop's side (synchronous, never blocks, never raises)
     @property
@@ -680,7 +694,8 @@ class MqttBridge:
         )
 
     async def run(self) -> None:
-        """Stay connected until cancelled; never raises for broker trouble."""
+        """Stay connected until cancelled; never raises for broker trouble. Ends by itself
+        (``refused`` says why) when another live session already uses this name."""
         delay = BACKOFF_FIRST_S
         failures = 0
         while True:
@@ -695,6 +710,10 @@ class MqttBridge:
                     delay = BACKOFF_FIRST_S
                     try:
                         await self._serve(client)
+                    except NameInUseError as exc:
+                        self.refused = str(exc)
+                        log.warning("MQTT: %s", exc)
+                        return
                     except asyncio.CancelledError:
                         await self._say_offline(client)
                         raise
@@ -719,9 +738,43 @@ class MqttBridge:
                 client.publish(self.settings.topic("availability"), "offline", qos=1,
                                retain=True), 1.0)
 
+    async def _claim_name(self, client: aiomqtt.Client) -> None:
+        """Before the first "online": is another live session using this name? The
+        broker's retained ``availability`` and ``owner`` say so; a probe message of our
+        own, sent after subscribing, marks the moment every retained value has arrived."""
+        s = self.settings
+        probe = s.topic(f"probe/{self.run_id}")
+        topics = (s.topic("availability"), s.topic("owner"), probe)
+        for topic in topics:
+            await client.subscribe(topic, qos=1)
+        await client.publish(probe, "probe", qos=1)
+        seen: dict[str, str] = {}
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(NAME_CHECK_S):
+                async for message in client.messages:
+                    topic = str(message.topic)
+                    if topic == probe:
+                        break
+                    if message.retain and isinstance(message.payload, bytes | bytearray):
+                        seen[topic] = bytes(message.payload).decode("utf-8", "replace")
+        for topic in topics:
+            await client.unsubscribe(topic)
+        if seen.get(s.topic("availability")) == "online" and (
+                seen.get(s.topic("owner")) != self.run_id):
+            who = f"the name {s.name!r}" if s.name else f"the topic prefix {s.topic_prefix!r}"
+            raise NameInUseError(
+                f"another retrotread session is live on {s.url} under {who}: this one is not "
+                "published and takes no remote commands (give each treadmill its own --name; "
+                "if no other session runs, clear the stale state with an empty retained "
+                f"message on {s.topic('availability')})")
+        await client.publish(s.topic("owner"), self.run_id, qos=1, retain=True)
+        self._claimed = True
+
     async def _serve(self, client: aiomqtt.Client) -> None:
         s = self.settings
         _raise_if_cancelling()
+        if not self._claimed:
+            await self._claim_name(client)
         await client.publish(s.topic("availability"), "online", qos=1, retain=True)
         if s.discovery_prefix:
             topic, config = discovery_config(s)

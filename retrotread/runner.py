@@ -472,7 +472,14 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
                         session_holder[0].request(command, source) if session_holder else False),
                 )
                 bus.subscribe(bridge.publish_event)
-                extra_tasks.append(asyncio.ensure_future(bridge.run()))
+                bridge_task = asyncio.ensure_future(bridge.run())
+
+                def bridge_ended(_task: asyncio.Future[Any], bridge: Any = bridge) -> None:
+                    if bridge.refused:  # the name is in use on the broker: say so
+                        print(f"retrotread: MQTT off: {bridge.refused}", file=out)
+
+                bridge_task.add_done_callback(bridge_ended)
+                extra_tasks.append(bridge_task)
 
                 async def feed_snapshots() -> None:
                     from retrotread.presentation import present

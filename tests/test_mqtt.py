@@ -1020,3 +1020,29 @@ def test_a_name_must_be_one_topic_level() -> None:
         with pytest.raises(MqttConfigError):
             MqttSettings().named(bad)
     assert MqttSettings().named("clinic-2").topic_prefix == "retrotread/clinic-2"
+
+
+async def test_a_second_session_with_the_same_name_is_refused(
+        mosquitto_broker: Broker) -> None:
+    """Two sessions under one name would mix their topics and both obey one command: the
+    second refuses to publish or listen, and says why."""
+    name = f"twin{os.getpid()}"
+    base = MqttSettings(url=mosquitto_broker.url, username="retrotread",
+                        password=USERS["retrotread"]).named(name)
+    first_handler, second_handler = Handler(), Handler()
+    first = MqttBridge(dataclasses.replace(base, client_id=f"first-{name}"),
+                       command_handler=first_handler)
+    second = MqttBridge(dataclasses.replace(base, client_id=f"second-{name}"),
+                        command_handler=second_handler)
+    async with running(first):
+        await asyncio.wait_for(second.run(), 15)  # ends by itself: refused
+        assert second.refused and name in second.refused and "--name" in second.refused
+        async with _client(mosquitto_broker, "phone") as phone:
+            await phone.publish(f"retrotread/{name}/command", "pause", qos=1)
+            await asyncio.wait_for(first_handler.called.wait(), 5)
+    assert second_handler.commands == []
+    # once the first has gone offline, the name is free again
+    third = MqttBridge(dataclasses.replace(base, client_id=f"third-{name}"),
+                       command_handler=Handler())
+    async with running(third):
+        assert third.refused is None and third.connected
