@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # apt-install.sh PACKAGE COMMAND WHAT: install a Debian package a group of tests needs.
-# Quiet and idempotent: does nothing when COMMAND (or /usr/sbin/COMMAND) is already there.
+# Quiet and idempotent: does nothing when COMMAND (or /usr/sbin/COMMAND) is already there;
+# a COMMAND ending in .so names a shared library, looked up with ldconfig.
 # Never fails the test run: without apt (or without rights) it prints a warning and exits 0;
 # those tests then skip with a reason locally, and fail in CI (CI=true).
 set -u
@@ -9,7 +10,10 @@ command_name="$2"
 what="$3"
 
 have_it() {
-    command -v "$command_name" >/dev/null 2>&1 || [ -x "/usr/sbin/$command_name" ]
+    case "$command_name" in
+        *.so) ldconfig -p 2>/dev/null | grep -q "$command_name" ;;  # a library, not a command
+        *) command -v "$command_name" >/dev/null 2>&1 || [ -x "/usr/sbin/$command_name" ] ;;
+    esac
 }
 
 if have_it; then
