@@ -213,9 +213,18 @@ def _validate(values: Mapping[str, Any], where: Any) -> tuple[dict[str, Any], li
     return {key: getattr(model, key) for key in values}, []
 
 
+MAX_CONFIG_BYTES = 64 * 1024
+"""A config file is a few lines; anything larger is refused before it is parsed."""
+
+
 def _read_file(path: Path) -> tuple[str, dict[str, Any]] | None:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)  # never more, whatever the file is
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}:1: the config file is larger than "
+                              f"{MAX_CONFIG_BYTES // 1024} KiB: is it the right file?")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:

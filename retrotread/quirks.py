@@ -195,12 +195,21 @@ def parse_quirk_file(data: Any, path: Path | None = None) -> QuirkFile:
     )
 
 
+MAX_QUIRK_FILE_BYTES = 64 * 1024
+"""A quirk file is a few lines; a larger one is refused unread."""
+
+
 def load_quirk_file(path: Path) -> QuirkFile:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
     try:
-        data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+        with path.open("rb") as file:
+            raw = file.read(MAX_QUIRK_FILE_BYTES + 1)  # never more, whatever the file is
+        if len(raw) > MAX_QUIRK_FILE_BYTES:
+            raise QuirkFileError(f"{path}: larger than {MAX_QUIRK_FILE_BYTES // 1024} KiB: "
+                                 "not a quirk file")
+        data = YAML(typ="safe").load(raw.decode("utf-8", "replace"))
     except OSError as exc:
         raise QuirkFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except YAMLError as exc:

@@ -186,3 +186,12 @@ def test_the_files_mqtt_table_reaches_the_mqtt_settings(tmp_path: Path) -> None:
     assert only.mqtt and only.mqtt_config_file() is None
     named = load_config(tmp_path / "config.toml", environ={"RETROTREAD_MQTT": "mqtt://h"})
     assert named.mqtt_config_file() == tmp_path / "config.toml"
+
+
+def test_an_oversized_config_file_is_refused_unparsed(tmp_path: Path) -> None:
+    from retrotread.config import MAX_CONFIG_BYTES, load_config
+
+    path = tmp_path / "config.toml"
+    path.write_text("# padding\n" * (MAX_CONFIG_BYTES // 10 + 10))
+    with pytest.raises(ConfigError, match="larger than 64 KiB"):
+        load_config(path=path)

@@ -135,3 +135,12 @@ async def test_informational_quirks_are_logged_and_the_speed_follows_start(
         assert isinstance(after, codec.SetTargetSpeed), requests[i:i + 3]
     assert run.result.outcome.value == "completed"
     check_invariants(run)
+
+
+def test_an_oversized_quirk_file_is_refused_unread(tmp_path) -> None:
+    from retrotread.quirks import MAX_QUIRK_FILE_BYTES, QuirkFileError, load_quirk_file
+
+    path = tmp_path / "huge.yaml"
+    path.write_text("# padding\n" * (MAX_QUIRK_FILE_BYTES // 10 + 10))
+    with pytest.raises(QuirkFileError, match="larger than"):
+        load_quirk_file(path)
