@@ -212,3 +212,33 @@ async def test_silent_speech_is_told_on_the_terminal_and_the_page(
             assert first["speech_note"] == note
     finally:
         await server.close()
+
+
+async def test_a_flooding_page_is_rate_limited_but_its_stop_still_goes_through(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A buggy or hostile page: of 300 commands at once only the page's rate is passed on
+    (each passed command is acknowledged), the log gets a line per kind (not per
+    message), and a STOP after the flood is still passed on (its own allowance)."""
+    server = await _server()
+    url = f"http://127.0.0.1:{server.port}/ws?t={server.token}"
+    acks: list[dict[str, object]] = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(url)
+            with caplog.at_level(logging.WARNING):
+                for _ in range(300):
+                    await ws.send_str(json.dumps({"command": "pause"}))
+                await ws.send_str(json.dumps({"command": "stop", "id": 1}))
+                while not any(a.get("id") == 1 for a in acks):
+                    message = json.loads((await ws.receive(timeout=10)).data)
+                    if message["type"] == "ack":
+                        acks.append(message)
+            await ws.close()
+    finally:
+        await server.close()
+    pauses = sum(1 for a in acks if a["command"] == "pause")
+    assert 5 <= pauses <= 20, pauses  # the burst, plus what 2 per second refilled
+    assert acks[-1]["command"] == "stop"  # not held back by the flood
+    assert server.dropped_messages == 300 - pauses
+    rate_lines = [r for r in caplog.records if "rate limit" in r.getMessage()]
+    assert len(rate_lines) <= 2

@@ -39,6 +39,7 @@ from aiohttp import WSMsgType, web
 from retrotread.errors import RetrotreadError
 from retrotread.events import Announcement, CommandSource, UserCommand
 from retrotread.presentation import Narration, present
+from retrotread.ratelimit import SuppressedLog, TokenBucket, describe_counts
 
 if TYPE_CHECKING:
     from retrotread.session import Session
@@ -100,6 +101,11 @@ def lan_address() -> str:
             return "127.0.0.1"
 
 
+PAGE_COMMANDS_PER_S = 2.0
+PAGE_COMMAND_BURST = 5
+"""A page's commands: at most 5 at once, then 2 per second (a person presses far less)."""
+
+
 @dataclass(eq=False)
 class Page:
     """One connected page: its bounded queue (drop the oldest) and its counters."""
@@ -109,6 +115,10 @@ class Page:
         default_factory=lambda: collections.deque(maxlen=QUEUE_SIZE))
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: int = 0
+    # A page's commands are rate-limited; STOP has its own allowance (never held back).
+    buckets: dict[str, TokenBucket] = field(default_factory=lambda: {
+        kind: TokenBucket(PAGE_COMMANDS_PER_S, PAGE_COMMAND_BURST)
+        for kind in ("stop", "other")})
 
     def put(self, message: str) -> None:
         if len(self.queue) == self.queue.maxlen:
@@ -149,6 +159,7 @@ class CompanionServer:
         self.pages: set[Page] = set()
         self.rejected = 0
         self.dropped_messages = 0
+        self._dropped_log = SuppressedLog(30.0)
         self.frames_sent = 0
         self._runner: web.AppRunner | None = None
         self._feeder: asyncio.Task[None] | None = None
@@ -339,12 +350,20 @@ class CompanionServer:
                 self.frames_sent += 1
 
     def _drop(self, what: str) -> None:
+        """Count a message that was not taken: the first of each kind is logged in full,
+        the rest in one line every 30 s, so a flood grows neither the log nor stderr."""
         self.dropped_messages += 1
-        log.warning("companion: dropped %s from a page", what)
+        now = asyncio.get_running_loop().time()
+        if self._dropped_log.note(what, now):
+            log.warning("companion: dropped %s from a page (more like it are counted)", what)
+        counts = self._dropped_log.due(now)
+        if counts:
+            log.warning("companion: dropped %d more message(s) from pages in the last 30 s: %s",
+                        sum(counts.values()), describe_counts(counts))
 
     def _on_message(self, page: Page, data: str) -> None:
         if len(data) > MAX_MESSAGE_BYTES:
-            self._drop(f"an oversized message ({len(data)} bytes)")
+            self._drop("an oversized message")
             return
         try:
             message = json.loads(data)
@@ -352,6 +371,10 @@ class CompanionServer:
             command = COMMANDS[name]
         except (ValueError, TypeError, KeyError):
             self._drop("a malformed message")
+            return
+        kind = "stop" if command is UserCommand.STOP else "other"
+        if not page.buckets[kind].take(asyncio.get_running_loop().time()):
+            self._drop("a command over the rate limit")
             return
         session = self.session_source()
         accepted = session is not None and session.request(command, CommandSource.COMPANION)
