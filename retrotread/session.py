@@ -1332,9 +1332,9 @@ class Session:
         guard.cancel()
         # Every way out ends with the belt commanded to stop: a last Stop on the link if
         # it is up and no Stop was answered yet (bounded: Ctrl-C must end the program).
-        if not self.link_ok and self._interrupt_by is None and self.reconnect is not None \
-                and self._outcome is not None and self._outcome[0] is Outcome.ERROR:
-            # A failure in the loop with the link down: give the keeper a bounded chance.
+        if not self.link_ok and self._interrupt_by is None and self.reconnect is not None:
+            # Only an error ends the loop with the link down (nobody asked to quit): give
+            # the keeper a bounded chance to reconnect, so a Stop can still go out.
             self._link_down.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._link_up(), 2 * self.settings.reconnect_timeout_s)

@@ -184,3 +184,28 @@ async def test_a_drop_on_a_machine_that_answers_late_still_gets_its_stop(
     stops = [t for t, r in zip(run.sim.request_times, run.sim.requests, strict=True)
              if isinstance(r, codec.StopOrPause) and r.action is codec.StopPause.STOP]
     assert stops and stops[0] - 96.0 <= 6.0  # RC's 2 s time-out, the busy machine, Stop
+
+
+@VIRTUAL
+async def test_an_error_in_the_loop_while_the_link_is_down_still_ends_with_stop(
+        profile: Profile) -> None:
+    """Every way out ends with the belt commanded to stop, this one too: the loop fails
+    (a bug) while the link is down; the session gives the reconnect a bounded chance and
+    sends Stop on the new link before it ends as an error."""
+
+    async def scenario(sim: SimulatedTreadmill, session: Session) -> None:
+        await asyncio.sleep(70.0)
+
+        def broken(now: float) -> None:
+            raise RuntimeError("a bug in the loop")
+
+        session._tick_unreachable = broken  # type: ignore[method-assign]
+        sim.faults.refuse_connections = True  # the link stays down while the loop fails
+        sim.drop_links()
+        await asyncio.sleep(5.0)
+        sim.faults.refuse_connections = False
+
+    run = await finished_within(profile, scenario, 300.0)
+    assert run.result.outcome.value == "watchdog"  # the link loss came first
+    assert run.result.stop_sent
+    assert run.sim.stop_acknowledged_after(70.0)
