@@ -17,6 +17,7 @@ taken as the answer; every such oddity reaches :meth:`Treadmill.on_decode_proble
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from retrotread.errors import (
     ControlPointError,
     ControlPointTimeoutError,
     GattError,
+    LinkClosedError,
     LinkError,
     TreadmillError,
 )
@@ -91,6 +93,49 @@ class CommandReply:
     request: codec.ControlPointRequest
     response: codec.ControlPointResponse | None
     error: str | None = None
+
+
+class CommandStatus(enum.Enum):
+    """How one control point command ended (the sans-I/O view of :meth:`Treadmill.command`)."""
+
+    ANSWERED = "answered"  # the machine answered "success"
+    REFUSED = "refused"  # the machine answered with another result code
+    TIMED_OUT = "timed_out"  # written, and no answer within the reply time-out
+    LINK_CLOSED = "link_closed"  # the link is gone (it may or may not have been written)
+    FAILED = "failed"  # any other failure of the link or the client
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    """One command's end, as the session core sees it: no exceptions, no I/O."""
+
+    time_s: float
+    request: codec.ControlPointRequest
+    status: CommandStatus
+    result_code: int | None = None
+    """The machine's result code (REFUSED)."""
+    delivered: bool = True
+    """The write reached the machine (a failure after that may still have acted)."""
+    detail: str = ""
+
+
+def outcome_of(time_s: float, request: codec.ControlPointRequest,
+               error: BaseException | None) -> CommandOutcome:
+    """The :class:`CommandOutcome` of :meth:`Treadmill.command` returning (``error`` None)
+    or raising ``error``."""
+    if error is None:
+        return CommandOutcome(time_s, request, CommandStatus.ANSWERED)
+    delivered = bool(getattr(error, "delivered", False))
+    if isinstance(error, ControlPointTimeoutError):
+        return CommandOutcome(time_s, request, CommandStatus.TIMED_OUT, None, delivered,
+                              str(error))
+    if isinstance(error, ControlPointError):
+        return CommandOutcome(time_s, request, CommandStatus.REFUSED, error.result_code,
+                              delivered, str(error))
+    if isinstance(error, LinkClosedError):
+        return CommandOutcome(time_s, request, CommandStatus.LINK_CLOSED, None, delivered,
+                              str(error))
+    return CommandOutcome(time_s, request, CommandStatus.FAILED, None, delivered, str(error))
 
 
 def describe_request(request: codec.ControlPointRequest) -> str:
