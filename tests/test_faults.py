@@ -326,7 +326,7 @@ async def test_a_stop_is_never_queued_behind_a_retried_speed(first_session: Prof
     async def scenario(sim: SimulatedTreadmill, session: Session) -> None:
         await walking_backward(session, min_kmh=0.6)
         sim.faults.replies_lost = True
-        await until(lambda: not session.commander.idle())  # a command is in flight
+        await until(lambda: not session.control.idle())  # a command is in flight
         marks["stop"] = sim.clock.now()
         session.request(UserCommand.STOP)
 

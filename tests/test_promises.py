@@ -131,39 +131,25 @@ async def test_automatic_speed_changes_above_half_a_kmh_are_announced_ahead() ->
 def test_a_sample_without_a_speed_is_never_a_stopped_belt() -> None:
     """Treadmill Data without the speed field (a part with More Data set, as a machine
     that misreads the inverted bit sends): the turnaround's "belt stopped" needs a real
-    measurement; there is no timed fallback, by choice (docs/safety.md)."""
-    import asyncio as aio
+    measurement; there is no timed fallback, by choice (docs/safety.md).
 
-    from retrotread.clock import LoopClock
+    Fed straight to the pure session core (no event loop, no link)."""
     from retrotread.envelope import Envelope
-    from retrotread.events import EventBus
+    from retrotread.machine import SessionMachine
+    from retrotread.observations import TelemetryObserved
     from retrotread.plan import compile_plan
     from retrotread.runner import segment_infos
-    from retrotread.treadmill import Telemetry, Treadmill
+    from retrotread.treadmill import Telemetry
 
-    class Idle:  # a link that is never used: only the listeners are exercised
-        description = "none"
-        is_connected = True
-
-        def on_disconnect(self, callback: object) -> None:
-            pass
-
-    async def main() -> None:
-        profile = load_profile(PROFILES / "first-session.yaml")
-        envelope = Envelope.build()
-        treadmill = Treadmill(Idle(), LoopClock())  # type: ignore[arg-type]
-        session = Session(plan=compile_plan(profile, envelope),
-                          segments=segment_infos(profile), envelope=envelope,
-                          treadmill=treadmill, clock=LoopClock(), bus=EventBus())
-        no_speed = codec.TreadmillData(more_data=True, speed_kmh=None, total_distance_m=3)
-        for t in range(5):
-            sample = Telemetry(float(t), no_speed)
-            treadmill.latest = sample
-            session._on_telemetry(sample)
-        assert not session._confirmed_stopped(5.0)
-        assert session.belt_moving()  # unknown: never taken for stopped
-
-    aio.run(main())
+    profile = load_profile(PROFILES / "first-session.yaml")
+    envelope = Envelope.build()
+    machine = SessionMachine(plan=compile_plan(profile, envelope),
+                             segments=segment_infos(profile), envelope=envelope)
+    no_speed = codec.TreadmillData(more_data=True, speed_kmh=None, total_distance_m=3)
+    for t in range(5):
+        machine.step(float(t), TelemetryObserved(Telemetry(float(t), no_speed)))
+    assert not machine._confirmed_stopped()
+    assert machine.belt_moving()  # unknown: never taken for stopped
 
 
 @VIRTUAL
