@@ -41,11 +41,16 @@ MOVING_KINDS = frozenset({RAMP, HOLD, TURNAROUND_STOP, FINISH_RAMP})
 class SegmentLike(Protocol):
     """What the compiler needs of a profile segment (``Profile.flatten()`` items)."""
 
-    index: int
-    label: str
-    direction: Direction
-    duration_s: float
-    speed_kmh: float
+    @property
+    def index(self) -> int: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def direction(self) -> Direction: ...
+    @property
+    def duration_s(self) -> float: ...
+    @property
+    def speed_kmh(self) -> float: ...
 
 
 @dataclass(frozen=True)
