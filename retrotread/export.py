@@ -35,6 +35,7 @@ from retrotread.events import (
     TelemetrySample,
     TurnaroundPhase,
 )
+from retrotread.formatting import minutes_text
 from retrotread.history import resolve_session, session_start
 from retrotread.log_reader import Record, as_events, first, last, of, times
 from retrotread.recorder import summarize
@@ -552,7 +553,7 @@ def export_tcx(activity: Activity, sport: str = "walking") -> str:
             lx = sub(sub(xml_lap, "Extensions"), "LX", ns=TCX_EXT_NS)
             sub(lx, "AvgRunCadence", round(lap.avg_cadence_spm / 2), ns=TCX_EXT_NS)
     sub(xml_activity, "Notes", f"{activity.title}: {activity.outcome}, "
-        f"{activity.backward_s / 60:.1f} min backward (retrotread)")
+        f"{minutes_text(activity.backward_s)} backward (retrotread)")
     creator = sub(xml_activity, "Creator", **{f"{{{XSI_NS}}}type": "Device_t"})
     sub(creator, "Name", "retrotread")
     sub(creator, "UnitId", 0)

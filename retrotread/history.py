@@ -26,6 +26,7 @@ from typing import Any
 from retrotread.envelope import Direction
 from retrotread.errors import UsageError
 from retrotread.events import Event, SegmentStarted, SessionStarted, WatchdogAction
+from retrotread.formatting import clock_text, distance_text, minutes_text
 from retrotread.log_reader import (
     LogHeader,
     Record,
@@ -36,13 +37,7 @@ from retrotread.log_reader import (
     read_events,
     split_sessions,
 )
-from retrotread.recorder import (
-    default_log_dir,
-    format_clock,
-    format_distance,
-    lock_state,
-    summarize,
-)
+from retrotread.recorder import default_log_dir, lock_state, summarize
 
 __all__ = ["Record", "split_sessions"]  # found here by export, plot and older callers
 
@@ -360,8 +355,8 @@ def format_history_table(entries: Sequence[HistoryEntry], units: str = "mph") ->
     rows = [("id", "date", "profile", "machine", "time", "backward", "distance", "outcome")]
     for e in entries:
         when = e.started.astimezone().strftime("%Y-%m-%d %H:%M") if e.started else "?"
-        rows.append((e.id, when, e.profile_name, e.machine, format_clock(e.elapsed_s),
-                     f"{e.backward_s / 60:.1f} min", format_distance(e.distance_m, units),
+        rows.append((e.id, when, e.profile_name, e.machine, clock_text(e.elapsed_s),
+                     minutes_text(e.backward_s), distance_text(e.distance_m, units),
                      describe_outcome(e)))
     columns = len(rows[0]) - 1
     widths = [max(len(row[i]) for row in rows) for i in range(columns)]
@@ -370,7 +365,7 @@ def format_history_table(entries: Sequence[HistoryEntry], units: str = "mph") ->
     lines.insert(1, "-" * min(120, sum(widths) + 2 * columns + 10))
     real = [e for e in entries if e.simulated is not True]
     lines.append("")
-    summary = (f"{len(entries)} session(s), {sum(e.backward_s for e in real) / 60:.1f} min "
+    summary = (f"{len(entries)} session(s), {minutes_text(sum(e.backward_s for e in real))} "
                "backward in all")
     if len(real) < len(entries):
         summary += f" (not counting {len(entries) - len(real)} simulated)"

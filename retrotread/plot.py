@@ -46,6 +46,7 @@ from retrotread.events import (
     UserCommand,
     WatchdogAction,
 )
+from retrotread.formatting import minutes_text
 from retrotread.history import resolve_session
 from retrotread.log_reader import Record, as_events, first, last, of
 from retrotread.plan import COUNTDOWN, MOVING_KINDS, TURNAROUND_HOLD, TURNAROUND_STOP, Plan
@@ -493,7 +494,7 @@ def draw(data: PlotData, units: str = "mph") -> tuple[Figure, Axes]:
     for i, (t, _from_s, to_s) in enumerate(data.skips):
         axes.axvline(t * minutes, color=SKIP_COLOUR, ls=(0, (1, 2)), lw=1.2,
                      label=label("skipped ahead", i), gid="skip")
-        mark(t, f"skip to {to_s / 60:.1f} min of the plan", SKIP_COLOUR)
+        mark(t, f"skip to {minutes_text(to_s)} of the plan", SKIP_COLOUR)
     for i, (t, trigger, action) in enumerate(data.watchdog):
         axes.axvline(t * minutes, color=WATCHDOG_COLOUR, ls=":", lw=1.2,
                      label=label("watchdog", i), gid="watchdog")

@@ -49,6 +49,14 @@ from retrotread.events import (
     TelemetrySample,
     WatchdogAction,
 )
+from retrotread.formatting import (
+    clock_text,
+    distance_text,
+    heart_rate_text,
+    kmh_text,
+    minutes_text,
+    speed_text,
+)
 from retrotread.log_reader import (
     LOG_FORMAT,
     LOG_MINOR,
@@ -64,7 +72,6 @@ from retrotread.log_reader import (
     read_session,
     times,
 )
-from retrotread.units import kmh_to_mph
 
 __all__ = ["LOG_FORMAT", "LOG_MINOR", "LOG_VERSION", "SessionLogError", "read_events",
            "read_session"]  # the reader's names, where callers have always found them
@@ -77,7 +84,6 @@ MAX_FLUSH_INTERVAL_S = 1.0
 
 _FLUSH_AT_ONCE = frozenset({"watchdog", "link", "session_finished"})
 _STOPPED_KMH = 0.1
-_M_PER_MILE = 1609.344
 
 
 # --------------------------------------------------------------------------- paths
@@ -491,44 +497,23 @@ def describe_last_belt(records: Sequence[Event | Record], t_start: float | None)
     command = last(events, CommandSent)
     parts = []
     if reading is not None and reading.speed_kmh is not None:
-        at = format_clock(reading.time_s - t0)
+        at = clock_text(reading.time_s - t0)
         if reading.speed_kmh <= _STOPPED_KMH:
             parts.append(f"belt stopped at {at}")
         else:
-            parts.append(f"belt at {reading.speed_kmh:.1f} km/h "
-                         f"({kmh_to_mph(reading.speed_kmh):.1f} mph) facing "
-                         f"{reading.facing.value} at {at}")
+            parts.append(f"belt at {speed_text(reading.speed_kmh, 'km/h', both=True)} "
+                         f"facing {reading.facing.value} at {at}")
     else:
         parts.append("no belt reading")
     if command is not None:
         what = _OP_TEXT.get(command.op, command.op)
         if command.op == "SetTargetSpeed" and command.speed_kmh is not None:
-            what = f"speed {command.speed_kmh:.1f} km/h"
-        parts.append(f"last command: {what} at {format_clock(command.time_s - t0)}")
+            what = f"speed {kmh_text(command.speed_kmh)}"
+        parts.append(f"last command: {what} at {clock_text(command.time_s - t0)}")
     return "; ".join(parts)
 
 
 # --------------------------------------------------------------------------- formatting
-def format_clock(seconds: float) -> str:
-    """``m:ss`` (minutes may exceed 59): 75.4 -> ``1:15``."""
-    total = max(0, round(seconds))
-    return f"{total // 60}:{total % 60:02d}"
-
-
-def format_speed(speed_kmh: float, units: str = "mph") -> str:
-    """``1.0 mph`` or ``1.6 km/h``."""
-    if units == "mph":
-        return f"{kmh_to_mph(speed_kmh):.1f} mph"
-    return f"{speed_kmh:.1f} km/h"
-
-
-def format_distance(distance_m: float, units: str = "mph") -> str:
-    """``0.52 mi`` or ``0.84 km``."""
-    if units == "mph":
-        return f"{distance_m / _M_PER_MILE:.2f} mi"
-    return f"{distance_m / 1000:.2f} km"
-
-
 _OUTCOME_TEXT = {
     "completed": "completed",
     "stopped_by_user": "stopped by you",
@@ -556,23 +541,23 @@ def format_summary(summary: SessionSummary, units: str = "mph") -> str:
     outcome = _OUTCOME_TEXT.get(summary.outcome, summary.outcome)
     lines = [f"Session summary: {name} on {where}"]
     lines.append(f"  Outcome:   {outcome}" + (f": {summary.reason}" if summary.reason else ""))
-    time_line = f"  Time:      {format_clock(summary.elapsed_s)}"
+    time_line = f"  Time:      {clock_text(summary.elapsed_s)}"
     if summary.planned_s:
-        time_line += f" of {format_clock(summary.planned_s)} planned"
+        time_line += f" of {clock_text(summary.planned_s)} planned"
     lines.append(time_line)
-    lines.append(f"  Backward:  {format_clock(summary.backward_s)} "
-                 f"({summary.backward_s / 60:.1f} min)")
-    distance_line = f"  Distance:  {format_distance(summary.distance_m, units)}"
+    lines.append(f"  Backward:  {clock_text(summary.backward_s)} "
+                 f"({minutes_text(summary.backward_s)})")
+    distance_line = f"  Distance:  {distance_text(summary.distance_m, units)}"
     if summary.mean_speed_kmh is not None:
-        distance_line += f" · mean moving speed {format_speed(summary.mean_speed_kmh, units)}"
+        distance_line += f" · mean moving speed {speed_text(summary.mean_speed_kmh, units)}"
     lines.append(distance_line)
     if summary.segments_started:
         lines.append(f"  Segments:  {summary.segments_done} done")
     if summary.max_backward_command_kmh is not None:
         lines.append("  Fastest backward command: "
-                     f"{format_speed(summary.max_backward_command_kmh, units)}")
+                     f"{speed_text(summary.max_backward_command_kmh, units)}")
     if summary.max_heart_rate_bpm is not None:
-        lines.append(f"  Peak heart rate: {summary.max_heart_rate_bpm} bpm")
+        lines.append(f"  Peak heart rate: {heart_rate_text(summary.max_heart_rate_bpm)}")
     lines.append(f"  Commands:  {summary.commands_sent} sent · {describe_stop(summary)}")
     for action in summary.person_actions:
         lines.append(f"  Stopped on request: {action}")

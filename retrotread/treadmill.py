@@ -32,6 +32,7 @@ from retrotread.errors import (
     LinkError,
     TreadmillError,
 )
+from retrotread.formatting import kmh_text
 from retrotread.ftms import codec
 from retrotread.quirks import Quirks
 
@@ -96,7 +97,7 @@ class CommandReply:
 def describe_request(request: codec.ControlPointRequest) -> str:
     name = type(request).__name__
     if isinstance(request, codec.SetTargetSpeed):
-        return f"{name} {request.speed_kmh:.2f} km/h"
+        return f"{name} {kmh_text(request.speed_kmh, 2)}"
     if isinstance(request, codec.StopOrPause):
         return f"{name} ({request.action.name.lower()})"
     return name
