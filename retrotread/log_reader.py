@@ -177,10 +177,6 @@ def _coerce(value: Any, hint: Any) -> Any:
             return hint(value)
         except (ValueError, TypeError):
             raise _Unfit(f"{_show(value)} is not a known {hint.__name__}") from None
-    if typing.get_origin(hint) is dict:
-        if not isinstance(value, dict):
-            raise _Unfit(f"{_show(value)} is not an object")
-        return value
     raise _Unfit(f"cannot read a {hint}")  # pragma: no cover - a new field type
 
 

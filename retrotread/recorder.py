@@ -11,7 +11,8 @@ most after a crash: watchdog actions, link changes, the end of the session). Lea
 ``with`` block, normally or by an exception, writes everything that is left and closes
 the file.
 
-Reading tolerates a crash: a truncated last line is skipped with a warning.
+Reading is :mod:`retrotread.log_reader` (typed events; a truncated last line from a crash
+is skipped with a warning); :func:`summarize` and :func:`format_summary` are here.
 """
 
 from __future__ import annotations
