@@ -50,17 +50,24 @@ from retrotread.events import (
     UserCommand,
     WatchdogAction,
 )
+from retrotread.formatting import (
+    Rounding,
+    clock_text,
+    distance_parts,
+    distance_text,
+    heart_rate_text,
+    kmh_text,
+    mph_text,
+    speed_text,
+)
 from retrotread.presentation import (
     KEY_HELP,
     Level,
     Narrator,
     Phase,
     Presentation,
-    Speed,
-    clock_text,
     present,
 )
-from retrotread.units import kmh_to_mph
 
 try:  # POSIX only; on Windows the key reader does nothing
     import termios
@@ -71,31 +78,10 @@ except ImportError:  # pragma: no cover - exercised on Windows only
 
 log = logging.getLogger(__name__)
 
-_M_PER_MILE = 1609.344
 TELEMETRY_PRINT_EVERY_S = 30.0
 
 
 # --------------------------------------------------------------------------- formatting
-def _metric(units: str) -> bool:
-    return units != "mph"
-
-
-def speed_parts(speed_kmh: float, units: str = "mph") -> tuple[str, str]:
-    """(chosen units, the other): ``("1.0 mph", "1.6 km/h")`` or the reverse."""
-    return Speed.of(speed_kmh).ordered(units)
-
-
-def speed_str(speed_kmh: float, units: str = "mph") -> str:
-    primary, _ = speed_parts(speed_kmh, units)
-    return primary
-
-
-def distance_parts(distance_m: float, units: str = "mph") -> tuple[str, str]:
-    miles = f"{distance_m / _M_PER_MILE:.2f} mi"
-    km = f"{distance_m / 1000:.2f} km"
-    return (km, miles) if _metric(units) else (miles, km)
-
-
 def words(name: str) -> str:
     """``SetTargetSpeed`` -> ``Set Target Speed``."""
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name)
@@ -355,16 +341,17 @@ class EventPrinter:
         with contextlib.suppress(OSError, ValueError, AttributeError):
             self.out.flush()
 
-    def _speed(self, speed_kmh: float) -> str:
-        return speed_str(speed_kmh, self.units)
+    def _speed(self, speed_kmh: float | None, rounding: Rounding = Rounding.NEAREST) -> str:
+        return speed_text(speed_kmh, self.units, rounding=rounding, unknown="--")
 
     def format(self, event: Event) -> str | None:
         """The line for ``event`` without its time prefix; None to print nothing."""
         if isinstance(event, SessionStarted):
             sim = " (SIMULATED)" if event.simulated else ""
+            limit = self._speed(event.backward_ceiling_kmh, Rounding.DOWN)
             return (f"START {event.profile_name} on {event.device}{sim}: "
                     f"{clock_text(event.total_s)} planned, {clock_text(event.backward_s)} "
-                    f"backward; backward limit {self._speed(event.backward_ceiling_kmh)}")
+                    f"backward; backward limit {limit}")
         if isinstance(event, SegmentStarted):
             number = f"{event.index + 1}"
             if self.segment_count:
@@ -388,8 +375,7 @@ class EventPrinter:
         if isinstance(event, CommandSent):
             line = f"-> {words(event.op)}"
             if event.speed_kmh is not None:
-                line += (f" {event.speed_kmh:.2f} km/h "
-                         f"({kmh_to_mph(event.speed_kmh):.1f} mph)")
+                line += f" {kmh_text(event.speed_kmh, 2)} ({mph_text(event.speed_kmh)})"
             line += f" facing {event.facing.value}"
             if event.reason:
                 line += f" ({event.reason})"
@@ -405,13 +391,12 @@ class EventPrinter:
                 return None
             self._last_telemetry_s = event.time_s
             self._last_facing = event.facing
-            measured = ("--" if event.speed_kmh is None else self._speed(event.speed_kmh))
-            line = (f"   speed {measured} (target {self._speed(event.target_kmh)}) "
-                    f"facing {event.facing.value}")
+            line = (f"   speed {self._speed(event.speed_kmh)} "
+                    f"(target {self._speed(event.target_kmh)}) facing {event.facing.value}")
             if event.distance_m is not None:
-                line += f", {distance_parts(event.distance_m, self.units)[0]} on the console"
-            if event.heart_rate_bpm is not None:
-                line += f", HR {event.heart_rate_bpm} bpm"
+                line += f", {distance_text(event.distance_m, self.units)} on the console"
+            if event.heart_rate_bpm:  # 0: a machine without a sensor, not a reading
+                line += f", HR {heart_rate_text(event.heart_rate_bpm)}"
             return line
         if isinstance(event, MachineStatusChanged):
             if event.status == "TargetSpeedChanged":
@@ -434,7 +419,7 @@ class EventPrinter:
             stop = "Stop sent" if event.stop_sent else "Stop not delivered: check the belt"
             return (f"FINISHED {event.outcome.value.replace('_', ' ')}: {event.reason} · "
                     f"{clock_text(event.elapsed_s)} total, {clock_text(event.backward_s)} "
-                    f"backward, {distance_parts(event.distance_m, self.units)[0]} · {stop}")
+                    f"backward, {distance_text(event.distance_m, self.units)} · {stop}")
         return f"{event.kind}"
 
 

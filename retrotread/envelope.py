@@ -14,11 +14,11 @@ import enum
 from dataclasses import dataclass
 
 from retrotread.errors import SafetyError
+from retrotread.formatting import speed_text
 from retrotread.units import (
     ceiling_to_ftms,
     floor_to_ftms,
     ftms_to_kmh,
-    kmh_to_mph,
     mph_to_kmh,
     quantize_down,
     quantize_up,
@@ -228,5 +228,6 @@ class Envelope:
 
 
 def describe_kmh(speed_kmh: float) -> str:
-    """``3.21 km/h (2.0 mph)``: both units, for messages a person reads."""
-    return f"{speed_kmh:.2f} km/h ({kmh_to_mph(speed_kmh):.2f} mph)"
+    """``3.21 km/h (1.99 mph)``: both units, two decimals, for messages a person reads
+    (:func:`retrotread.formatting.speed_text`)."""
+    return speed_text(speed_kmh, "km/h", both=True, digits=2)

@@ -91,6 +91,10 @@ class SessionStarted(Event):
     total_s: float
     backward_s: float
     distance_m: float
+    speedup: float | None = None
+    """How many times faster than real time the session clock ran (1.0, or N for a
+    ``--speedup N`` simulator demo). Filled in by the recorder from its clock when None;
+    None read back: an older log that did not record it."""
 
 
 @dataclass(frozen=True)

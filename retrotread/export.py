@@ -27,7 +27,17 @@ from pathlib import Path
 from typing import Any
 
 from retrotread.errors import RetrotreadError, UsageError
-from retrotread.history import Record, resolve_session, session_start
+from retrotread.events import (
+    Event,
+    SegmentStarted,
+    SessionFinished,
+    SessionStarted,
+    TelemetrySample,
+    TurnaroundPhase,
+)
+from retrotread.formatting import minutes_text
+from retrotread.history import resolve_session, session_start
+from retrotread.log_reader import Record, as_events, first, last, of, times
 from retrotread.recorder import summarize
 from retrotread.units import kmh_to_mph
 
@@ -171,77 +181,64 @@ class Activity:
         return [s.heart_rate_bpm for s in self.samples if s.heart_rate_bpm is not None]
 
 
-def _num(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def build_activity(records: Sequence[Record], name: str | None = None) -> Activity:
-    """The activity of one session's records (see :func:`retrotread.history.read_log`)."""
-    started = next((r for r in records if r.get("type") == "session_started"), None)
-    summary = summarize(records)
-    times = [t for r in records if r.get("type") != "log_header"
-             and (t := _num(r.get("t"))) is not None]
-    if not times:
+def build_activity(records: Sequence[Event | Record], name: str | None = None) -> Activity:
+    """The activity of one session's events (see :func:`retrotread.history.read_log`)."""
+    events = as_events(records)
+    started = first(events, SessionStarted)
+    summary = summarize(events)
+    known_times = times(events)
+    if not known_times:
         raise ExportError("the session log has no records to export")
-    t0 = _num(started.get("t")) if started else None
-    if t0 is None:
-        t0 = times[0]
-    start = session_start(records) or datetime.datetime.now(datetime.UTC)
+    t0 = started.time_s if started else known_times[0]
+    start = session_start(events) or datetime.datetime.now(datetime.UTC)
     start = start.astimezone(datetime.UTC)
     speedup = summary.speedup if summary.speedup and summary.speedup > 0 else 1.0
 
     samples: list[Sample] = []
     first_distance: float | None = None
-    first_steps: float | None = None
+    first_steps: int | None = None
     counted: list[tuple[float, float]] = []  # (t, step count) of the samples with one
-    for r in records:
-        if r.get("type") != "telemetry" or (t := _num(r.get("t"))) is None:
-            continue
-        distance = _num(r.get("distance_m"))
-        if distance is not None and first_distance is None:
-            first_distance = distance
-        hr = _num(r.get("heart_rate_bpm"))
-        rel = max(0.0, t - t0)
-        steps = _num(r.get("step_count"))
-        cadence = _num(r.get("cadence_spm"))
+    for r in of(events, TelemetrySample):
+        if r.distance_m is not None and first_distance is None:
+            first_distance = r.distance_m
+        rel = max(0.0, r.time_s - t0)
+        steps = r.step_count
+        cadence: float | None = None
         if steps is not None:
             first_steps = steps if first_steps is None else first_steps
-            if cadence is None and counted:
+            if counted:
                 cadence = _steps_per_minute(counted, rel, steps)
             counted.append((rel, steps))
         samples.append(Sample(
             t=rel,
-            speed_kmh=_num(r.get("speed_kmh")),
-            distance_m=None if distance is None or first_distance is None
-            else max(0.0, distance - first_distance),
-            heart_rate_bpm=int(hr) if hr is not None and hr > 0 else None,
-            target_kmh=_num(r.get("target_kmh")),
-            facing=str(r.get("facing", "forward")),
-            steps=None if steps is None or first_steps is None else int(steps - first_steps),
+            speed_kmh=r.speed_kmh,
+            distance_m=None if r.distance_m is None or first_distance is None
+            else max(0.0, r.distance_m - first_distance),
+            heart_rate_bpm=r.heart_rate_bpm if r.heart_rate_bpm is not None
+            and r.heart_rate_bpm > 0 else None,
+            target_kmh=r.target_kmh,
+            facing=r.facing.value,
+            steps=None if steps is None or first_steps is None else steps - first_steps,
             cadence_spm=cadence,
         ))
-    end_t = max(0.0, max(times) - t0)
-    finished = next((r for r in reversed(records) if r.get("type") == "session_finished"), None)
-    if finished is not None and (ft := _num(finished.get("t"))) is not None:
-        end_t = max(0.0, ft - t0)
+    end_t = max(0.0, max(known_times) - t0)
+    finished = last(events, SessionFinished)
+    if finished is not None:
+        end_t = max(0.0, finished.time_s - t0)
     if samples:
         end_t = max(end_t, samples[-1].t)
 
     laps: list[Lap] = []
-    for r in records:
-        if r.get("type") != "segment_started" or (t := _num(r.get("t"))) is None:
-            continue
-        rel = max(0.0, t - t0)
+    for segment in of(events, SegmentStarted):
+        rel = max(0.0, segment.time_s - t0)
         if laps and rel <= laps[-1].start_t:
             continue  # a repeated record for the same instant
-        laps.append(Lap(index=len(laps), label=str(r.get("label") or f"Segment {len(laps) + 1}"),
-                        direction=str(r.get("direction", "forward")), start_t=rel, end_t=rel,
-                        target_kmh=_num(r.get("speed_kmh"))))
+        laps.append(Lap(index=len(laps), label=segment.label or f"Segment {len(laps) + 1}",
+                        direction=segment.direction.value, start_t=rel, end_t=rel,
+                        target_kmh=segment.speed_kmh))
     if not laps:
         laps.append(Lap(0, name or summary.profile_name or "Session", "forward", 0.0, end_t, None))
-    pauses = _turnaround_pauses(records, t0, end_t)
+    pauses = _turnaround_pauses(events, t0, end_t)
     laps[0].start_t = 0.0
     for lap, following in zip(laps, [*laps[1:], None], strict=True):
         lap.end_t = following.start_t if following is not None else end_t
@@ -262,7 +259,7 @@ def build_activity(records: Sequence[Record], name: str | None = None) -> Activi
         laps=laps,
         backward_s=summary.backward_s,
         pauses=pauses,
-        device=str(started["device"]) if started and started.get("device") else None,
+        device=started.device if started and started.device else None,
         simulated=bool(summary.simulated),
         speedup=speedup,
     )
@@ -285,18 +282,16 @@ def _steps_per_minute(earlier: Sequence[tuple[float, float]], t: float, steps: f
     return max(0.0, (steps - base_steps) / (t - base_t) * 60)
 
 
-def _turnaround_pauses(records: Sequence[Record], t0: float, end_t: float) -> list[Pause]:
+def _turnaround_pauses(events: Sequence[Event], t0: float, end_t: float) -> list[Pause]:
     """From each turnaround's ``stopped`` phase (belt confirmed stopped) to its ``start``
     (the belt starts again), or to the end of the session."""
     pauses: list[Pause] = []
     stopped_at: float | None = None
-    for r in records:
-        if r.get("type") != "turnaround" or (t := _num(r.get("t"))) is None:
-            continue
-        rel = min(max(0.0, t - t0), end_t)
-        if r.get("phase") == "stopped" and stopped_at is None:
+    for phase in of(events, TurnaroundPhase):
+        rel = min(max(0.0, phase.time_s - t0), end_t)
+        if phase.phase == "stopped" and stopped_at is None:
             stopped_at = rel
-        elif r.get("phase") == "start" and stopped_at is not None:
+        elif phase.phase == "start" and stopped_at is not None:
             if rel > stopped_at:
                 pauses.append(Pause(stopped_at, rel))
             stopped_at = None
@@ -558,7 +553,7 @@ def export_tcx(activity: Activity, sport: str = "walking") -> str:
             lx = sub(sub(xml_lap, "Extensions"), "LX", ns=TCX_EXT_NS)
             sub(lx, "AvgRunCadence", round(lap.avg_cadence_spm / 2), ns=TCX_EXT_NS)
     sub(xml_activity, "Notes", f"{activity.title}: {activity.outcome}, "
-        f"{activity.backward_s / 60:.1f} min backward (retrotread)")
+        f"{minutes_text(activity.backward_s)} backward (retrotread)")
     creator = sub(xml_activity, "Creator", **{f"{{{XSI_NS}}}type": "Device_t"})
     sub(creator, "Name", "retrotread")
     sub(creator, "UnitId", 0)
@@ -599,7 +594,7 @@ def export_csv(activity: Activity) -> str:
 
 
 # --------------------------------------------------------------------------- CLI
-def export_session(records: Sequence[Record], fmt: str, sport: str = "walking") -> bytes:
+def export_session(records: Sequence[Event | Record], fmt: str, sport: str = "walking") -> bytes:
     """The session in ``fmt`` (fit, tcx or csv), as bytes ready to write."""
     activity = build_activity(records)
     if fmt == "fit":
@@ -629,7 +624,7 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
                    "workout's own time (refused by default: a demo is not a workout)")
 
 
-def check_exportable(records: Sequence[Record], *, allow_simulated: bool = False) -> None:
+def check_exportable(records: Sequence[Event | Record], *, allow_simulated: bool = False) -> None:
     """Refuse a simulated session unless asked (:class:`UsageError`)."""
     summary = summarize(records)
     if summary.simulated and not allow_simulated:

@@ -15,6 +15,7 @@ import argparse
 import datetime
 import json
 import logging
+import math
 import re
 import sys
 from collections.abc import Iterable, Sequence
@@ -22,20 +23,25 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from retrotread.envelope import Direction
 from retrotread.errors import UsageError
-from retrotread.recorder import (
+from retrotread.events import Event, SegmentStarted, SessionStarted, WatchdogAction
+from retrotread.formatting import clock_text, distance_text, minutes_text
+from retrotread.log_reader import (
+    LogHeader,
+    Record,
     SessionLogError,
-    default_log_dir,
-    format_clock,
-    format_distance,
-    lock_state,
-    read_session,
-    summarize,
+    as_events,
+    first,
+    of,
+    read_events,
+    split_sessions,
 )
+from retrotread.recorder import default_log_dir, lock_state, summarize
+
+__all__ = ["Record", "split_sessions"]  # found here by export, plot and older callers
 
 log = logging.getLogger(__name__)
-
-Record = dict[str, Any]
 
 HR_TRIGGER_PREFIXES = ("heart_rate", "hr_")
 """Watchdog triggers that mean a heart-rate limit acted (the live limit is planned)."""
@@ -126,16 +132,6 @@ class HistoryEntry:
 
 
 # --------------------------------------------------------------------------- parsing
-def split_sessions(records: Sequence[Record]) -> list[list[Record]]:
-    """The sessions of one file: a new one starts at every ``log_header`` after the first."""
-    sessions: list[list[Record]] = []
-    for record in records:
-        if record.get("type") == "log_header" or not sessions:
-            sessions.append([])
-        sessions[-1].append(record)
-    return [s for s in sessions if any(r.get("type") != "log_header" for r in s)]
-
-
 def parse_wall_time(text: object) -> datetime.datetime | None:
     if not isinstance(text, str):
         return None
@@ -146,16 +142,18 @@ def parse_wall_time(text: object) -> datetime.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
 
 
-def session_start(records: Sequence[Record], path: Path | None = None) -> datetime.datetime | None:
+def session_start(records: Sequence[Event | Record],
+                  path: Path | None = None) -> datetime.datetime | None:
     """When the session started: the header's wall time (shifted to ``session_started``),
     else the time in the file name (written in UTC), else None."""
-    header = next((r for r in records if r.get("type") == "log_header"), None)
-    started = next((r for r in records if r.get("type") == "session_started"), None)
-    wall = parse_wall_time(header.get("wall_time")) if header else None
-    if wall is not None:
+    events = as_events(records)
+    header = first(events, LogHeader)
+    started = first(events, SessionStarted)
+    wall = parse_wall_time(header.wall_time) if header else None
+    if header is not None and wall is not None:
         offset = 0.0
-        if started is not None and _is_num(started.get("t")) and _is_num(header.get("t")):  # type: ignore[union-attr]
-            offset = float(started["t"]) - float(header["t"])  # type: ignore[index]
+        if started is not None and math.isfinite(header.time_s):
+            offset = started.time_s - header.time_s
         return wall + datetime.timedelta(seconds=offset)
     if path is not None and (match := _STEM_TIME.match(path.stem)):
         return datetime.datetime.strptime(match.group(1), "%Y%m%d-%H%M%S").replace(
@@ -163,62 +161,52 @@ def session_start(records: Sequence[Record], path: Path | None = None) -> dateti
     return None
 
 
-def _is_num(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _float_or_none(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
-        else None
-
-
 def _is_hr_trigger(trigger: str) -> bool:
     return trigger.startswith(HR_TRIGGER_PREFIXES)
 
 
-def entry_from_records(records: Sequence[Record], *, id: str, path: Path | None = None,
+def entry_from_records(records: Sequence[Event | Record], *, id: str, path: Path | None = None,
                        session_index: int = 1, running: bool = False,
                        pid: int | None = None) -> HistoryEntry:
-    """Summarize one session's records into a :class:`HistoryEntry`. ``running``: the
-    session is still being written by a live process (``pid``; its log's lock is held)."""
-    summary = summarize(records)
+    """Summarize one session's events (or raw records) into a :class:`HistoryEntry`.
+    ``running``: the session is still being written by a live process (``pid``; its log's
+    lock is held)."""
+    events = as_events(records)
+    summary = summarize(events)
     outcome, reason = summary.outcome, summary.reason
     running = running and not summary.complete
     if running:
         outcome = RUNNING
         reason = (f"in progress{f' (pid {pid})' if pid else ''}; last known: "
                   f"{summary.last_belt}")
-    started = next((r for r in records if r.get("type") == "session_started"), {})
-    watchdog = [r for r in records if r.get("type") == "watchdog"]
-    heart_rate_limited = any(_is_hr_trigger(str(r.get("trigger", ""))) for r in watchdog)
+    started = first(events, SessionStarted)
+    watchdog = of(events, WatchdogAction)
+    heart_rate_limited = any(_is_hr_trigger(w.trigger) for w in watchdog)
     watchdog_stop = summary.outcome in ("watchdog", "safety_key") or any(
-        r.get("action") == "stop" and str(r.get("trigger", "")) not in NOT_A_FAULT_TRIGGERS
-        and not _is_hr_trigger(str(r.get("trigger", "")))
-        for r in watchdog)
-    segments: dict[int, Record] = {}
-    for r in records:
-        if r.get("type") == "segment_started" and isinstance(r.get("index"), int):
-            segments.setdefault(r["index"], r)
-    backward = [s for s in segments.values() if s.get("direction") == "backward"]
-    prescribed = sum(float(s["duration_s"]) for s in backward if _is_num(s.get("duration_s")))
-    speeds = [float(s["speed_kmh"]) for s in backward if _is_num(s.get("speed_kmh"))]
-    planned_backward = started.get("backward_s")
+        w.action == "stop" and w.trigger not in NOT_A_FAULT_TRIGGERS
+        and not _is_hr_trigger(w.trigger)
+        for w in watchdog)
+    segments: dict[int, SegmentStarted] = {}
+    for segment in of(events, SegmentStarted):
+        segments.setdefault(segment.index, segment)
+    backward = [s for s in segments.values() if s.direction is Direction.BACKWARD]
+    speeds = [s.speed_kmh for s in backward]
+    profile_path = started.profile_path if started else None
     return HistoryEntry(
         id=id,
         path=path,
-        started=session_start(records, path),
+        started=session_start(events, path),
         profile_name=summary.profile_name or "unknown workout",
-        profile_path=started.get("profile_path"),
+        profile_path=profile_path,
         outcome=outcome,
         reason=reason,
         elapsed_s=summary.elapsed_s,
         backward_s=summary.backward_s,
         distance_m=summary.distance_m,
         planned_s=summary.planned_s,
-        planned_backward_s=_float_or_none(planned_backward),
-        prescribed_backward_s=prescribed if segments else None,
-        profile_backward_s=_profile_backward_s(started.get("profile_path"),
-                                               summary.profile_name),
+        planned_backward_s=started.backward_s if started else None,
+        prescribed_backward_s=sum(s.duration_s for s in backward) if segments else None,
+        profile_backward_s=_profile_backward_s(profile_path, summary.profile_name),
         backward_speed_kmh=max(speeds) if speeds else None,
         segments_started=len(segments),
         watchdog_stop=watchdog_stop,
@@ -254,10 +242,11 @@ def session_id(path: Path, index: int) -> str:
     return path.stem if index == 1 else f"{path.stem}:{index}"
 
 
-def read_log(path: Path) -> list[tuple[str, list[Record]]]:
-    """``(id, records)`` for every session in one log file."""
-    return [(session_id(path, i), records)
-            for i, records in enumerate(split_sessions(read_session(path)), start=1)]
+def read_log(path: Path) -> list[tuple[str, list[Event]]]:
+    """``(id, events)`` for every session in one log file (see
+    :func:`retrotread.log_reader.read_events`)."""
+    return [(session_id(path, i), events)
+            for i, events in enumerate(split_sessions(read_events(path)), start=1)]
 
 
 def load_history(log_dir: Path | None = None) -> list[HistoryEntry]:
@@ -289,8 +278,8 @@ def sort_entries(entries: Iterable[HistoryEntry]) -> list[HistoryEntry]:
 
 
 # --------------------------------------------------------------------------- resolving
-def resolve_session(spec: str | Path, log_dir: Path | None = None) -> tuple[str, list[Record]]:
-    """The records of the session that ``spec`` names: a log path (optionally ``:N``), an
+def resolve_session(spec: str | Path, log_dir: Path | None = None) -> tuple[str, list[Event]]:
+    """The events of the session that ``spec`` names: a log path (optionally ``:N``), an
     id from ``retrotread history``, a unique start of one, or ``last``."""
     text = str(spec)
     path = Path(text)
@@ -321,7 +310,7 @@ def resolve_session(spec: str | Path, log_dir: Path | None = None) -> tuple[str,
     return _nth_session(chosen.path, chosen.session_index)
 
 
-def _nth_session(path: Path, index: int) -> tuple[str, list[Record]]:
+def _nth_session(path: Path, index: int) -> tuple[str, list[Event]]:
     sessions = read_log(path)
     if not 1 <= index <= len(sessions):
         raise SessionNotFoundError(f"{path} holds {len(sessions)} session(s), not {index}")
@@ -366,8 +355,8 @@ def format_history_table(entries: Sequence[HistoryEntry], units: str = "mph") ->
     rows = [("id", "date", "profile", "machine", "time", "backward", "distance", "outcome")]
     for e in entries:
         when = e.started.astimezone().strftime("%Y-%m-%d %H:%M") if e.started else "?"
-        rows.append((e.id, when, e.profile_name, e.machine, format_clock(e.elapsed_s),
-                     f"{e.backward_s / 60:.1f} min", format_distance(e.distance_m, units),
+        rows.append((e.id, when, e.profile_name, e.machine, clock_text(e.elapsed_s),
+                     minutes_text(e.backward_s), distance_text(e.distance_m, units),
                      describe_outcome(e)))
     columns = len(rows[0]) - 1
     widths = [max(len(row[i]) for row in rows) for i in range(columns)]
@@ -376,7 +365,7 @@ def format_history_table(entries: Sequence[HistoryEntry], units: str = "mph") ->
     lines.insert(1, "-" * min(120, sum(widths) + 2 * columns + 10))
     real = [e for e in entries if e.simulated is not True]
     lines.append("")
-    summary = (f"{len(entries)} session(s), {sum(e.backward_s for e in real) / 60:.1f} min "
+    summary = (f"{len(entries)} session(s), {minutes_text(sum(e.backward_s for e in real))} "
                "backward in all")
     if len(real) < len(entries):
         summary += f" (not counting {len(entries) - len(real)} simulated)"

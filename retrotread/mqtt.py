@@ -62,6 +62,7 @@ from retrotread.events import (
     TelemetrySample,
     UserCommand,
 )
+from retrotread.formatting import clock_text, speed_text
 from retrotread.ratelimit import SuppressedLog, TokenBucket, describe_counts
 from retrotread.session import State as SessionState
 
@@ -1005,17 +1006,22 @@ def _num(value: Any, digits: int = 0) -> str:
     return f"{value:.{digits}f}" if isinstance(value, int | float) else "-"
 
 
+def _number(value: Any) -> float | None:
+    """A number from a JSON message, or None (anything else: shown as unknown)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an integer too large for a float
+        return None
+
+
 def _speed(kmh: Any, units: str) -> str:
-    if not isinstance(kmh, int | float):
-        return "-"
-    return f"{kmh / 1.609344:.2f} mph" if units == "mph" else f"{kmh:.1f} km/h"
+    return speed_text(_number(kmh), units, unknown="-")
 
 
 def _clock(seconds: Any) -> str:
-    if not isinstance(seconds, int | float):
-        return "-"
-    m, s = divmod(int(seconds), 60)
-    return f"{m}:{s:02d}"
+    return clock_text(_number(seconds), unknown="-")
 
 
 def _event_line(record: Mapping[str, Any]) -> str:

@@ -26,7 +26,16 @@ from retrotread.envelope import (
     Envelope,
 )
 from retrotread.errors import SafetyError
-from retrotread.units import kmh_to_mph, quantize_down
+from retrotread.formatting import (
+    Rounding,
+    clock_text,
+    distance_text,
+    kmh_text,
+    minutes_text,
+    mph_text,
+    speed_text,
+)
+from retrotread.units import quantize_down
 
 RAMP = "ramp"
 HOLD = "hold"
@@ -41,11 +50,16 @@ MOVING_KINDS = frozenset({RAMP, HOLD, TURNAROUND_STOP, FINISH_RAMP})
 class SegmentLike(Protocol):
     """What the compiler needs of a profile segment (``Profile.flatten()`` items)."""
 
-    index: int
-    label: str
-    direction: Direction
-    duration_s: float
-    speed_kmh: float
+    @property
+    def index(self) -> int: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def direction(self) -> Direction: ...
+    @property
+    def duration_s(self) -> float: ...
+    @property
+    def speed_kmh(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -176,9 +190,10 @@ def compile_segments(
     for direction in Direction:
         if floor > envelope.ceiling_kmh(direction):
             raise SafetyError(
-                f"the machine's lowest speed ({floor:.2f} km/h, {kmh_to_mph(floor):.1f} mph) "
-                f"is above the {direction.value} ceiling ({envelope.ceiling_kmh(direction):.2f}"
-                " km/h): this machine cannot be used for this workout")
+                f"the machine's lowest speed ({kmh_text(floor, 2)}, {mph_text(floor)}) "
+                f"is above the {direction.value} ceiling "
+                f"({kmh_text(envelope.ceiling_kmh(direction), 2)}): this machine cannot be "
+                "used for this workout")
     steps: list[PlanStep] = []
     notes: list[str] = []
     t = 0.0
@@ -215,8 +230,8 @@ def compile_segments(
         if ramp_s > 0:
             add(RAMP, ramp_s, seg.direction, seg.index, current_kmh, reached, seg.label)
         if reached != target:
-            notes.append(f"{seg.label}: too short to reach {target:.2f} km/h at the ramp limit;"
-                         f" it ends at {reached:.2f} km/h")
+            notes.append(f"{seg.label}: too short to reach {kmh_text(target, 2)} at the ramp limit;"
+                         f" it ends at {kmh_text(reached, 2)}")
         if seg.duration_s - ramp_s > 0:
             add(HOLD, seg.duration_s - ramp_s, seg.direction, seg.index, reached, reached,
                 seg.label)
@@ -238,7 +253,7 @@ def check_plan(plan: Plan) -> None:
         for speed in (step.start_kmh, step.end_kmh):
             if speed > env.ceiling_kmh(step.direction) + 1e-9:
                 raise SafetyError(f"internal error: the plan exceeds the {step.direction.value}"
-                                  f" ceiling at {step.start_s:.1f} s ({speed:.2f} km/h)")
+                                  f" ceiling at {step.start_s:.1f} s ({kmh_text(speed, 2)})")
         if step.duration_s > 0 and step.moving:
             slope = abs(step.end_kmh - step.start_kmh) / step.duration_s
             limit = (env.ramp_stop_kmh_per_s if step.end_kmh < step.start_kmh
@@ -261,15 +276,8 @@ def compile_plan(profile: Any, envelope: Envelope) -> Plan:
 # --------------------------------------------------------------------------- the table
 
 
-def _clock(seconds: float) -> str:
-    seconds = round(seconds)
-    return f"{seconds // 60:d}:{seconds % 60:02d}"
-
-
-def _speed(kmh: float, units: str) -> str:
-    if units == "mph":
-        return f"{kmh_to_mph(kmh):.2f} mph ({kmh:.2f} km/h)"
-    return f"{kmh:.2f} km/h ({kmh_to_mph(kmh):.2f} mph)"
+def _speed(kmh: float, units: str, rounding: Rounding = Rounding.NEAREST) -> str:
+    return speed_text(kmh, units, both=True, digits=2, rounding=rounding)
 
 
 def format_plan_table(plan: Plan, units: str = "mph") -> str:
@@ -282,21 +290,22 @@ def format_plan_table(plan: Plan, units: str = "mph") -> str:
             speed = _speed(step.end_kmh, units) if step.moving else "stopped"
         else:
             speed = f"{_speed(step.start_kmh, units)} -> {_speed(step.end_kmh, units)}"
-        rows.append((_clock(step.start_s), f"{step.duration_s:.0f}s", step.kind.replace("_", " "),
-                     step.direction.value, speed, step.label))
+        rows.append((clock_text(step.start_s), f"{step.duration_s:.0f}s",
+                     step.kind.replace("_", " "), step.direction.value, speed, step.label))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True))
              + "  " + row[5] for row in rows]
     lines.insert(1, "-" * (sum(widths) + 2 * 5 + 10))
-    distance_km = plan.distance_m / 1000
     env = plan.envelope
     lines += [
         "",
-        f"total time       {_clock(plan.total_s)} (turnaround holds and countdowns included)",
-        f"backward walking {plan.backward_s / 60:.1f} min",
-        f"distance         {distance_km / 1.609344:.2f} mi ({distance_km:.2f} km)",
+        f"total time       {clock_text(plan.total_s)} (turnaround holds and countdowns "
+        "included)",
+        f"backward walking {minutes_text(plan.backward_s)}",
+        f"distance         {distance_text(plan.distance_m, units, both=True)}",
         f"turnarounds      {plan.turnarounds}",
-        f"backward ceiling {_speed(env.ceiling_kmh(Direction.BACKWARD), units)}",
+        "backward ceiling "
+        f"{_speed(env.ceiling_kmh(Direction.BACKWARD), units, Rounding.DOWN)}",
     ]
     for note in plan.notes:
         lines.append(f"note: {note}")

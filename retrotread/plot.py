@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import enum
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,23 @@ import numpy as np
 
 from retrotread.envelope import Direction, Envelope, MachineLimits
 from retrotread.errors import ProfileError, RetrotreadError, UsageError
-from retrotread.history import Record, resolve_session
+from retrotread.events import (
+    CommandSource,
+    Event,
+    LinkStateChanged,
+    Outcome,
+    SegmentStarted,
+    SessionFinished,
+    SessionStarted,
+    TelemetrySample,
+    TurnaroundPhase,
+    UserAction,
+    UserCommand,
+    WatchdogAction,
+)
+from retrotread.formatting import minutes_text
+from retrotread.history import resolve_session
+from retrotread.log_reader import Record, as_events, first, last, of
 from retrotread.plan import COUNTDOWN, MOVING_KINDS, TURNAROUND_HOLD, TURNAROUND_STOP, Plan
 from retrotread.units import kmh_to_mph
 
@@ -131,39 +148,24 @@ class StopBy(enum.StrEnum):
     ERROR = "error"
 
 
-_PERSON_SOURCES = frozenset({"key", "companion", "voice"})
+_PERSON_SOURCES = frozenset({CommandSource.KEY, CommandSource.COMPANION, CommandSource.VOICE})
 PERSON_TRIGGERS = frozenset({"user_stop", "interrupted"})
 """Watchdog records of a stop someone asked for: the ``user`` record names who."""
-_PAUSE_COMMANDS = frozenset({"pause", "toggle_pause"})
+_PAUSE_COMMANDS = frozenset({UserCommand.PAUSE, UserCommand.TOGGLE_PAUSE})
 
 
-@dataclass
-class _LoggedSegment:
-    index: int
-    label: str
-    direction: Direction
-    duration_s: float
-    speed_kmh: float
-
-
-def _num(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _machine_of(started: Record) -> MachineLimits:
+def _machine_of(started: SessionStarted) -> MachineLimits:
     """The simulator preset's limits for a simulated session, else the defaults."""
     from retrotread.sim.presets import PRESETS
 
-    device = str(started.get("device") or "")
-    preset = PRESETS.get(device.rpartition(":")[2]) if started.get("simulated") else None
+    preset = PRESETS.get(started.device.rpartition(":")[2]) if started.simulated else None
     if preset is None:
         return MachineLimits()
     return MachineLimits(preset.min_kmh, preset.max_kmh, preset.increment_kmh)
 
 
-def _session_plan(records: Sequence[Record], started: Record) -> tuple[Plan | None, str]:
+def _session_plan(events: Sequence[Event], started: SessionStarted
+                  ) -> tuple[Plan | None, str]:
     """The plan of a logged session, and where it came from: the profile file the log
     names, else the bundled profile of that file name (the same workout run from another
     folder), else the segments the log recorded."""
@@ -171,16 +173,16 @@ def _session_plan(records: Sequence[Record], started: Record) -> tuple[Plan | No
     from retrotread.profile import load_profile
     from retrotread.resources import bundled_profiles
 
-    ceiling = _num(started.get("backward_ceiling_kmh"))
+    ceiling = started.backward_ceiling_kmh
     machine = _machine_of(started)
 
     def envelope_for(base: Envelope) -> Envelope:
-        if ceiling is not None and ceiling < base.backward_ceiling_kmh:
+        if ceiling < base.backward_ceiling_kmh:
             return dataclasses.replace(base, backward_ceiling_kmh=ceiling)
         return base
 
-    path = started.get("profile_path")
-    name = started.get("profile_name")
+    path = started.profile_path
+    name = started.profile_name
     why = "the log names no profile file"
     if isinstance(path, str):
         candidates = [(Path(path), f"plan from {path}")]
@@ -200,16 +202,9 @@ def _session_plan(records: Sequence[Record], started: Record) -> tuple[Plan | No
                 why = f"{candidate} is now another workout ({profile.name!r})"
                 continue
             return compile_plan(profile, envelope_for(profile.envelope(machine))), source
-    seen: dict[int, _LoggedSegment] = {}
-    for r in records:
-        if r.get("type") != "segment_started" or not isinstance(r.get("index"), int):
-            continue
-        speed, duration = _num(r.get("speed_kmh")), _num(r.get("duration_s"))
-        if speed is None or duration is None or r["index"] in seen:
-            continue
-        seen[r["index"]] = _LoggedSegment(r["index"], str(r.get("label", "")),
-                                          Direction(r.get("direction", "forward")),
-                                          duration, speed)
+    seen: dict[int, SegmentStarted] = {}
+    for segment in of(events, SegmentStarted):
+        seen.setdefault(segment.index, segment)
     if not seen:
         return None, "no plan: the log has no segments"
     plan = compile_segments(list(seen.values()), envelope_for(Envelope.build(machine)))
@@ -246,7 +241,8 @@ class _Follow:
     skips: list[tuple[float, float, float]] = field(default_factory=list)  # t, from, to
 
 
-def follow_plan(records: Sequence[Record], plan: Plan, t0: float, end: float) -> _Follow:
+def follow_plan(records: Sequence[Event | Record], plan: Plan, t0: float, end: float
+                ) -> _Follow:
     """Replay the log's belt starts, pauses, skips, turnarounds and stops over the plan.
 
     The session advances plan time only while the belt runs as planned: from a belt start
@@ -268,39 +264,36 @@ def follow_plan(records: Sequence[Record], plan: Plan, t0: float, end: float) ->
         running_since = None
         return p0 + max(0.0, t_end - s0)
 
-    for r in records:
-        kind, t_abs = r.get("type"), _num(r.get("t"))
-        if t_abs is None or over:
-            continue
-        t = t_abs - t0
-        if kind == "turnaround" and r.get("phase") == "start" and running_since is None:
+    for r in as_events(records):
+        if over:
+            break
+        t = r.time_s - t0
+        if isinstance(r, TurnaroundPhase) and r.phase == "start" and running_since is None:
             if paused_at is not None:
                 follow.pauses.append((paused_at, t))
                 paused_at = None
             running_since = (t, plan_s)
-        elif kind == "turnaround" and r.get("phase") == "ramp_down" and running_since:
-            plan_s = _resume_after_turn(plan, close(t, "turn"),
-                                        Direction(r.get("to_direction", "forward")))
-        elif kind == "user" and r.get("accepted") and running_since is not None:
-            command = r.get("command")
-            if command in _PAUSE_COMMANDS:
+        elif isinstance(r, TurnaroundPhase) and r.phase == "ramp_down" and running_since:
+            plan_s = _resume_after_turn(plan, close(t, "turn"), r.to_direction)
+        elif isinstance(r, UserAction) and r.accepted and running_since is not None:
+            if r.command in _PAUSE_COMMANDS:
                 plan_s = close(t, "gap")
                 paused_at = t
-            elif command == "skip":
+            elif r.command is UserCommand.SKIP:
                 before = close(t, "jump")
                 plan_s = _after_skip(plan, before)
                 follow.skips.append((t, before, plan_s))
                 running_since = (t, plan_s)
-            elif command == "stop":
+            elif r.command is UserCommand.STOP:
                 plan_s = close(t, "gap")
                 over = True
-        elif (kind == "watchdog" and r.get("action") == "stop" and running_since is not None
-              and str(r.get("trigger")) not in PERSON_TRIGGERS):
+        elif (isinstance(r, WatchdogAction) and r.action == "stop"
+              and running_since is not None and r.trigger not in PERSON_TRIGGERS):
             plan_s = close(t, "gap")
             over = True
-        elif kind == "link" and r.get("connected") is False and running_since is not None:
+        elif isinstance(r, LinkStateChanged) and not r.connected and running_since is not None:
             plan_s = close(t, "gap")
-        elif kind == "session_finished":
+        elif isinstance(r, SessionFinished):
             over = True
     if running_since is not None:
         close(end, "gap")
@@ -331,48 +324,43 @@ def planned_line(plan: Plan, follow: _Follow, period_s: float
     return np.array(times), np.array(speeds)
 
 
-def _stop_of(records: Sequence[Record], t0: float) -> tuple[float, StopBy, str] | None:
+def _stop_of(events: Sequence[Event], t0: float) -> tuple[float, StopBy, str] | None:
     """When and by whom a session was stopped before its end (None: it completed, or the
     log has no end)."""
-    finished = next((r for r in reversed(records) if r.get("type") == "session_finished"),
-                    None)
-    if finished is None or finished.get("outcome") == "completed":
+    finished = last(events, SessionFinished)
+    if finished is None or finished.outcome is Outcome.COMPLETED:
         return None
-    outcome = str(finished.get("outcome"))
-    at = (_num(finished.get("t")) or t0) - t0
-    if outcome in ("stopped_by_user", "interrupted"):
-        user = next((r for r in reversed(records) if r.get("type") == "user"
-                     and r.get("command") == "stop" and r.get("accepted")), None)
+    outcome = finished.outcome.value
+    at = finished.time_s - t0
+    if finished.outcome in (Outcome.STOPPED_BY_USER, Outcome.INTERRUPTED):
+        user = next((r for r in reversed(events) if isinstance(r, UserAction)
+                     and r.command is UserCommand.STOP and r.accepted), None)
         if user is not None:
-            source = str(user.get("source", "key"))
-            t = (_num(user.get("t")) or t0) - t0
+            source = user.source
+            t = user.time_s - t0
             if source in _PERSON_SOURCES:
                 return t, StopBy.PERSON, f"stopped by you ({source})"
-            if source == "signal":
+            if source == CommandSource.SIGNAL:
                 return t, StopBy.SIGNAL, "interrupted (signal)"
             return t, StopBy.REMOTE, f"stopped by the {source}"
-        return at, StopBy.SIGNAL, f"{outcome.replace('_', ' ')}: {finished.get('reason', '')}"
-    stops = [r for r in records if r.get("type") == "watchdog" and r.get("action") == "stop"
-             and str(r.get("trigger")) not in PERSON_TRIGGERS]
-    if outcome == "safety_key":
+        return at, StopBy.SIGNAL, f"{outcome.replace('_', ' ')}: {finished.reason}"
+    stops = [r for r in of(events, WatchdogAction)
+             if r.action == "stop" and r.trigger not in PERSON_TRIGGERS]
+    if finished.outcome is Outcome.SAFETY_KEY:
         return at, StopBy.SAFETY_KEY, "safety key"
-    if outcome == "watchdog" and stops:
-        first = stops[0]
-        return ((_num(first.get("t")) or t0) - t0, StopBy.WATCHDOG,
-                f"watchdog stop: {first.get('trigger', '?')}")
-    return at, StopBy.ERROR, f"{outcome.replace('_', ' ')}: {finished.get('reason', '')}"
+    if finished.outcome is Outcome.WATCHDOG and stops:
+        return stops[0].time_s - t0, StopBy.WATCHDOG, f"watchdog stop: {stops[0].trigger}"
+    return at, StopBy.ERROR, f"{outcome.replace('_', ' ')}: {finished.reason}"
 
 
-def _link_losses(records: Sequence[Record], t0: float, end: float) -> list[tuple[float, float]]:
+def _link_losses(events: Sequence[Event], t0: float, end: float) -> list[tuple[float, float]]:
     spans: list[tuple[float, float]] = []
     lost: float | None = None
-    for r in records:
-        if r.get("type") != "link" or (t := _num(r.get("t"))) is None:
-            continue
-        if r.get("connected") is False and lost is None:
-            lost = t - t0
-        elif r.get("connected") is True and lost is not None:
-            spans.append((lost, t - t0))
+    for r in of(events, LinkStateChanged):
+        if not r.connected and lost is None:
+            lost = r.time_s - t0
+        elif r.connected and lost is not None:
+            spans.append((lost, r.time_s - t0))
             lost = None
     if lost is not None:
         spans.append((lost, end))
@@ -394,59 +382,56 @@ def _with_gaps(times: np.ndarray[Any, Any], values: np.ndarray[Any, Any]
             np.insert(values.astype(float), at, np.nan))
 
 
-def plot_data_for_session(records: Sequence[Record], period_s: float = 0.5) -> PlotData:
-    started = next((r for r in records if r.get("type") == "session_started"), None)
+def plot_data_for_session(records: Sequence[Event | Record], period_s: float = 0.5
+                          ) -> PlotData:
+    events = as_events(records)
+    started = first(events, SessionStarted)
     if started is None:
         raise RetrotreadError("the session log has no session_started record: nothing to plot")
-    t0 = _num(started.get("t")) or 0.0
-    finished = next((r for r in reversed(records) if r.get("type") == "session_finished"), None)
-    last_t = max((t for r in records if (t := _num(r.get("t"))) is not None), default=t0)
-    end = ((_num(finished.get("t")) if finished else None) or last_t) - t0
+    t0 = started.time_s
+    finished = last(events, SessionFinished)
+    last_t = max((e.time_s for e in events if math.isfinite(e.time_s)), default=t0)
+    end = (finished.time_s if finished else last_t) - t0
 
-    def rel(r: Record) -> float:
-        return (_num(r.get("t")) or t0) - t0
-
-    telemetry = [r for r in records if r.get("type") == "telemetry"
-                 and _num(r.get("speed_kmh")) is not None]
-    phases = [r for r in records if r.get("type") == "turnaround"]
-    belt_starts = [r for r in phases if r.get("phase") == "start"]
-    stopped = [rel(r) for r in phases if r.get("phase") == "stopped"]
-    stop = _stop_of(records, t0)
+    telemetry = [r for r in of(events, TelemetrySample) if r.speed_kmh is not None]
+    phases = of(events, TurnaroundPhase)
+    stopped = [r.time_s - t0 for r in phases if r.phase == "stopped"]
+    stop = _stop_of(events, t0)
     # Facing backward on a moving belt: from a start facing backward to the next stop.
     spans: list[tuple[float, float]] = []
-    for r in belt_starts:
-        if r.get("to_direction") != "backward":
+    for r in phases:
+        if r.phase != "start" or r.to_direction is not Direction.BACKWARD:
             continue
-        begin = rel(r)
+        begin = r.time_s - t0
         ends = [t for t in stopped if t > begin] + ([stop[0]] if stop and stop[0] > begin
                                                     else [])
         spans.append((begin, min([end, *ends])))
 
-    measured_t, measured_kmh = _with_gaps(np.array([rel(r) for r in telemetry]),
-                                          np.array([float(r["speed_kmh"]) for r in telemetry]))
+    measured_t, measured_kmh = _with_gaps(
+        np.array([r.time_s - t0 for r in telemetry]),
+        np.array([r.speed_kmh for r in telemetry], dtype=float))
     data = PlotData(
-        title=f"{started.get('profile_name', 'session')}: planned vs measured",
+        title=f"{started.profile_name}: planned vs measured",
         measured_t=measured_t,
         measured_kmh=measured_kmh,
         backward_spans=spans,
         turnarounds=stopped,
-        watchdog=[(rel(r), str(r.get("trigger", "?")), str(r.get("action", "?")))
-                  for r in records if r.get("type") == "watchdog"
-                  and str(r.get("trigger")) not in PERSON_TRIGGERS
-                  and not (stop and stop[1] is StopBy.WATCHDOG and r.get("action") == "stop")],
-        backward_ceiling_kmh=_num(started.get("backward_ceiling_kmh")),
+        watchdog=[(r.time_s - t0, r.trigger, r.action) for r in of(events, WatchdogAction)
+                  if r.trigger not in PERSON_TRIGGERS
+                  and not (stop and stop[1] is StopBy.WATCHDOG and r.action == "stop")],
+        backward_ceiling_kmh=started.backward_ceiling_kmh,
         stop=stop,
-        link_losses=_link_losses(records, t0, end),
+        link_losses=_link_losses(events, t0, end),
         end_s=end,
     )
-    if started.get("simulated"):
-        speedup = _num(started.get("speedup"))
+    if started.simulated:
+        speedup = started.speedup
         data.title += (f" (simulated, {speedup:g}x)" if speedup and speedup != 1
                        else " (simulated)")
-    plan, source = _session_plan(records, started)
+    plan, source = _session_plan(events, started)
     data.notes.append(source)
     if plan is not None:
-        follow = follow_plan(records, plan, t0, end)
+        follow = follow_plan(events, plan, t0, end)
         data.planned_t, data.planned_kmh = planned_line(plan, follow, period_s)
         data.pauses = follow.pauses
         data.skips = follow.skips
@@ -509,7 +494,7 @@ def draw(data: PlotData, units: str = "mph") -> tuple[Figure, Axes]:
     for i, (t, _from_s, to_s) in enumerate(data.skips):
         axes.axvline(t * minutes, color=SKIP_COLOUR, ls=(0, (1, 2)), lw=1.2,
                      label=label("skipped ahead", i), gid="skip")
-        mark(t, f"skip to {to_s / 60:.1f} min of the plan", SKIP_COLOUR)
+        mark(t, f"skip to {minutes_text(to_s)} of the plan", SKIP_COLOUR)
     for i, (t, trigger, action) in enumerate(data.watchdog):
         axes.axvline(t * minutes, color=WATCHDOG_COLOUR, ls=":", lw=1.2,
                      label=label("watchdog", i), gid="watchdog")

@@ -30,7 +30,7 @@ from retrotread.events import (
     SessionSnapshot,
     TurnaroundPhase,
 )
-from retrotread.units import speed_texts
+from retrotread.formatting import Rounding, clock_text, heart_rate_text, speed_texts
 
 KEY_HELP = "space pause/resume · r ready · s/q stop · +/- speed · n next segment"
 WARNING_SHOWN_S = 8.0
@@ -66,8 +66,10 @@ class Speed:
     kmh: str
 
     @classmethod
-    def of(cls, speed_kmh: float) -> Speed:
-        return cls(*speed_texts(speed_kmh))
+    def of(cls, speed_kmh: float, rounding: Rounding = Rounding.NEAREST) -> Speed:
+        """Both texts of a speed; a limit rounds toward safety (``Rounding.DOWN`` for a
+        ceiling)."""
+        return cls(*speed_texts(speed_kmh, rounding=rounding))
 
     def ordered(self, units: str = "mph") -> tuple[str, str]:
         """(first, second) in the person's chosen units."""
@@ -186,14 +188,6 @@ class Presentation:
         }
 
 
-def clock_text(seconds: float | None) -> str:
-    """``m:ss`` (minutes may exceed 59); ``--:--`` when unknown."""
-    if seconds is None or not math.isfinite(seconds):
-        return "--:--"
-    total = max(0, round(seconds))
-    return f"{total // 60}:{total % 60:02d}"
-
-
 _TURN_STATES = frozenset({"turnaround", "waiting_ready", "hold", "countdown"})
 
 
@@ -305,7 +299,7 @@ def present(snapshot: SessionSnapshot, said: Announcement | None = None) -> Pres
     target_kmh = snapshot.segment_target_kmh
     if target_kmh is None and started:
         target_kmh = snapshot.target_kmh
-    heart = (f"{snapshot.heart_rate_bpm} bpm" if snapshot.heart_rate_bpm else "unknown")
+    heart = heart_rate_text(snapshot.heart_rate_bpm)
     return Presentation(
         time_s=snapshot.time_s,
         phase=phase,
@@ -327,7 +321,7 @@ def present(snapshot: SessionSnapshot, said: Announcement | None = None) -> Pres
         current=Speed.of(snapshot.measured_kmh) if snapshot.measured_kmh is not None else None,
         heart_rate=heart,
         distance_m=snapshot.distance_m,
-        backward_limit=Speed.of(snapshot.backward_ceiling_kmh),
+        backward_limit=Speed.of(snapshot.backward_ceiling_kmh, Rounding.DOWN),
         said=said.text if said else None,
         said_level=Level(said.level) if said else Level.INFO,
         alert=_alert(phase, snapshot, said),

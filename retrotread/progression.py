@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from retrotread.envelope import BACKWARD_CEILING_MPH, FORWARD_CEILING_DEFAULT_MPH
 from retrotread.errors import ProfileError, RetrotreadError
+from retrotread.formatting import minutes_text
 from retrotread.units import kmh_to_mph
 
 MIN_BACKWARD_SPEED_MPH = 0.5
@@ -271,8 +272,8 @@ def setbacks(entry: EntryLike, rules: ProgressionRules) -> list[str]:
     if entry.outcome != "completed":
         why.append(f"it was cut short ({entry.outcome.replace('_', ' ')})")
     elif planned and entry.backward_s < rules.cut_short_fraction * planned:
-        why.append(f"it was cut short ({entry.backward_s / 60:.1f} of {planned / 60:.1f} min "
-                   "backward)")
+        why.append(f"it was cut short ({minutes_text(entry.backward_s)} of "
+                   f"{minutes_text(planned)} backward)")
     return why
 
 
@@ -284,7 +285,8 @@ def _speed_of(entry: EntryLike, rules: ProgressionRules) -> float:
 
 
 def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:g} min"
+    """A planned amount, as short as exact: ``5 min``, ``7.5 min``."""
+    return minutes_text(seconds, digits=None)
 
 
 def decide(history: Sequence[EntryLike], rules: ProgressionRules,

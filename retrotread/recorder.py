@@ -11,7 +11,8 @@ most after a crash: watchdog actions, link changes, the end of the session). Lea
 ``with`` block, normally or by an exception, writes everything that is left and closes
 the file.
 
-Reading tolerates a crash: a truncated last line is skipped with a warning.
+Reading is :mod:`retrotread.log_reader` (typed events; a truncated last line from a crash
+is skipped with a warning); :func:`summarize` and :func:`format_summary` are here.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import datetime
 import itertools
 import json
 import logging
-import math
 import os
 import re
 import socket
@@ -40,25 +40,51 @@ except ImportError:  # pragma: no cover - Windows: the pid decides
     fcntl = None  # type: ignore[assignment]
 
 from retrotread.clock import Clock
-from retrotread.errors import RetrotreadError
-from retrotread.events import Event
-from retrotread.units import kmh_to_mph
+from retrotread.envelope import Direction
+from retrotread.events import (
+    CommandSent,
+    Event,
+    SegmentStarted,
+    SessionFinished,
+    SessionStarted,
+    TelemetrySample,
+    WatchdogAction,
+)
+from retrotread.formatting import (
+    clock_text,
+    distance_text,
+    heart_rate_text,
+    kmh_text,
+    minutes_text,
+    speed_text,
+)
+from retrotread.log_reader import (
+    LOG_FORMAT,
+    LOG_MINOR,
+    LOG_VERSION,
+    LogHeader,
+    Record,
+    SessionLogError,
+    as_events,
+    first,
+    last,
+    of,
+    read_events,
+    read_session,
+    times,
+)
+
+__all__ = ["LOG_FORMAT", "LOG_MINOR", "LOG_VERSION", "SessionLogError", "read_events",
+           "read_session"]  # the reader's names, where callers have always found them
 
 log = logging.getLogger(__name__)
 
-LOG_FORMAT = "retrotread-session"
-LOG_VERSION = 1
 LOG_DIR_ENV = "RETROTREAD_LOG_DIR"
 MAX_FLUSH_INTERVAL_S = 1.0
 """The log on disk is never more than this far behind the session."""
 
 _FLUSH_AT_ONCE = frozenset({"watchdog", "link", "session_finished"})
 _STOPPED_KMH = 0.1
-_M_PER_MILE = 1609.344
-
-
-class SessionLogError(RetrotreadError):
-    """A session log that cannot be read (missing, or damaged before its last line)."""
 
 
 # --------------------------------------------------------------------------- paths
@@ -117,14 +143,10 @@ class SessionRecorder:
         except BaseException:
             self.lock.release()
             raise
-        header = {
-            "type": "log_header",
-            "format": LOG_FORMAT,
-            "version": LOG_VERSION,
-            "t": round(self.clock.now(), 4),
-            "wall_time": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
-        }
-        self._buffer.append(_encode(header))
+        header = LogHeader(
+            self.clock.now(), LOG_FORMAT, LOG_VERSION, LOG_MINOR,
+            datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"))
+        self._buffer.append(_encode(header.to_record()))
         self.flush()
         return self
 
@@ -169,8 +191,8 @@ class SessionRecorder:
                 self.dropped_records += 1
                 return
             record = event.to_record()
-            if event.kind == "session_started":
-                record.setdefault("speedup", self.speedup)
+            if event.kind == "session_started" and record.get("speedup") is None:
+                record["speedup"] = self.speedup
             self._buffer.append(_encode(record))
             if event.kind in _FLUSH_AT_ONCE:
                 self.flush()
@@ -309,48 +331,6 @@ def lock_state(log_path: Path | str) -> tuple[str, int | None]:
     return "stale", pid
 
 
-# --------------------------------------------------------------------------- reading
-def read_session(path: Path | str) -> list[dict[str, Any]]:
-    """Every record of a session log, in order.
-
-    A damaged *last* line (the program died mid-write) is skipped with a warning; a
-    damaged line anywhere else raises :class:`SessionLogError` naming file and line.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise SessionLogError(f"cannot read the session log {path}: {exc}") from exc
-    numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    records: list[dict[str, Any]] = []
-    for position, (lineno, line) in enumerate(numbered):
-        last = position == len(numbered) - 1
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict) or "type" not in record:
-                raise ValueError("not a record (a JSON object with a 'type')")
-        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep JSON
-            if last:
-                log.warning("%s:%d: skipping a truncated last line (the session probably "
-                            "ended abruptly)", path, lineno)
-                break
-            why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
-            raise SessionLogError(
-                f"{path}, line {lineno}: not a valid session record ({why}); "
-                "the log is damaged"
-            ) from None
-        records.append(record)
-    if records and records[0].get("type") == "log_header":
-        header = records[0]
-        if header.get("format") != LOG_FORMAT:
-            raise SessionLogError(f"{path}: not a retrotread session log "
-                                  f"(format {str(header.get('format'))[:40]!r})")
-        if isinstance(header.get("version"), int) and header["version"] > LOG_VERSION:
-            log.warning("%s: written by a newer retrotread (log version %s); reading what "
-                        "this version understands", path, header["version"])
-    return records
-
-
 # --------------------------------------------------------------------------- summary
 @dataclass
 class SessionSummary:
@@ -403,101 +383,73 @@ def describe_stop(summary: SessionSummary) -> str:
     return "Stop sent: yes (delivered, not acknowledged)"
 
 
-def _num(value: Any) -> float | None:
-    """A finite number from a record, or None (a damaged log may hold anything)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # an integer too large for a float
-        return None
-    return number if math.isfinite(number) else None
+def _action_text(action: WatchdogAction) -> str:
+    return f"{action.trigger}: {action.action}" + (f" ({action.detail})" if action.detail
+                                                     else "")
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _flag(value: Any) -> bool | None:
-    return value if isinstance(value, bool) else None
-
-
-def summarize(records: Iterable[dict[str, Any]]) -> SessionSummary:
-    """Summarize a session's records (see :func:`read_session`).
+def summarize(records: Iterable[Event | Record]) -> SessionSummary:
+    """Summarize a session's events (see :func:`retrotread.log_reader.read_events`; raw
+    records are read as events first).
 
     Works on a log that has no ``session_finished`` record (a crash): the outcome is then
     ``"incomplete"`` and time, backward time and distance are estimated from the records.
     """
-    records = list(records)
-    started = next((r for r in records if r.get("type") == "session_started"), None)
-    finished = next((r for r in reversed(records) if r.get("type") == "session_finished"),
-                    None)
-    header = next((r for r in records if r.get("type") == "log_header"), None)
+    events = as_events(records)
+    started = first(events, SessionStarted)
+    finished = last(events, SessionFinished)
+    header = first(events, LogHeader)
 
-    commands = [r for r in records if r.get("type") == "command"]
-    backward_speeds = [
-        speed for r in commands
-        if r.get("op") == "SetTargetSpeed" and r.get("facing") == "backward"
-        and (speed := _num(r.get("speed_kmh"))) is not None
-    ]
-    def action_text(r: dict[str, Any]) -> str:
-        return (f"{r.get('trigger', '?')}: {r.get('action', '?')}"
-                + (f" ({r['detail']})" if r.get("detail") else ""))
-
+    commands = of(events, CommandSent)
+    backward_speeds = [c.speed_kmh for c in commands
+                       if c.op == "SetTargetSpeed" and c.facing is Direction.BACKWARD
+                       and c.speed_kmh is not None]
     # A stop the person (or a signal) asked for is theirs, not the watchdog's.
-    def persons(r: dict[str, Any]) -> bool:
-        return isinstance(r.get("trigger"), str) and r["trigger"] in PERSON_TRIGGERS
+    actions = of(events, WatchdogAction)
+    watchdog = [_action_text(a) for a in actions if a.trigger not in PERSON_TRIGGERS]
+    asked = [_action_text(a) for a in actions if a.trigger in PERSON_TRIGGERS]
+    segment_indices = {s.index for s in of(events, SegmentStarted)}
 
-    watchdog = [action_text(r) for r in records
-                if r.get("type") == "watchdog" and not persons(r)]
-    asked = [action_text(r) for r in records if r.get("type") == "watchdog" and persons(r)]
-    segment_indices: list[int] = []
-    for r in records:
-        if r.get("type") == "segment_started" and r.get("index") not in segment_indices:
-            segment_indices.append(r.get("index"))  # type: ignore[arg-type]
-
-    telemetry = [r for r in records if r.get("type") == "telemetry"]
+    telemetry = of(events, TelemetrySample)
     moving_time = 0.0
     moving_km = 0.0
     backward_est = 0.0
     for a, b in itertools.pairwise(telemetry):
-        t0, t1, speed = _num(a.get("t")), _num(b.get("t")), _num(a.get("speed_kmh"))
-        if t0 is None or t1 is None or speed is None or t1 <= t0 or speed <= _STOPPED_KMH:
+        if a.speed_kmh is None or b.time_s <= a.time_s or a.speed_kmh <= _STOPPED_KMH:
             continue
-        dt = t1 - t0
+        dt = b.time_s - a.time_s
         moving_time += dt
-        moving_km += speed * dt / 3600.0
-        if a.get("facing") == "backward":
+        moving_km += a.speed_kmh * dt / 3600.0
+        if a.facing is Direction.BACKWARD:
             backward_est += dt
     mean_speed = moving_km / (moving_time / 3600.0) if moving_time > 0 else None
     # 0 bpm is a machine without a sensor (real machines send it), not a reading
-    heart_rates = [hr for r in telemetry if (hr := _num(r.get("heart_rate_bpm"))) is not None
-                   and hr > 0]
+    heart_rates = [s.heart_rate_bpm for s in telemetry
+                   if s.heart_rate_bpm is not None and s.heart_rate_bpm > 0]
 
-    times = [t for r in records if r.get("type") != "log_header" and (t := _num(r.get("t")))
-             is not None]
-    t_start = _num(started.get("t")) if started else None
-    if t_start is None and times:
-        t_start = times[0]
+    known_times = times(events)
+    t_start = started.time_s if started else (known_times[0] if known_times else None)
 
     last_belt: str | None = None
     if finished is not None:
-        outcome = str(finished.get("outcome", "error"))
-        reason = str(finished.get("reason", ""))
-        elapsed = _num(finished.get("elapsed_s")) or 0.0
-        backward = _num(finished.get("backward_s")) or 0.0
-        distance = _num(finished.get("distance_m")) or 0.0
-        stop_sent: bool | None = bool(finished.get("stop_sent"))
-        stop_acknowledged: bool | None = bool(finished.get("stop_acknowledged"))
+        outcome = finished.outcome.value
+        reason = finished.reason
+        elapsed = finished.elapsed_s
+        backward = finished.backward_s
+        distance = finished.distance_m
+        stop_sent: bool | None = finished.stop_sent
+        stop_acknowledged: bool | None = finished.stop_acknowledged
     else:
         outcome = "incomplete"
-        last_belt = describe_last_belt(records, t_start)
+        last_belt = describe_last_belt(events, t_start)
         reason = ("the program stopped without finishing the log; last known: "
                   f"{last_belt}; the log does not say the belt was told to stop")
-        elapsed = max(0.0, times[-1] - t_start) if times and t_start is not None else 0.0
+        elapsed = (max(0.0, known_times[-1] - t_start)
+                   if known_times and t_start is not None else 0.0)
         backward = backward_est
-        distances = [d for r in telemetry if (d := _num(r.get("distance_m"))) is not None]
-        distance = max(0.0, distances[-1] - distances[0]) if distances else moving_km * 1000
+        distances = [s.distance_m for s in telemetry if s.distance_m is not None]
+        distance = (float(max(0, distances[-1] - distances[0])) if distances
+                    else moving_km * 1000)
         stop_sent = None
         stop_acknowledged = None
 
@@ -507,9 +459,9 @@ def summarize(records: Iterable[dict[str, Any]]) -> SessionSummary:
         segments_done = segments_started
 
     return SessionSummary(
-        profile_name=_text(started.get("profile_name")) if started else None,
-        device=_text(started.get("device")) if started else None,
-        simulated=_flag(started.get("simulated")) if started else None,
+        profile_name=started.profile_name if started else None,
+        device=started.device if started else None,
+        simulated=started.simulated if started else None,
         outcome=outcome,
         reason=reason,
         elapsed_s=elapsed,
@@ -524,64 +476,45 @@ def summarize(records: Iterable[dict[str, Any]]) -> SessionSummary:
         segments_started=segments_started,
         max_backward_command_kmh=max(backward_speeds) if backward_speeds else None,
         mean_speed_kmh=mean_speed,
-        max_heart_rate_bpm=int(max(heart_rates)) if heart_rates else None,
-        planned_s=_num(started.get("total_s")) if started else None,
-        wall_time=_text(header.get("wall_time")) if header else None,
-        speedup=_num(started.get("speedup")) if started else None,
+        max_heart_rate_bpm=max(heart_rates) if heart_rates else None,
+        planned_s=started.total_s if started else None,
+        wall_time=header.wall_time if header else None,
+        speedup=started.speedup if started else None,
         last_belt=last_belt,
     )
 
 
-def describe_last_belt(records: Sequence[dict[str, Any]], t_start: float | None) -> str:
+_OP_TEXT = {"StopOrPause": "Stop or pause", "StartOrResume": "Start"}
+
+
+def describe_last_belt(records: Sequence[Event | Record], t_start: float | None) -> str:
     """The last thing the log knows about the belt: its last reading and the last command
     (a log cut off by a crash), e.g. ``belt at 1.6 km/h (1.0 mph) facing backward at 3:12;
     last command: Stop at 3:13``."""
+    events = as_events(records)
     t0 = t_start or 0.0
-    reading = next((r for r in reversed(records) if r.get("type") == "telemetry"
-                    and _num(r.get("speed_kmh")) is not None), None)
-    command = next((r for r in reversed(records) if r.get("type") == "command"), None)
+    reading = next((s for s in reversed(events) if isinstance(s, TelemetrySample)
+                    and s.speed_kmh is not None), None)
+    command = last(events, CommandSent)
     parts = []
-    if reading is not None:
-        speed = float(reading["speed_kmh"])
-        at = format_clock((_num(reading.get("t")) or t0) - t0)
-        if speed <= _STOPPED_KMH:
+    if reading is not None and reading.speed_kmh is not None:
+        at = clock_text(reading.time_s - t0)
+        if reading.speed_kmh <= _STOPPED_KMH:
             parts.append(f"belt stopped at {at}")
         else:
-            parts.append(f"belt at {speed:.1f} km/h ({kmh_to_mph(speed):.1f} mph) facing "
-                         f"{reading.get('facing', '?')} at {at}")
+            parts.append(f"belt at {speed_text(reading.speed_kmh, 'km/h', both=True)} "
+                         f"facing {reading.facing.value} at {at}")
     else:
         parts.append("no belt reading")
     if command is not None:
-        what = {"StopOrPause": "Stop or pause", "StartOrResume": "Start"}.get(
-            str(command.get("op")), str(command.get("op")))
-        if command.get("op") == "SetTargetSpeed" and _num(command.get("speed_kmh")) is not None:
-            what = f"speed {float(command['speed_kmh']):.1f} km/h"
-        parts.append(f"last command: {what} at "
-                     f"{format_clock((_num(command.get('t')) or t0) - t0)}")
+        what = _OP_TEXT.get(command.op, command.op)
+        if command.op == "SetTargetSpeed" and command.speed_kmh is not None:
+            what = f"speed {kmh_text(command.speed_kmh)}"
+        parts.append(f"last command: {what} at {clock_text(command.time_s - t0)}")
     return "; ".join(parts)
 
 
 # --------------------------------------------------------------------------- formatting
-def format_clock(seconds: float) -> str:
-    """``m:ss`` (minutes may exceed 59): 75.4 -> ``1:15``."""
-    total = max(0, round(seconds))
-    return f"{total // 60}:{total % 60:02d}"
-
-
-def format_speed(speed_kmh: float, units: str = "mph") -> str:
-    """``1.0 mph`` or ``1.6 km/h``."""
-    if units == "mph":
-        return f"{kmh_to_mph(speed_kmh):.1f} mph"
-    return f"{speed_kmh:.1f} km/h"
-
-
-def format_distance(distance_m: float, units: str = "mph") -> str:
-    """``0.52 mi`` or ``0.84 km``."""
-    if units == "mph":
-        return f"{distance_m / _M_PER_MILE:.2f} mi"
-    return f"{distance_m / 1000:.2f} km"
-
-
 _OUTCOME_TEXT = {
     "completed": "completed",
     "stopped_by_user": "stopped by you",
@@ -609,23 +542,23 @@ def format_summary(summary: SessionSummary, units: str = "mph") -> str:
     outcome = _OUTCOME_TEXT.get(summary.outcome, summary.outcome)
     lines = [f"Session summary: {name} on {where}"]
     lines.append(f"  Outcome:   {outcome}" + (f": {summary.reason}" if summary.reason else ""))
-    time_line = f"  Time:      {format_clock(summary.elapsed_s)}"
+    time_line = f"  Time:      {clock_text(summary.elapsed_s)}"
     if summary.planned_s:
-        time_line += f" of {format_clock(summary.planned_s)} planned"
+        time_line += f" of {clock_text(summary.planned_s)} planned"
     lines.append(time_line)
-    lines.append(f"  Backward:  {format_clock(summary.backward_s)} "
-                 f"({summary.backward_s / 60:.1f} min)")
-    distance_line = f"  Distance:  {format_distance(summary.distance_m, units)}"
+    lines.append(f"  Backward:  {clock_text(summary.backward_s)} "
+                 f"({minutes_text(summary.backward_s)})")
+    distance_line = f"  Distance:  {distance_text(summary.distance_m, units)}"
     if summary.mean_speed_kmh is not None:
-        distance_line += f" · mean moving speed {format_speed(summary.mean_speed_kmh, units)}"
+        distance_line += f" · mean moving speed {speed_text(summary.mean_speed_kmh, units)}"
     lines.append(distance_line)
     if summary.segments_started:
         lines.append(f"  Segments:  {summary.segments_done} done")
     if summary.max_backward_command_kmh is not None:
         lines.append("  Fastest backward command: "
-                     f"{format_speed(summary.max_backward_command_kmh, units)}")
+                     f"{speed_text(summary.max_backward_command_kmh, units)}")
     if summary.max_heart_rate_bpm is not None:
-        lines.append(f"  Peak heart rate: {summary.max_heart_rate_bpm} bpm")
+        lines.append(f"  Peak heart rate: {heart_rate_text(summary.max_heart_rate_bpm)}")
     lines.append(f"  Commands:  {summary.commands_sent} sent · {describe_stop(summary)}")
     for action in summary.person_actions:
         lines.append(f"  Stopped on request: {action}")

@@ -537,7 +537,7 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
             for closer in extra_closers:
                 with contextlib.suppress(Exception):
                     await closer()
-    from retrotread.recorder import read_session, summarize
+    from retrotread.recorder import read_events, summarize
 
-    print(format_summary(summarize(read_session(log_path)), units=options.units), file=out)
+    print(format_summary(summarize(read_events(log_path)), units=options.units), file=out)
     return EXIT_CODES.get(result.outcome, 1)

@@ -38,6 +38,7 @@ from retrotread.errors import (
     RetrotreadError,
     TreadmillError,
 )
+from retrotread.formatting import kmh_text, speed_range_text
 from retrotread.ftms import codec
 from retrotread.quirks import Quirks, dump_quirk_file, load_quirks, matching_files
 from retrotread.treadmill import CommandReply, StatusEvent, Treadmill
@@ -361,7 +362,7 @@ class _Probe:
         if step.result != "success":
             return None
         started = await self.settle(15.0)
-        step.observed = f"belt settled at {started:.2f} km/h" if started else "belt never moved"
+        step.observed = f"belt settled at {kmh_text(started, 2)}" if started else "belt never moved"
         self.say(f"    {step.observed}")
         if started is None or started <= 0.05:
             self.report.notes.append("Start was answered but the belt did not move within 15 s")
@@ -382,13 +383,13 @@ class _Probe:
             report.notes.append("no Treadmill Data within 5 s: not moving the belt blind")
             return
         if speed > 0.1:
-            report.notes.append(f"the belt is already moving ({speed:.2f} km/h): stop it first")
+            report.notes.append(f"the belt is already moving ({kmh_text(speed, 2)}): stop it first")
             return
         # 1. the real floor: the lowest speed the machine accepts (belt still stopped)
         floor = round(sr.min_kmh, 2)
         accepted: float | None = None
         while floor <= START_SPEED_LIMIT_KMH + 1e-9:
-            step = await self.command(f"Set Target Speed {floor:.2f} km/h (belt stopped)",
+            step = await self.command(f"Set Target Speed {kmh_text(floor, 2)} (belt stopped)",
                                       codec.SetTargetSpeed(speed_kmh=floor))
             if step.result == "success":
                 accepted = floor
@@ -398,13 +399,13 @@ class _Probe:
             floor = round(floor + increment, 2)
         if accepted is None:
             report.notes.append(
-                f"no speed from {sr.min_kmh:.2f} to {START_SPEED_LIMIT_KMH:.2f} km/h was "
+                f"no speed from {sr.min_kmh:.2f} to {kmh_text(START_SPEED_LIMIT_KMH, 2)} was "
                 "accepted: its floor is above 1.0 mph, too fast to start backward walking")
             return
         if accepted > sr.min_kmh + 1e-9:
             report.quirks = _replace(report.quirks, min_speed_kmh=accepted)
-            report.notes.append(f"advertised minimum {sr.min_kmh:.2f} km/h was refused; "
-                                f"the real floor is {accepted:.2f} km/h")
+            report.notes.append(f"advertised minimum {kmh_text(sr.min_kmh, 2)} was refused; "
+                                f"the real floor is {kmh_text(accepted, 2)}")
         high = round(accepted + increment, 2)
         if high > START_SPEED_LIMIT_KMH + 1e-9:
             high = accepted
@@ -415,7 +416,7 @@ class _Probe:
         echoed = False
         if before_start > accepted:
             mark = len(self.statuses)
-            await self.command(f"Set Target Speed {before_start:.2f} km/h (belt stopped)",
+            await self.command(f"Set Target Speed {kmh_text(before_start, 2)} (belt stopped)",
                                codec.SetTargetSpeed(speed_kmh=before_start))
             await asyncio.sleep(0.5)  # its Target Speed Changed status, if it sends one
             echoed = any(isinstance(s, codec.TargetSpeedChanged) and s.speed_kmh is not None
@@ -423,7 +424,7 @@ class _Probe:
                          for s in self.statuses[mark:])
         else:
             report.not_tested.append(
-                f"whether Start uses the speed set before it: {accepted:.2f} km/h is its only "
+                f"whether Start uses the speed set before it: {kmh_text(accepted, 2)} is its only "
                 "speed at or below 1.0 mph")
         # 3. Start
         started = await self.start_belt("Start or Resume")
@@ -432,8 +433,8 @@ class _Probe:
         fastest_set = max(before_start, accepted)
         if started > fastest_set + SPEED_TOLERANCE_KMH:
             report.notes.append(
-                f"Start ran the belt at {started:.2f} km/h, faster than any speed doctor set "
-                f"({fastest_set:.2f} km/h): stopped at once; not fit for backward walking "
+                f"Start ran the belt at {kmh_text(started, 2)}, faster than any speed doctor set "
+                f"({kmh_text(fastest_set, 2)}): stopped at once; not fit for backward walking "
                 "until that is understood")
             self.say(f"  {report.notes[-1]}")
             return
@@ -442,19 +443,19 @@ class _Probe:
             if echoed:
                 report.quirks = _replace(report.quirks, start_at_own_minimum=True)
                 report.notes.append(
-                    f"the machine confirmed {before_start:.2f} km/h before Start, then ran at "
-                    f"{started:.2f} km/h: Start runs at its own minimum (the speed is sent "
+                    f"the machine confirmed {kmh_text(before_start, 2)} before Start, then ran at "
+                    f"{kmh_text(started, 2)}: Start runs at its own minimum (the speed is sent "
                     "after Start anyway)")
             else:
                 report.quirks = _replace(report.quirks, must_start_before_speed=True)
                 report.notes.append(
-                    f"the speed set before Start ({before_start:.2f} km/h) was not taken (the "
-                    f"belt ran at {started:.2f} km/h): send the speed only after Start")
+                    f"the speed set before Start ({kmh_text(before_start, 2)}) was not taken (the "
+                    f"belt ran at {kmh_text(started, 2)}): send the speed only after Start")
         # 4. a small speed change, both ways, ending at the floor
         targets = (high, accepted) if abs(started - accepted) <= SPEED_TOLERANCE_KMH else (
             accepted, high, accepted)
         for target in targets:
-            step = await self.command(f"Set Target Speed {target:.2f} km/h",
+            step = await self.command(f"Set Target Speed {kmh_text(target, 2)}",
                                       codec.SetTargetSpeed(speed_kmh=target))
             took = await self.wait_for_speed(target, 8.0)
             step.observed = (f"telemetry reached it in {took:.1f} s" if took is not None
@@ -489,12 +490,12 @@ class _Probe:
         the belt running, it runs empty at its floor for the few seconds until the doctor
         is back and sends Stop."""
         t, report = self.t, self.report
-        await self.command(f"Set Target Speed {floor_kmh:.2f} km/h (belt stopped)",
+        await self.command(f"Set Target Speed {kmh_text(floor_kmh, 2)} (belt stopped)",
                            codec.SetTargetSpeed(speed_kmh=floor_kmh))
         running = await self.start_belt("Start or Resume (for the link-drop test)")
         if running is None:
             return False
-        self.say(f"  closing the link with the belt at {running:.2f} km/h (nobody on it), "
+        self.say(f"  closing the link with the belt at {kmh_text(running, 2)} (nobody on it), "
                  f"reconnecting in {LINK_DROP_S:g} s")
         dropped_s = self.clock.now()
         with contextlib.suppress(RetrotreadError, OSError):
@@ -643,8 +644,8 @@ def _print_identity(report: DoctorReport, say: Callable[[str], None]) -> None:
     say(f"  can be set: {', '.join(report.target_features) or '?'}")
     if report.speed_range:
         lo, hi, inc = report.speed_range
-        say(f"  speed range: {lo:.2f}-{hi:.2f} km/h by {inc:.2f} "
-            f"({lo / KMH_PER_MPH:.2f}-{hi / KMH_PER_MPH:.2f} mph)")
+        say(f"  speed range: {speed_range_text(lo, hi, 'km/h')} by {inc:.2f} "
+            f"({speed_range_text(lo, hi, 'mph')})")
     else:
         say("  speed range: not reported")
     if report.incline_range:

@@ -34,6 +34,7 @@ from retrotread.errors import (
     LinkError,
     TreadmillError,
 )
+from retrotread.formatting import kmh_text
 from retrotread.ftms import codec
 from retrotread.quirks import Quirks
 
@@ -141,7 +142,7 @@ def outcome_of(time_s: float, request: codec.ControlPointRequest,
 def describe_request(request: codec.ControlPointRequest) -> str:
     name = type(request).__name__
     if isinstance(request, codec.SetTargetSpeed):
-        return f"{name} {request.speed_kmh:.2f} km/h"
+        return f"{name} {kmh_text(request.speed_kmh, 2)}"
     if isinstance(request, codec.StopOrPause):
         return f"{name} ({request.action.name.lower()})"
     return name

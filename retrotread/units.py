@@ -1,4 +1,5 @@
-"""Speed units and FTMS fixed-point conversion.
+"""Speed units and FTMS fixed-point conversion (writing them for a person:
+:mod:`retrotread.formatting`).
 
 FTMS carries speed as uint16 in 0.01 km/h. Ordinary values are rounded to the nearest
 step (2.3 km/h goes out as 230, not 229). Safety limits round toward safety: a ceiling
@@ -60,10 +61,3 @@ def quantize_nearest(kmh: float, increment_kmh: float) -> float:
     units = kmh_to_ftms(kmh)
     return ftms_to_kmh(round(units / step) * step)
 
-
-def speed_texts(speed_kmh: float) -> tuple[str, str]:
-    """The one way a speed is written for a person: ``("1.8 mph", "2.9 km/h")``.
-
-    Both figures have one decimal and come from the same value, so a change of 0.1 mph
-    shows in both (the mph figure is never a rounding of the already-rounded km/h)."""
-    return f"{kmh_to_mph(speed_kmh):.1f} mph", f"{speed_kmh:.1f} km/h"

@@ -33,6 +33,7 @@ from retrotread.envelope import (
     OVERSPEED_MARGIN_KMH,
     Direction,
 )
+from retrotread.formatting import kmh_text
 
 
 @dataclass(frozen=True)
@@ -128,8 +129,8 @@ class Watchdog:
                 self.backward_ceiling_kmh + self.limits.backward_runaway_margin_kmh):
             return Trigger(
                 "overspeed", "stop",
-                f"belt at {measured:.2f} km/h while walking backward, far above the "
-                f"{self.backward_ceiling_kmh:.2f} km/h ceiling: stopping at once",
+                f"belt at {kmh_text(measured, 2)} while walking backward, far above the "
+                f"{kmh_text(self.backward_ceiling_kmh, 2)} ceiling: stopping at once",
             )
         if measured > limit:
             if self._overspeed_since is None:
@@ -138,15 +139,15 @@ class Watchdog:
             if over_for >= 2 * self.limits.overspeed_grace_s:
                 return Trigger(
                     "overspeed", "stop",
-                    f"belt at {measured:.2f} km/h, limit {limit:.2f} km/h, for {over_for:.1f} s "
-                    "after re-commanding the target",
+                    f"belt at {kmh_text(measured, 2)}, limit {kmh_text(limit, 2)}, for "
+                    f"{over_for:.1f} s after re-commanding the target",
                 )
             if over_for >= self.limits.overspeed_grace_s and not self._retargeted:
                 self._retargeted = True
                 return Trigger(
                     "overspeed", "retarget",
-                    f"belt at {measured:.2f} km/h, limit {limit:.2f} km/h: commanding "
-                    f"{commanded_kmh:.2f} km/h again",
+                    f"belt at {kmh_text(measured, 2)}, limit {kmh_text(limit, 2)}: commanding "
+                    f"{kmh_text(commanded_kmh, 2)} again",
                 )
         else:
             self._overspeed_since = None
@@ -159,8 +160,8 @@ class Watchdog:
             elif now - self._underspeed_since >= self.limits.underspeed_grace_s:
                 return Trigger(
                     "speed_not_reached", "stop",
-                    f"commanded {commanded_kmh:.2f} km/h but the belt stays at {measured:.2f} "
-                    f"km/h after {now - self._underspeed_since:.0f} s",
+                    f"commanded {kmh_text(commanded_kmh, 2)} but the belt stays at "
+                    f"{kmh_text(measured, 2)} after {now - self._underspeed_since:.0f} s",
                 )
         else:
             self._underspeed_since = None
@@ -185,7 +186,7 @@ class Watchdog:
         how = "inside the envelope" if allowed else "outside the envelope"
         return Trigger(
             "console_speed_change", "clamp",
-            f"the console set {speed_kmh:.2f} km/h ({how}): commanding the plan's speed again",
+            f"the console set {kmh_text(speed_kmh, 2)} ({how}): commanding the plan's speed again",
         )
 
 

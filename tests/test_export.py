@@ -25,7 +25,7 @@ from retrotread.export import (
     export_tcx,
 )
 from retrotread.history import read_log
-from retrotread.recorder import summarize
+from retrotread.recorder import read_session, summarize
 from tests.test_history import _synthetic, log_dir, real_logs  # noqa: F401 (fixtures)
 
 Records = list[dict[str, Any]]
@@ -43,7 +43,10 @@ def decode_fit(data: bytes) -> dict[str, list[dict[str, Any]]]:
 
 
 def records_of(path: Path) -> Records:
-    ((_sid, records),) = read_log(path)
+    # The raw JSON records (read_log now gives typed events): these tests compare the
+    # export with what the log says, field by field; build_activity takes either.
+    records = read_session(path)
+    assert len(read_log(path)) == 1
     return records
 
 

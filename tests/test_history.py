@@ -193,7 +193,7 @@ def test_empty_or_missing_log_dir(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_resolve_by_id_prefix_last_and_path(log_dir: Path) -> None:
     sid, records = resolve_session("20250303-080000-first-session", log_dir)
     assert sid == "20250303-080000-first-session"
-    assert records[0]["type"] == "log_header"
+    assert records[0].kind == "log_header"  # typed events now (log_reader)
     assert resolve_session("20250305", log_dir)[0] == "20250305-080000-first-session"
     assert resolve_session("last", log_dir)[0] == "20250305-080000-first-session"
     path = log_dir / "20250301-080000-first-session.jsonl"
@@ -218,7 +218,7 @@ def test_a_file_with_two_sessions_has_two_ids(log_dir: Path) -> None:
     assert "20250310-080000-twice" in ids and "20250310-080000-twice:2" in ids
     sid, records = resolve_session("20250310-080000-twice:2", log_dir)
     assert sid == "20250310-080000-twice:2"
-    assert sum(r["type"] == "log_header" for r in records) == 1
+    assert sum(r.kind == "log_header" for r in records) == 1
     assert resolve_session(f"{twice}:2", log_dir)[0] == sid
     with pytest.raises(SessionNotFoundError, match="holds 2 session"):
         resolve_session(f"{twice}:3", log_dir)

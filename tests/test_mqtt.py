@@ -813,7 +813,8 @@ def test_monitor_live_view_renders() -> None:
     console.print(view.render())
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "running (online)" in text
-    assert "0.98 mph" in text  # 1.58 km/h
+    # 1.58 km/h, one decimal as on every other screen (the monitor alone used to show two)
+    assert "1.0 mph" in text
     assert "8:50" in text
     assert "announcement: text=Turn around" in text
 

@@ -26,11 +26,11 @@ from retrotread.events import (
     TelemetrySample,
     WatchdogAction,
 )
+from retrotread.formatting import clock_text as format_clock  # moved from the recorder
 from retrotread.recorder import (
     SessionRecorder,
     SessionSummary,
     default_log_dir,
-    format_clock,
     format_summary,
     new_log_path,
     read_session,

@@ -44,8 +44,10 @@ def demo_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _only(path: Path) -> list[dict[str, Any]]:
-    ((_sid, records),) = read_log(path)
-    return records
+    # The raw JSON records (read_log now gives typed events); summarize and
+    # build_activity take either.
+    ((_sid, _events),) = read_log(path)
+    return read_session(path)
 
 
 # ------------------------------------------------------------------ simulated, and how fast

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 from retrotread.errors import CodecError, UnsupportedOpCodeError
+from retrotread.formatting import kmh_text
 
 # --------------------------------------------------------------------------- primitives
 
@@ -288,8 +289,8 @@ def decode_speed_range(data: bytes) -> SpeedRange:
     reader = _Reader(data, "Supported Speed Range")
     result = SpeedRange(**_decode_fields(reader, _SPEED_RANGE))
     if result.min_kmh > result.max_kmh:
-        raise CodecError(f"Supported Speed Range: minimum {result.min_kmh:.2f} km/h is above "
-                         f"the maximum {result.max_kmh:.2f} km/h ({bytes(data).hex()})")
+        raise CodecError(f"Supported Speed Range: minimum {kmh_text(result.min_kmh, 2)} is above "
+                         f"the maximum {kmh_text(result.max_kmh, 2)} ({bytes(data).hex()})")
     return result
 
 

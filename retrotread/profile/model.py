@@ -51,12 +51,12 @@ from retrotread.envelope import (
     Envelope,
     MachineLimits,
 )
+from retrotread.formatting import duration_text, format_number
 from retrotread.profile.quantities import (
     KMH,
     MPH,
     QuantityError,
     Speed,
-    format_number,
     normalize_speed_unit,
     parse_duration,
     parse_ramp,
@@ -180,24 +180,10 @@ UnitsValue = Annotated[
 def _check_range(value: float, low: float, high: float, what: str) -> float:
     if value < low - _EPS or value > high + _EPS:
         raise _custom(
-            f"{what} of {format_seconds(value)} is not allowed; use "
-            f"{format_seconds(low)} to {format_seconds(high)}"
+            f"{what} of {duration_text(value)} is not allowed; use "
+            f"{duration_text(low)} to {duration_text(high)}"
         )
     return value
-
-
-def format_seconds(seconds: float) -> str:
-    """``45 s``, ``2 min 30 s``, ``1 h 5 min``: a duration for messages."""
-    if not 0 <= seconds < 1e9:
-        return f"{format_number(seconds)} s"  # an absurd value: no hours and minutes
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    sec_text = format_number(secs + seconds - whole).removesuffix(".0")
-    parts = [f"{hours} h"] * bool(hours) + [f"{minutes} min"] * bool(minutes)
-    if sec_text != "0" or not parts:
-        parts.append(f"{sec_text} s")
-    return " ".join(parts)
 
 
 # --- Document models (the YAML as written) ---------------------------------------------------
@@ -507,12 +493,12 @@ def _rule_problems(
                 f"{format_number(FORWARD_CEILING_DEFAULT_MPH)} mph")))
     if backward_s > BACKWARD_TOTAL_MAX_S + _EPS:
         problems.append((("segments",), (
-            f"the profile plans {format_seconds(backward_s)} of backward walking; "
-            f"{format_seconds(BACKWARD_TOTAL_MAX_S)} is the most")))
+            f"the profile plans {duration_text(backward_s)} of backward walking; "
+            f"{duration_text(BACKWARD_TOTAL_MAX_S)} is the most")))
     if total_s > WORKOUT_TOTAL_MAX_S + _EPS:
         problems.append((("segments",), (
-            f"the profile plans {format_seconds(total_s)} of walking in all; "
-            f"{format_seconds(WORKOUT_TOTAL_MAX_S)} is the most (a typo in a duration or "
+            f"the profile plans {duration_text(total_s)} of walking in all; "
+            f"{duration_text(WORKOUT_TOTAL_MAX_S)} is the most (a typo in a duration or "
             "a repeat?)")))
     return problems
 

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from retrotread.formatting import format_number
 from retrotread.units import mph_to_kmh
 
 MPH: Final = "mph"
@@ -99,14 +100,6 @@ class Speed:
     def describe(self, default_unit: str = MPH) -> str:
         """``2.5 mph``: the speed as the person wrote it (bare numbers get the unit)."""
         return f"{format_number(self.value)} {self.unit or default_unit}"
-
-
-def format_number(value: float) -> str:
-    """``2.0`` stays ``2.0``, ``2.25`` stays ``2.25``, ``1e-7`` is not written in e-form."""
-    if abs(value) >= 1e15 or not math.isfinite(value):
-        return f"{value:.3g}"  # an absurd value (a typo): short, e-form is fine
-    text = f"{value:.6f}".rstrip("0")
-    return text + "0" if text.endswith(".") else text
 
 
 def _finite_number(value: object, what: str) -> float | None:
