@@ -72,6 +72,7 @@ from retrotread.events import (
     UserCommand,
     WatchdogAction,
 )
+from retrotread.formatting import duration_words, kmh_text, minutes_text, mph_text
 from retrotread.ftms import codec
 from retrotread.observations import (
     CommandFinished,
@@ -100,7 +101,7 @@ from retrotread.plan import (
 )
 from retrotread.quirks import Quirks
 from retrotread.treadmill import CommandStatus, Telemetry
-from retrotread.units import kmh_to_mph, quantize_down
+from retrotread.units import quantize_down
 from retrotread.watchdog import (
     CompanionRule,
     HeartRateRule,
@@ -510,7 +511,7 @@ class SessionMachine:
             if self.belt_moving():
                 speed = self.latest.data.speed_kmh if self.latest else None
                 self._fail(now, Outcome.ERROR, (
-                    f"the belt is already moving ({speed:.2f} km/h): stop it at the console, "
+                    f"the belt is already moving ({kmh_text(speed, 2)}): stop it at the console, "
                     "then start the workout again" if speed is not None else
                     "the treadmill reports no belt speed, so a stopped belt cannot be "
                     "confirmed before the start"))
@@ -584,8 +585,9 @@ class SessionMachine:
                 self._idle_since = now
             elif now - self._idle_since > self.settings.max_idle_s:
                 self.trigger(now, Trigger(
-                    "idle", "stop", f"nothing happened for {self.settings.max_idle_s / 60:.0f} "
-                    f"min while {state.value}: ending the workout"), Outcome.STOPPED_BY_USER)
+                    "idle", "stop", f"nothing happened for "
+                    f"{minutes_text(self.settings.max_idle_s, digits=0)} while {state.value}: "
+                    "ending the workout"), Outcome.STOPPED_BY_USER)
                 return
         else:
             self._idle_since = None
@@ -801,14 +803,14 @@ class SessionMachine:
             if step.start_s < plan_s - 1.0:
                 continue  # skipped past it (a skip, a pause)
             ahead_s = step.start_s - plan_s
-            when = f" in {ahead_s:.0f} seconds" if ahead_s >= 1.0 else " now"
+            when = f" in {duration_words(round(ahead_s))}" if ahead_s >= 1.0 else " now"
             speed = self.envelope.clamp(step.direction, step.end_kmh)
             if step.kind == FINISH_RAMP:
                 self.announce(now, f"Slowing down to finish{when}.")
             elif step.end_kmh > step.start_kmh:
-                self.announce(now, f"Speeding up to {kmh_to_mph(speed):.1f} mph{when}.")
+                self.announce(now, f"Speeding up to {mph_text(speed)}{when}.")
             else:
-                self.announce(now, f"Slowing down to {kmh_to_mph(speed):.1f} mph{when}.")
+                self.announce(now, f"Slowing down to {mph_text(speed)}{when}.")
 
     # ------------------------------------------------------------------ state changes
     def _begin_turn_stop(self, now: float, to: Direction) -> None:
@@ -1014,7 +1016,7 @@ class SessionMachine:
     def _on_status(self, now: float, status: codec.MachineStatus) -> None:
         detail = ""
         if isinstance(status, codec.TargetSpeedChanged):
-            detail = (f"{status.speed_kmh:.2f} km/h" if status.speed_kmh is not None
+            detail = (kmh_text(status.speed_kmh, 2) if status.speed_kmh is not None
                       else "speed not given")
         elif isinstance(status, codec.StoppedOrPausedByUser):
             detail = status.action.name.lower()
