@@ -29,9 +29,11 @@ Characteristics:
 from __future__ import annotations
 
 import enum
+import functools
 import operator
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar
+import struct
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, NamedTuple
 
 from retrotread.errors import CodecError, UnsupportedOpCodeError
 
@@ -57,6 +59,9 @@ def _range(kind: str) -> tuple[int, int]:
     return 0, (1 << bits) - 1
 
 
+_RANGES = {kind: _range(kind) for kind in _SIZES}
+
+
 class _Reader:
     """Reads little-endian integers from a message, naming what was missing on error."""
 
@@ -79,11 +84,12 @@ class _Reader:
 
     def int(self, kind: str, name: str) -> int:
         size = _SIZES[kind]
-        self.need(size, name)
-        raw = int.from_bytes(self.data[self.pos:self.pos + size], "little",
-                             signed=kind in _SIGNED)
-        self.pos += size
-        return raw
+        start = self.pos
+        end = start + size
+        if end > len(self.data):
+            self.need(size, name)
+        self.pos = end
+        return int.from_bytes(self.data[start:end], "little", signed=kind in _SIGNED)
 
     def rest(self) -> bytes:
         out = self.data[self.pos:]
@@ -92,7 +98,7 @@ class _Reader:
 
 
 def _pack(kind: str, raw: int, what: str, name: str) -> bytes:
-    low, high = _range(kind)
+    low, high = _RANGES[kind]
     if not low <= raw <= high:
         raise CodecError(f"{what}: {name} does not fit the wire format "
                          f"(raw value {raw} is outside {low}..{high})")
@@ -137,7 +143,7 @@ class _Field:
 
     def encode(self, value: Any, what: str) -> bytes:
         raw = self.to_raw(value, what)
-        low, high = _range(self.kind)
+        low, high = _RANGES[self.kind]
         if not low <= raw <= high:
             shown = raw if self.scale == 1 else raw / self.scale
             raise CodecError(
@@ -145,7 +151,7 @@ class _Field:
                 f"({low / self.scale if self.scale != 1 else low}.."
                 f"{high / self.scale if self.scale != 1 else high}; got {shown})"
             )
-        return _pack(self.kind, raw, what, self.name)
+        return raw.to_bytes(_SIZES[self.kind], "little", signed=self.kind in _SIGNED)
 
     def encode_not_available(self, what: str) -> bytes:
         if self.not_available is None:
@@ -467,27 +473,49 @@ class TreadmillData:
 
     def merged(self, later: TreadmillData) -> TreadmillData:
         """This partial record completed by a later notification of the same record."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        for f in fields(later):
-            value = getattr(later, f.name)
-            if f.name in ("unknown_flags", "truncated_flags"):
-                values[f.name] = getattr(self, f.name) | value
-            elif f.name == "unavailable":
-                known_later = {n for n in _TD_FIELD_NAMES if getattr(later, n) is not None}
-                values[f.name] = (self.unavailable - known_later) | later.unavailable
-            elif f.name == "extra_bytes":
-                values[f.name] = self.extra_bytes + later.extra_bytes
-            elif f.name == "more_data":
-                values[f.name] = later.more_data
-            elif value is not None:
-                values[f.name] = value
-        return TreadmillData(**values)
+        values = dict(vars(self))
+        known_later = {name: value for name, value in vars(later).items() if value is not None}
+        values.update(known_later)
+        return TreadmillData(
+            **values | {
+                "more_data": later.more_data,
+                "unknown_flags": self.unknown_flags | later.unknown_flags,
+                "truncated_flags": self.truncated_flags | later.truncated_flags,
+                "extra_bytes": self.extra_bytes + later.extra_bytes,
+                "unavailable": (self.unavailable - known_later.keys()) | later.unavailable,
+            })
 
 
 _WHAT_TD = "Treadmill Data"
 
 
 def _group_bytes(data: TreadmillData, group: tuple[_Field, ...], pace_width: int) -> bytes | None:
+    """A flag bit's fields on the wire; None when the record has none of them. (One pass
+    for the common case; anything unusual is redone by :func:`_checked_group_bytes`,
+    which raises the first problem in a fixed order.)"""
+    unavailable = data.unavailable
+    out = b""
+    missing = 0
+    try:
+        for f in group:
+            value = getattr(data, f.name)
+            if f.name in unavailable:
+                if value is not None:
+                    return _checked_group_bytes(data, group, pace_width)
+                out += f.encode_not_available(_WHAT_TD)
+            elif value is None:
+                missing += 1
+            else:
+                out += _pace_field(f, pace_width).encode(value, _WHAT_TD)
+    except CodecError:
+        return _checked_group_bytes(data, group, pace_width)
+    if missing == len(group):
+        return None
+    return _checked_group_bytes(data, group, pace_width) if missing else out
+
+
+def _checked_group_bytes(data: TreadmillData, group: tuple[_Field, ...],
+                         pace_width: int) -> bytes | None:
     present = [getattr(data, f.name) is not None or f.name in data.unavailable for f in group]
     if not any(present):
         return None
@@ -544,6 +572,57 @@ def encode_treadmill_data(data: TreadmillData, pace_width: int = PACE_WIDTH_UINT
 
 def decode_treadmill_data(raw: bytes, pace_width: int = PACE_WIDTH_UINT8) -> TreadmillData:
     """Decode one notification (a whole record, or one part of a split record)."""
+    if len(raw) >= 2:
+        flags = raw[0] | raw[1] << 8
+        layout = _treadmill_data_layout(flags, pace_width)
+        if layout is not None and len(raw) >= 2 + layout.struct.size:
+            return _decode_treadmill_data_by_layout(raw, flags, layout)
+    return _decode_treadmill_data_field_by_field(raw, pace_width)
+
+
+_STRUCT_CODES = {"u8": "B", "s8": "b", "u16": "H", "s16": "h", "u24": "3s", "u32": "I"}
+
+
+class _Layout(NamedTuple):
+    """The fields a Treadmill Data flags value announces, in wire order, and one struct
+    that reads them all at once."""
+
+    fields: tuple[_Field, ...]
+    struct: struct.Struct
+
+
+@functools.lru_cache(maxsize=64)
+def _treadmill_data_layout(flags: int, pace_width: int) -> _Layout | None:
+    """None for what only the field-by-field decoder reads (reserved flag bits, the
+    vendor step count with its leniency, a bad pace width)."""
+    if (flags & ~_TD_KNOWN_FLAGS & 0xFFFF or flags & (1 << _STEP_COUNT_BIT)
+            or pace_width not in (PACE_WIDTH_UINT8, PACE_WIDTH_UINT16)):
+        return None
+    spec = [] if flags & _MORE_DATA else [_TD_SPEED]
+    for bit, group in _TD_GROUPS:
+        if flags & (1 << bit):
+            spec.extend(_pace_field(f, pace_width) for f in group)
+    codes = "".join(_STRUCT_CODES[f.kind] for f in spec)
+    return _Layout(tuple(spec), struct.Struct("<" + codes))
+
+
+def _decode_treadmill_data_by_layout(raw: bytes, flags: int, layout: _Layout) -> TreadmillData:
+    """The common case, fast: a message long enough for every field its flags announce."""
+    values: dict[str, Any] = {"more_data": bool(flags & _MORE_DATA)}
+    unavailable = []
+    for f, wire in zip(layout.fields, layout.struct.unpack_from(raw, 2), strict=True):
+        value = f.from_raw(int.from_bytes(wire, "little") if type(wire) is bytes else wire,
+                           _WHAT_TD)
+        if value is NOT_AVAILABLE:
+            unavailable.append(f.name)
+        else:
+            values[f.name] = value
+    return TreadmillData(**values, extra_bytes=bytes(raw[2 + layout.struct.size:]),
+                         unavailable=frozenset(unavailable))
+
+
+def _decode_treadmill_data_field_by_field(raw: bytes, pace_width: int) -> TreadmillData:
+    """Any message, with a precise error for one that is cut short."""
     reader = _Reader(raw, _WHAT_TD)
     flags = reader.int("u16", "Flags")
     values: dict[str, Any] = {"more_data": bool(flags & _MORE_DATA)}
