@@ -294,9 +294,10 @@ class Treadmill:
                 await self.link.write(gatt.FITNESS_MACHINE_CONTROL_POINT, data)
                 return
             except GattError as exc:
-                if self.protocol.retry_write_at(loop.time(), exc) is None:
+                if self.protocol.write_refused(loop.time(), exc) is None:
                     raise
             await asyncio.sleep(BUSY_RETRY_S)
+            data = self.protocol.rewrite()
 
     def _notify_reply(self, request: codec.ControlPointRequest,
                       response: codec.ControlPointResponse | None, error: str | None) -> None:

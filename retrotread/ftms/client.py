@@ -175,11 +175,14 @@ class PendingCommand:
     """The one control point command in progress."""
 
     request: codec.ControlPointRequest
+    data: bytes
     timeout_s: float
     write_deadline_s: float
     """A machine busy with an earlier request is asked again until then."""
     reply_deadline_s: float | None = None
     """Set when the write was accepted: no answer by then is a time-out."""
+    on_wire: bool = True
+    """False between a refused write and the next try: an answer then is not ours."""
 
 
 class ClientProtocol:
@@ -187,9 +190,10 @@ class ClientProtocol:
 
     A command: ``data = send(request, now)``; the caller writes ``data`` to the control
     point; on success it calls ``written(now)``; on an ATT refusal it asks
-    ``retry_write_at(now, error)`` (None: give up, and ``fail(now, error)``). The answer
-    comes back through ``receive`` as a :class:`CommandOutcome`; ``check_timeout(now)``
-    ends the command once its reply deadline has passed.
+    ``write_refused(now, error)`` for when to write ``rewrite()`` again (None: give up,
+    and ``fail(now, error)``). The answer comes back through ``receive`` as a
+    :class:`CommandOutcome`; ``check_timeout(now)`` ends the command once its reply
+    deadline has passed.
     """
 
     def __init__(self, *, reply_timeout_s: float = DEFAULT_REPLY_TIMEOUT_S,
@@ -221,7 +225,7 @@ class ClientProtocol:
                 "is still waiting for its answer (one command at a time)")
         data = codec.encode_control_point(request)
         timeout = self.reply_timeout_s if timeout_s is None else timeout_s
-        self.pending = PendingCommand(request, timeout, now + timeout)
+        self.pending = PendingCommand(request, data, timeout, now + timeout)
         return data
 
     def written(self, now: float) -> None:
@@ -229,14 +233,24 @@ class ClientProtocol:
         if self.pending is not None:
             self.pending.reply_deadline_s = now + self.pending.timeout_s
 
-    def retry_write_at(self, now: float, error: GattError) -> float | None:
-        """The write was refused with ``error`` at ``now``: when to write again (a machine
-        still busy with an earlier, late request), or None to give up."""
+    def write_refused(self, now: float, error: GattError) -> float | None:
+        """The write was refused with ``error`` at ``now``: when to write :meth:`rewrite`
+        again (a machine still busy with an earlier, late request), or None to give up.
+        Until then, an answer that comes is the late one, not this command's."""
         pending = self.pending
+        if pending is None:
+            return None
+        pending.on_wire = False
         busy = error.code == gatt.ATT_PROCEDURE_ALREADY_IN_PROGRESS
-        if pending is None or not busy or now + BUSY_RETRY_S > pending.write_deadline_s:
+        if not busy or now + BUSY_RETRY_S > pending.write_deadline_s:
             return None
         return now + BUSY_RETRY_S
+
+    def rewrite(self) -> bytes:
+        """The outstanding command's bytes, to write again after :meth:`write_refused`."""
+        pending = self._outstanding()
+        pending.on_wire = True
+        return pending.data
 
     def next_due_s(self) -> float | None:
         """When :meth:`check_timeout` next has something to do (None: nothing pending)."""
@@ -279,10 +293,13 @@ class ClientProtocol:
                               pending.reply_deadline_s is not None,
                               "the link was lost before the answer came")
 
-    def _take(self) -> PendingCommand:
-        pending = self.pending
-        if pending is None:
+    def _outstanding(self) -> PendingCommand:
+        if self.pending is None:
             raise TreadmillError("no command is outstanding")
+        return self.pending
+
+    def _take(self) -> PendingCommand:
+        pending = self._outstanding()
         self.pending = None
         return pending
 
@@ -344,7 +361,7 @@ class ClientProtocol:
             log.info("unsolicited control point response %s", raw.hex())
             return ()
         request = pending.request
-        if response.request_op != request.op:
+        if response.request_op != request.op or not pending.on_wire:
             # A late answer to an earlier request that already timed out.
             log.info("late control point response %s ignored", raw.hex())
             return ()
