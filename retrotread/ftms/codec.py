@@ -473,17 +473,21 @@ class TreadmillData:
 
     def merged(self, later: TreadmillData) -> TreadmillData:
         """This partial record completed by a later notification of the same record."""
-        values = dict(vars(self))
-        known_later = {name: value for name, value in vars(later).items() if value is not None}
-        values.update(known_later)
-        return TreadmillData(
-            **values | {
-                "more_data": later.more_data,
-                "unknown_flags": self.unknown_flags | later.unknown_flags,
-                "truncated_flags": self.truncated_flags | later.truncated_flags,
-                "extra_bytes": self.extra_bytes + later.extra_bytes,
-                "unavailable": (self.unavailable - known_later.keys()) | later.unavailable,
-            })
+        return TreadmillData(**_merged_values(vars(self), vars(later)))
+
+
+def _merged_values(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of two parts of a record merged: the later part's known
+    values win, flags and trailing bytes add up (a missing key is the field's default)."""
+    known_later = {name: value for name, value in later.items() if value is not None}
+    unavailable = earlier.get("unavailable", frozenset()) - known_later.keys()
+    return earlier | known_later | {
+        "more_data": later.get("more_data", False),
+        "unknown_flags": earlier.get("unknown_flags", 0) | later.get("unknown_flags", 0),
+        "truncated_flags": earlier.get("truncated_flags", 0) | later.get("truncated_flags", 0),
+        "extra_bytes": earlier.get("extra_bytes", b"") + later.get("extra_bytes", b""),
+        "unavailable": unavailable | later.get("unavailable", frozenset()),
+    }
 
 
 _WHAT_TD = "Treadmill Data"
@@ -572,12 +576,17 @@ def encode_treadmill_data(data: TreadmillData, pace_width: int = PACE_WIDTH_UINT
 
 def decode_treadmill_data(raw: bytes, pace_width: int = PACE_WIDTH_UINT8) -> TreadmillData:
     """Decode one notification (a whole record, or one part of a split record)."""
+    return TreadmillData(**_treadmill_data_values(raw, pace_width))
+
+
+def _treadmill_data_values(raw: bytes, pace_width: int) -> dict[str, Any]:
+    """One notification as the keyword arguments of its :class:`TreadmillData`."""
     if len(raw) >= 2:
         flags = raw[0] | raw[1] << 8
         layout = _treadmill_data_layout(flags, pace_width)
         if layout is not None and len(raw) >= 2 + layout.struct.size:
-            return _decode_treadmill_data_by_layout(raw, flags, layout)
-    return _decode_treadmill_data_field_by_field(raw, pace_width)
+            return _values_by_layout(raw, flags, layout)
+    return _values_field_by_field(raw, pace_width)
 
 
 _STRUCT_CODES = {"u8": "B", "s8": "b", "u16": "H", "s16": "h", "u24": "3s", "u32": "I"}
@@ -606,7 +615,7 @@ def _treadmill_data_layout(flags: int, pace_width: int) -> _Layout | None:
     return _Layout(tuple(spec), struct.Struct("<" + codes))
 
 
-def _decode_treadmill_data_by_layout(raw: bytes, flags: int, layout: _Layout) -> TreadmillData:
+def _values_by_layout(raw: bytes, flags: int, layout: _Layout) -> dict[str, Any]:
     """The common case, fast: a message long enough for every field its flags announce."""
     values: dict[str, Any] = {"more_data": bool(flags & _MORE_DATA)}
     unavailable = []
@@ -617,11 +626,12 @@ def _decode_treadmill_data_by_layout(raw: bytes, flags: int, layout: _Layout) ->
             unavailable.append(f.name)
         else:
             values[f.name] = value
-    return TreadmillData(**values, extra_bytes=bytes(raw[2 + layout.struct.size:]),
-                         unavailable=frozenset(unavailable))
+    values["extra_bytes"] = bytes(raw[2 + layout.struct.size:])
+    values["unavailable"] = frozenset(unavailable)
+    return values
 
 
-def _decode_treadmill_data_field_by_field(raw: bytes, pace_width: int) -> TreadmillData:
+def _values_field_by_field(raw: bytes, pace_width: int) -> dict[str, Any]:
     """Any message, with a precise error for one that is cut short."""
     reader = _Reader(raw, _WHAT_TD)
     flags = reader.int("u16", "Flags")
@@ -645,8 +655,9 @@ def _decode_treadmill_data_field_by_field(raw: bytes, pace_width: int) -> Treadm
                 values[f.name] = value
     values["unknown_flags"] = flags & ~_TD_KNOWN_FLAGS & 0xFFFF
     values["extra_bytes"] = reader.rest()
-    return TreadmillData(**values, unavailable=frozenset(unavailable),
-                         truncated_flags=truncated)
+    values["unavailable"] = frozenset(unavailable)
+    values["truncated_flags"] = truncated
+    return values
 
 
 def _record_groups(data: TreadmillData, pace_width: int) -> list[tuple[int, bytes]]:
@@ -705,7 +716,7 @@ class TreadmillDataAssembler:
 
     def __init__(self, pace_width: int = PACE_WIDTH_UINT8) -> None:
         self.pace_width = pace_width
-        self._partial: TreadmillData | None = None
+        self._partial: dict[str, Any] | None = None  # the held parts, merged
         self._parts = 0
         self.discarded_parts = 0
 
@@ -717,9 +728,9 @@ class TreadmillDataAssembler:
 
     def feed(self, raw: bytes) -> TreadmillData | None:
         """Decode one notification; return the complete record when it is finished."""
-        part = decode_treadmill_data(raw, self.pace_width)
-        merged = part if self._partial is None else self._partial.merged(part)
-        if part.more_data:
+        part = _treadmill_data_values(raw, self.pace_width)
+        merged = part if self._partial is None else _merged_values(self._partial, part)
+        if part["more_data"]:
             if self._parts >= self.MAX_PARTS:
                 self.reset()
                 merged = part
@@ -728,7 +739,7 @@ class TreadmillDataAssembler:
             return None
         self._partial = None
         self._parts = 0
-        return merged
+        return TreadmillData(**merged)
 
 
 # --------------------------------------------------------------------------- control point
