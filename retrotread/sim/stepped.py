@@ -187,16 +187,20 @@ class SteppedTreadmill:
             if self._retry_at_s <= t:
                 self._retry_at_s = _NEVER
                 self._write(t, self.client.rewrite())
+                self._deliver()
             timed_out = client.check_timeout(t)
             if timed_out is not None:
                 events.append(timed_out)
-            self._deliver()
+                self._deliver()  # the next command may go
         clock.now_s = max(now, clock.now_s)
 
     def _deliver(self) -> None:
         """Decode the notifications the simulator sent, in order, at the current time;
         send the next queued command once none is outstanding."""
-        inbox, now = self._inbox, self.clock.now_s
+        inbox = self._inbox
+        if not inbox and not self._queue:
+            return
+        now = self.clock.now_s
         receive, events = self.client.receive, self._events
         done = 0
         while True:

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 MAX_NOTIFICATION_BYTES = 20  # ATT_MTU 23 - 3
 
+_ENERGY_RATES = frozenset({"energy_per_hour_kcal", "energy_per_minute_kcal"})
+"""Sent as "Data Not Available" in Treadmill Data (the simulator does not model them)."""
+
 
 class MachineState(enum.StrEnum):
     IDLE = "idle"
@@ -207,7 +210,8 @@ class SimulatedTreadmill(gatt.GattServer):
         return int(self._elapsed_base_s + running)
 
     def treadmill_data(self) -> codec.TreadmillData:
-        self.belt.advance_to(self.clock.now())
+        now = self.clock.now()
+        self.belt.advance_to(now)
         speed = round(self.belt.measured_kmh(), 2)
         moving = self.belt.moving_time_s
         average = round(self.belt.distance_m * 3.6 / moving, 2) if moving > 0 else 0.0
@@ -215,7 +219,7 @@ class SimulatedTreadmill(gatt.GattServer):
         heart_rate = None
         if self.heart is not None:
             self.heart.extra_bpm = self.faults.heart_rate_extra_bpm
-            self.heart.advance_to(self.clock.now(), self.belt.speed_kmh)
+            self.heart.advance_to(now, self.belt.speed_kmh)
             if not self.faults.heart_rate_lost:
                 heart_rate = round(self.heart.bpm)
         return codec.TreadmillData(
@@ -228,8 +232,7 @@ class SimulatedTreadmill(gatt.GattServer):
             positive_elevation_gain_m=0.0,
             negative_elevation_gain_m=0.0,
             total_energy_kcal=energy,
-            # the per-hour and per-minute energy go out as "Data Not Available"
-            unavailable=frozenset({"energy_per_hour_kcal", "energy_per_minute_kcal"}),
+            unavailable=_ENERGY_RATES,
             elapsed_time_s=min(self.elapsed_s(), 0xFFFF),
         )
 
