@@ -124,21 +124,18 @@ class _Field:
         return self.label or self.name
 
     def to_raw(self, value: Any, what: str) -> int:
-        raw = self._to_raw(value, what)
+        try:
+            if self.enum is not None:
+                raw = int(self.enum(operator.index(value)))
+            elif self.scale == 1:
+                raw = operator.index(value)
+            else:
+                raw = round(float(value) * self.scale)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise CodecError(f"{what}: {self.name} must be a number, not {value!r}") from exc
         if raw == self.not_available:
             raise CodecError(f"{what}: {self.name} = {value!r} is the 'Data Not Available' "
                              f"value 0x{raw & 0xFFFF:x}; list the field as unavailable instead")
-        return raw
-
-    def _to_raw(self, value: Any, what: str) -> int:
-        try:
-            if self.enum is not None:
-                return int(self.enum(operator.index(value)))
-            if self.scale == 1:
-                return operator.index(value)
-            raw = round(float(value) * self.scale)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise CodecError(f"{what}: {self.name} must be a number, not {value!r}") from exc
         return raw
 
     def encode(self, value: Any, what: str) -> bytes:
@@ -510,7 +507,8 @@ def _group_bytes(data: TreadmillData, group: tuple[_Field, ...], pace_width: int
             elif value is None:
                 missing += 1
             else:
-                out += _pace_field(f, pace_width).encode(value, _WHAT_TD)
+                out += (_pace_field(f, pace_width) if f.kind == "pace" else f).encode(
+                    value, _WHAT_TD)
     except CodecError:
         return _checked_group_bytes(data, group, pace_width)
     if missing == len(group):
