@@ -95,7 +95,7 @@ class SteppedTreadmill:
         self.speed_range = self.sim.speed_range
         self._inbox: list[tuple[str, bytes]] = []  # notifications not yet decoded
         self._events: list[Event] = []  # decoded, not yet returned by advance()
-        self._queue: deque[codec.ControlPointRequest] = deque()
+        self._queue: deque[tuple[codec.ControlPointRequest, float | None]] = deque()
         self._retry_at_s = _NEVER  # a write refused as busy goes again then
         self._attach()
 
@@ -134,11 +134,13 @@ class SteppedTreadmill:
         events, self._events = self._events, []
         return events
 
-    def write(self, now: float, request: codec.ControlPointRequest) -> None:
-        """Send ``request`` at ``now`` (after the one outstanding, if any). Its outcome,
-        and the status notifications it causes, come out of :meth:`advance`."""
+    def write(self, now: float, request: codec.ControlPointRequest, *,
+              timeout_s: float | None = None) -> None:
+        """Send ``request`` at ``now`` (after the one outstanding, if any; ``timeout_s``:
+        its own reply time-out). Its :class:`CommandOutcome`, and the status
+        notifications it causes, come out of :meth:`advance`."""
         self._run_until(now)
-        self._queue.append(request)
+        self._queue.append((request, timeout_s))
         self._send_queued(self.clock.now_s)
 
     def reconnect(self, now: float) -> bool:
@@ -227,7 +229,8 @@ class SteppedTreadmill:
 
     def _send_queued(self, now: float) -> None:
         while self._queue and self.client.pending is None:
-            self._write(now, self.client.send(self._queue.popleft(), now))
+            request, timeout_s = self._queue.popleft()
+            self._write(now, self.client.send(request, now, timeout_s=timeout_s))
 
     def _write(self, now: float, data: bytes) -> None:
         """Write the outstanding command's bytes to the control point at ``now``."""
