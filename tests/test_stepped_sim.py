@@ -235,6 +235,27 @@ def test_the_belt_is_the_same_after_one_jump_or_ten_steps_across_a_target_change
     assert jump.moving_time_s == pytest.approx(steps.moving_time_s)
 
 
+def test_records_without_the_wire_are_what_the_wire_would_have_given() -> None:
+    """telemetry_as_bytes=False skips encoding and decoding Treadmill Data: only right
+    because the simulator's records survive the wire unchanged, as here (a noisy belt, a
+    heart rate that comes and goes, long enough for every field to change)."""
+    def run(as_bytes: bool) -> list[Event]:
+        stepped = SteppedTreadmill("walking-pad", telemetry_interval_s=0.5, speed_noise_kmh=0.3,
+                                   seed=3, telemetry_as_bytes=as_bytes)
+        events: list[Event] = []
+        for at_s, request in [(0.0, codec.RequestControl()), (0.0, codec.StartOrResume()),
+                              (5.0, codec.SetTargetSpeed(speed_kmh=4.3)),
+                              (200.0, codec.SetTargetSpeed(speed_kmh=2.1)), (400.0, STOP)]:
+            events += run_until(stepped, at_s)
+            stepped.write(at_s, request)
+            stepped.sim.faults.heart_rate_lost = not stepped.sim.faults.heart_rate_lost
+        return events + run_until(stepped, 420.0)
+
+    as_bytes, as_values = run(True), run(False)
+    assert len(telemetry(as_bytes)) == 841
+    assert as_values == as_bytes
+
+
 # ---------------------------------------------------------------- the link
 def test_a_dropped_link_is_an_event_and_a_reconnect_resubscribes() -> None:
     stepped, _ = running_at(3.0)

@@ -310,6 +310,13 @@ class ClientProtocol:
         handler = self._handlers.get(uuid)
         return () if handler is None else handler(raw, now)
 
+    def receive_record(self, record: codec.TreadmillData, now: float) -> Telemetry:
+        """A complete Treadmill Data record that did not travel as bytes (a simulator's
+        own, in :class:`~retrotread.sim.stepped.SteppedTreadmill` without the wire)."""
+        telemetry = Telemetry(now, record)
+        self.latest = telemetry
+        return telemetry
+
     def _problem(self, now: float, characteristic: str, raw: bytes, message: str, *,
                  dropped: bool) -> DecodeProblem:
         if dropped:

@@ -17,11 +17,17 @@ record due between two calls is delivered at its due time, so one jump of a seco
 the same events as ten steps of 0.1 s. The bytes are the simulator's real wire bytes
 (split Treadmill Data, ATT "procedure already in progress", late and lost replies), and
 the client decodes them as it does over a real link.
+
+With ``telemetry_as_bytes=False`` the Treadmill Data records skip the wire: the client
+takes the simulator's record as it is. Its values survive encoding and decoding unchanged
+(tests/test_stepped_sim.py checks it), and encoding and decoding are most of the cost of
+a step; control point and status still travel as bytes.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from retrotread import gatt
 from retrotread.clock import TIME_TOLERANCE_S
@@ -62,6 +68,18 @@ class SteppedClock:
         raise RuntimeError("a stepped clock does not sleep: call SteppedTreadmill.advance")
 
 
+class _RecordsSimulator(SimulatedTreadmill):
+    """A simulator that hands its Treadmill Data records over as values."""
+
+    hand_over: Callable[[codec.TreadmillData], None]
+
+    def broadcast_treadmill_data(self, record: codec.TreadmillData) -> None:
+        if any(not connection.closed and gatt.TREADMILL_DATA in connection.subscriptions
+               for connection in self.connections):
+            self.notifications_sent += 1
+            self.hand_over(record)
+
+
 class SteppedTreadmill:
     """A simulated treadmill with its client, advanced by :meth:`advance`.
 
@@ -83,9 +101,11 @@ class SteppedTreadmill:
         seed: int = 0,
         heart_rate: bool = True,
         max_notification_bytes: int = MAX_NOTIFICATION_BYTES,
+        telemetry_as_bytes: bool = True,
     ) -> None:
         self.clock = SteppedClock(start_s)
-        self.sim = SimulatedTreadmill(
+        simulator = SimulatedTreadmill if telemetry_as_bytes else _RecordsSimulator
+        self.sim = simulator(
             self.clock, preset, telemetry_interval_s=telemetry_interval_s,
             speed_noise_kmh=speed_noise_kmh, seed=seed, heart_rate=heart_rate,
             max_notification_bytes=max_notification_bytes)
@@ -93,7 +113,11 @@ class SteppedTreadmill:
         self.connection: gatt.ServerConnection | None = None
         self.feature = self.sim.feature
         self.speed_range = self.sim.speed_range
-        self._inbox: list[tuple[str, bytes]] = []  # notifications not yet decoded
+        # notifications not yet decoded, in order (and records, without the wire)
+        self._inbox: list[tuple[str, bytes | codec.TreadmillData]] = []
+        if isinstance(self.sim, _RecordsSimulator):
+            inbox = self._inbox
+            self.sim.hand_over = lambda record: inbox.append((gatt.TREADMILL_DATA, record))
         self._events: list[Event] = []  # decoded, not yet returned by advance()
         self._queue: deque[tuple[codec.ControlPointRequest, float | None]] = deque()
         self._retry_at_s = _NEVER  # a write refused as busy goes again then
@@ -209,7 +233,9 @@ class SteppedTreadmill:
             while done < len(inbox):  # (a write below may add to the inbox)
                 uuid, raw = inbox[done]
                 done += 1
-                if uuid == _DROPPED:
+                if isinstance(raw, codec.TreadmillData):
+                    events.append(self.client.receive_record(raw, now))
+                elif uuid == _DROPPED:
                     self.connection = None
                     self._link_lost(now)
                 else:

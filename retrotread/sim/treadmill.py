@@ -504,10 +504,11 @@ class SimulatedTreadmill(gatt.GattServer):
     def send_telemetry(self) -> None:
         if self.faults.telemetry_stopped:
             return
-        packets = codec.split_treadmill_data(
-            self.treadmill_data(), max_len=self.max_notification_bytes
-        )
-        for packet in packets:
+        self.broadcast_treadmill_data(self.treadmill_data())
+
+    def broadcast_treadmill_data(self, record: codec.TreadmillData) -> None:
+        """Notify ``record`` to every subscriber, split to fit the notification size."""
+        for packet in codec.split_treadmill_data(record, max_len=self.max_notification_bytes):
             self._broadcast(gatt.TREADMILL_DATA, packet)
 
     # ------------------------------------------------------------------ scheduling
