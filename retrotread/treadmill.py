@@ -7,19 +7,17 @@ time, with a time-out) and turns a failure into a :class:`ControlPointError` or
 :class:`ControlPointTimeoutError` a person can act on. Telemetry and status reach callers
 as typed values through listeners, which must not block.
 
-Odd bytes from real machines (docs/ftms.md) are handled here, never by dropping what
-matters: a Fitness Machine Status with an unreadable parameter still reaches listeners as
-its kind (a "stopped or paused" with a reserved parameter is a stop); a control point
-response whose length does not fit its request op code is reported as malformed and never
-taken as the answer; every such oddity reaches :meth:`Treadmill.on_decode_problem`.
+This is the asyncio layer over :class:`retrotread.ftms.client.ClientProtocol`, which holds
+the client's state and rules (decoding, odd bytes, the outstanding command, time-outs);
+the typed values (:class:`Telemetry`, :class:`CommandOutcome`, ...) live there and are
+re-exported here. Every oddity reaches :meth:`Treadmill.on_decode_problem`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -30,30 +28,44 @@ from retrotread.errors import (
     ControlPointError,
     ControlPointTimeoutError,
     GattError,
-    LinkClosedError,
     LinkError,
     TreadmillError,
 )
-from retrotread.formatting import kmh_text
 from retrotread.ftms import codec
+from retrotread.ftms.client import (
+    BUSY_RETRY_S,
+    DEFAULT_REPLY_TIMEOUT_S,
+    ClientEvent,
+    ClientProtocol,
+    CommandOutcome,
+    CommandReply,
+    CommandStatus,
+    DecodeProblem,
+    StatusEvent,
+    Telemetry,
+    describe_request,
+    outcome_of,
+    timeout_message,
+)
 from retrotread.quirks import Quirks
+
+__all__ = [
+    "BUSY_RETRY_S",
+    "DEFAULT_REPLY_TIMEOUT_S",
+    "CommandOutcome",
+    "CommandReply",
+    "CommandStatus",
+    "DecodeProblem",
+    "DeviceInfo",
+    "StatusEvent",
+    "Telemetry",
+    "Treadmill",
+    "describe_request",
+    "outcome_of",
+]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
-
-BUSY_RETRY_S = 0.1
-"""How often a write refused as "procedure already in progress" is tried again."""
-
-DEFAULT_REPLY_TIMEOUT_S = 2.0
-
-_RESULT_HINTS = {
-    codec.ResultCode.OP_CODE_NOT_SUPPORTED: "the machine does not support this command",
-    codec.ResultCode.INVALID_PARAMETER: "the value is outside what the machine accepts",
-    codec.ResultCode.OPERATION_FAILED: "the machine could not do it now "
-    "(is the safety key in? is the belt in the right state?)",
-    codec.ResultCode.CONTROL_NOT_PERMITTED: "control not permitted: request control first, "
-    "or another app holds control",
-}
 
 
 @dataclass(frozen=True)
@@ -61,91 +73,6 @@ class DeviceInfo:
     manufacturer: str | None = None
     model: str | None = None
     serial_number: str | None = None
-
-
-@dataclass(frozen=True)
-class Telemetry:
-    """One complete Treadmill Data record and the monotonic time it arrived."""
-
-    time_s: float
-    data: codec.TreadmillData
-
-
-@dataclass(frozen=True)
-class StatusEvent:
-    time_s: float
-    status: codec.MachineStatus
-
-
-@dataclass(frozen=True)
-class DecodeProblem:
-    """Bytes from the machine that were not (or not fully) understood."""
-
-    time_s: float
-    characteristic: str  # "Treadmill Data", "Fitness Machine Status", ...
-    raw: bytes
-    message: str
-    dropped: bool  # True: nothing was delivered; False: delivered, with this remark
-
-
-@dataclass(frozen=True)
-class CommandReply:
-    time_s: float
-    request: codec.ControlPointRequest
-    response: codec.ControlPointResponse | None
-    error: str | None = None
-
-
-class CommandStatus(enum.Enum):
-    """How one control point command ended (the sans-I/O view of :meth:`Treadmill.command`)."""
-
-    ANSWERED = "answered"  # the machine answered "success"
-    REFUSED = "refused"  # the machine answered with another result code
-    TIMED_OUT = "timed_out"  # written, and no answer within the reply time-out
-    LINK_CLOSED = "link_closed"  # the link is gone (it may or may not have been written)
-    FAILED = "failed"  # any other failure of the link or the client
-
-
-@dataclass(frozen=True)
-class CommandOutcome:
-    """One command's end, as the session core sees it: no exceptions, no I/O."""
-
-    time_s: float
-    request: codec.ControlPointRequest
-    status: CommandStatus
-    result_code: int | None = None
-    """The machine's result code (REFUSED)."""
-    delivered: bool = True
-    """The write reached the machine (a failure after that may still have acted)."""
-    detail: str = ""
-
-
-def outcome_of(time_s: float, request: codec.ControlPointRequest,
-               error: BaseException | None) -> CommandOutcome:
-    """The :class:`CommandOutcome` of :meth:`Treadmill.command` returning (``error`` None)
-    or raising ``error``."""
-    if error is None:
-        return CommandOutcome(time_s, request, CommandStatus.ANSWERED)
-    delivered = bool(getattr(error, "delivered", False))
-    if isinstance(error, ControlPointTimeoutError):
-        return CommandOutcome(time_s, request, CommandStatus.TIMED_OUT, None, delivered,
-                              str(error))
-    if isinstance(error, ControlPointError):
-        return CommandOutcome(time_s, request, CommandStatus.REFUSED, error.result_code,
-                              delivered, str(error))
-    if isinstance(error, LinkClosedError):
-        return CommandOutcome(time_s, request, CommandStatus.LINK_CLOSED, None, delivered,
-                              str(error))
-    return CommandOutcome(time_s, request, CommandStatus.FAILED, None, delivered, str(error))
-
-
-def describe_request(request: codec.ControlPointRequest) -> str:
-    name = type(request).__name__
-    if isinstance(request, codec.SetTargetSpeed):
-        return f"{name} {kmh_text(request.speed_kmh, 2)}"
-    if isinstance(request, codec.StopOrPause):
-        return f"{name} ({request.action.name.lower()})"
-    return name
 
 
 class Treadmill:
@@ -166,20 +93,39 @@ class Treadmill:
         self.speed_range: codec.SpeedRange | None = None
         self.inclination_range: codec.InclinationRange | None = None
         self.device_info = DeviceInfo()
-        self.has_control = False
-        self.latest: Telemetry | None = None
-        self.last_status: StatusEvent | None = None
-        self._assembler = codec.TreadmillDataAssembler(pace_width=pace_width)
+        self.protocol = ClientProtocol(reply_timeout_s=reply_timeout_s, pace_width=pace_width)
+        """The client's state and rules; this class feeds it the link's bytes and times.
+        (Reply time-outs and busy retries run on the loop's clock, as ``asyncio.wait_for``
+        does; the events are stamped with ``clock``.)"""
         self._lock = asyncio.Lock()
-        self._reply: asyncio.Future[codec.ControlPointResponse] | None = None
-        self._reply_op = -1
+        self._reply: asyncio.Future[CommandOutcome] | None = None
         self._telemetry_listeners: list[Callable[[Telemetry], None]] = []
         self._status_listeners: list[Callable[[StatusEvent], None]] = []
         self._command_listeners: list[Callable[[CommandReply], None]] = []
         self._sent_listeners: list[Callable[[float, codec.ControlPointRequest], None]] = []
         self._problem_listeners: list[Callable[[DecodeProblem], None]] = []
-        self.decode_errors = 0
+
+    # ------------------------------------------------------------------ state (the protocol's)
+    @property
+    def has_control(self) -> bool:
+        return self.protocol.has_control
+
+    @property
+    def latest(self) -> Telemetry | None:
+        return self.protocol.latest
+
+    @latest.setter
+    def latest(self, value: Telemetry | None) -> None:
+        self.protocol.latest = value
+
+    @property
+    def last_status(self) -> StatusEvent | None:
+        return self.protocol.last_status
+
+    @property
+    def decode_errors(self) -> int:
         """Messages dropped because they could not be read at all."""
+        return self.protocol.decode_errors
 
     # ------------------------------------------------------------------ listeners
     def on_telemetry(self, listener: Callable[[Telemetry], None]) -> None:
@@ -198,16 +144,6 @@ class Treadmill:
     def on_decode_problem(self, listener: Callable[[DecodeProblem], None]) -> None:
         """Called for every message that could not be read, or only partly."""
         self._problem_listeners.append(listener)
-
-    def _problem(self, characteristic: str, raw: bytes, message: str, *,
-                 dropped: bool) -> None:
-        if dropped:
-            self.decode_errors += 1
-        log.warning("%s %s %s: %s", "dropped" if dropped else "odd", characteristic,
-                    raw.hex(), message)
-        problem = DecodeProblem(self.clock.now(), characteristic, bytes(raw), message, dropped)
-        for listener in list(self._problem_listeners):
-            listener(problem)
 
     # ------------------------------------------------------------------ connection
     async def connect(self) -> None:
@@ -276,61 +212,34 @@ class Treadmill:
         await self.link.close()
 
     def _on_disconnect(self) -> None:
-        self._assembler.reset()
-        self.has_control = False
+        self.protocol.link_lost(self.clock.now())
         if self._reply is not None and not self._reply.done():
             self._reply.set_exception(TreadmillError(f"{self.link.description}: link lost"))
 
     # ------------------------------------------------------------------ notifications
     def _on_treadmill_data(self, raw: bytes) -> None:
-        try:
-            record = self._assembler.feed(raw)
-        except CodecError as exc:
-            self._problem("Treadmill Data", raw, str(exc), dropped=True)
-            return
-        if record is None:
-            return
-        if record.truncated_flags:
-            self._problem("Treadmill Data", raw, f"flag bits 0x{record.truncated_flags:04x} "
-                          "set but their field did not fit; the rest of the record is kept",
-                          dropped=False)
-        telemetry = Telemetry(self.clock.now(), record)
-        self.latest = telemetry
-        for listener in list(self._telemetry_listeners):
-            listener(telemetry)
+        self._dispatch(self.protocol.receive(gatt.TREADMILL_DATA, raw, self.clock.now()))
 
     def _on_status(self, raw: bytes) -> None:
-        try:
-            status = codec.decode_status(raw)
-        except CodecError as exc:  # only an empty message: there is no status to pass on
-            self._problem("Fitness Machine Status", raw, str(exc), dropped=True)
-            return
-        problem = getattr(status, "problem", None)
-        if problem is not None:
-            self._problem("Fitness Machine Status", raw, f"{status.title}: {problem}",
-                          dropped=False)
-        if isinstance(status, codec.ControlPermissionLost | codec.StatusReset):
-            self.has_control = False
-        event = StatusEvent(self.clock.now(), status)
-        self.last_status = event
-        for listener in list(self._status_listeners):
-            listener(event)
+        self._dispatch(self.protocol.receive(gatt.FITNESS_MACHINE_STATUS, raw, self.clock.now()))
 
     def _on_control_point(self, raw: bytes) -> None:
-        try:
-            response = codec.decode_control_point_response(raw)
-        except CodecError as exc:
-            # Not taken as an answer: the pending command keeps waiting (and times out).
-            self._problem("Fitness Machine Control Point", raw, str(exc), dropped=True)
-            return
-        if self._reply is not None and not self._reply.done():
-            if response.request_op != self._reply_op:
-                # A late answer to an earlier request that already timed out.
-                log.info("late control point response %s ignored", raw.hex())
-                return
-            self._reply.set_result(response)
-        else:
-            log.info("unsolicited control point response %s", raw.hex())
+        self._dispatch(self.protocol.receive(gatt.FITNESS_MACHINE_CONTROL_POINT, raw,
+                                             self.clock.now()))
+
+    def _dispatch(self, events: Iterable[ClientEvent]) -> None:
+        for event in events:
+            if isinstance(event, Telemetry):
+                for telemetry_listener in list(self._telemetry_listeners):
+                    telemetry_listener(event)
+            elif isinstance(event, StatusEvent):
+                for status_listener in list(self._status_listeners):
+                    status_listener(event)
+            elif isinstance(event, DecodeProblem):
+                for problem_listener in list(self._problem_listeners):
+                    problem_listener(event)
+            elif self._reply is not None and not self._reply.done():
+                self._reply.set_result(event)
 
     # ------------------------------------------------------------------ commands
     async def command(
@@ -341,19 +250,18 @@ class Treadmill:
         async with self._lock:
             loop = asyncio.get_running_loop()
             self._reply = loop.create_future()
-            self._reply_op = int(request.op)
-            data = codec.encode_control_point(request)
+            data = self.protocol.send(request, loop.time(), timeout_s=timeout)
             sent_at = self.clock.now()
             for listener in list(self._sent_listeners):
                 listener(sent_at, request)
             written = False
             try:
-                await self._write_when_free(data, loop.time() + timeout)
+                await self._write_when_free(data)
                 written = True
-                response = await asyncio.wait_for(self._reply, timeout)
+                self.protocol.written(loop.time())
+                outcome = await asyncio.wait_for(self._reply, timeout)
             except TimeoutError:
-                message = (f"{describe_request(request)}: no reply from the treadmill "
-                           f"within {timeout:.1f} s")
+                message = timeout_message(request, timeout)
                 self._notify_reply(request, None, message)
                 error = ControlPointTimeoutError(message)
                 error.delivered = True
@@ -364,45 +272,32 @@ class Treadmill:
                 raise
             finally:
                 self._reply = None
+                self.protocol.cancel()  # ended here (or cancelled): the next command may go
+        response = outcome.response
+        if response is None:  # only an answer from the machine resolves the reply
+            raise TreadmillError(outcome.detail)
         self._notify_reply(request, response, None)
-        if response.request_op != request.op:
-            raise TreadmillError(
-                f"{describe_request(request)}: the treadmill answered a different request "
-                f"(op code 0x{response.request_op:02x})"
-            )
-        if response.result != codec.ResultCode.SUCCESS:
-            try:
-                result = codec.ResultCode(response.result)
-                hint = _RESULT_HINTS.get(result, result.name.lower())
-            except ValueError:
-                hint = f"unknown result code 0x{int(response.result):02x}"
-            refused = ControlPointError(
-                f"the treadmill refused {describe_request(request)}: {hint}",
-                int(request.op), int(response.result),
-            )
+        if outcome.status is CommandStatus.REFUSED:
+            refused = ControlPointError(outcome.detail, int(request.op), int(response.result))
             refused.delivered = True
             raise refused
-        if isinstance(request, codec.RequestControl):
-            self.has_control = True
-        elif isinstance(request, codec.Reset):
-            self.has_control = False
         return response
 
-    async def _write_when_free(self, data: bytes, deadline: float) -> None:
+    async def _write_when_free(self, data: bytes) -> None:
         """Write to the control point. A machine still busy with an earlier request (its
         late reply not sent yet: ATT "procedure already in progress") is asked again
-        every 0.1 s until ``deadline``, so a Stop after a timed-out request still goes
-        out as soon as the machine can take it."""
+        every 0.1 s until the reply time-out, so a Stop after a timed-out request still
+        goes out as soon as the machine can take it."""
         loop = asyncio.get_running_loop()
         while True:
             try:
                 await self.link.write(gatt.FITNESS_MACHINE_CONTROL_POINT, data)
                 return
             except GattError as exc:
-                busy = exc.code == gatt.ATT_PROCEDURE_ALREADY_IN_PROGRESS
-                if not busy or loop.time() + BUSY_RETRY_S > deadline:
+                if self.protocol.write_refused(loop.time(), exc) is None:
                     raise
             await asyncio.sleep(BUSY_RETRY_S)
+            data = self.protocol.rewrite()
 
     def _notify_reply(self, request: codec.ControlPointRequest,
                       response: codec.ControlPointResponse | None, error: str | None) -> None:

@@ -29,9 +29,11 @@ Characteristics:
 from __future__ import annotations
 
 import enum
+import functools
 import operator
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar
+import struct
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, NamedTuple
 
 from retrotread.errors import CodecError, UnsupportedOpCodeError
 from retrotread.formatting import kmh_text
@@ -58,6 +60,9 @@ def _range(kind: str) -> tuple[int, int]:
     return 0, (1 << bits) - 1
 
 
+_RANGES = {kind: _range(kind) for kind in _SIZES}
+
+
 class _Reader:
     """Reads little-endian integers from a message, naming what was missing on error."""
 
@@ -80,11 +85,12 @@ class _Reader:
 
     def int(self, kind: str, name: str) -> int:
         size = _SIZES[kind]
-        self.need(size, name)
-        raw = int.from_bytes(self.data[self.pos:self.pos + size], "little",
-                             signed=kind in _SIGNED)
-        self.pos += size
-        return raw
+        start = self.pos
+        end = start + size
+        if end > len(self.data):
+            self.need(size, name)
+        self.pos = end
+        return int.from_bytes(self.data[start:end], "little", signed=kind in _SIGNED)
 
     def rest(self) -> bytes:
         out = self.data[self.pos:]
@@ -93,7 +99,7 @@ class _Reader:
 
 
 def _pack(kind: str, raw: int, what: str, name: str) -> bytes:
-    low, high = _range(kind)
+    low, high = _RANGES[kind]
     if not low <= raw <= high:
         raise CodecError(f"{what}: {name} does not fit the wire format "
                          f"(raw value {raw} is outside {low}..{high})")
@@ -119,26 +125,23 @@ class _Field:
         return self.label or self.name
 
     def to_raw(self, value: Any, what: str) -> int:
-        raw = self._to_raw(value, what)
+        try:
+            if self.enum is not None:
+                raw = int(self.enum(operator.index(value)))
+            elif self.scale == 1:
+                raw = operator.index(value)
+            else:
+                raw = round(float(value) * self.scale)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise CodecError(f"{what}: {self.name} must be a number, not {value!r}") from exc
         if raw == self.not_available:
             raise CodecError(f"{what}: {self.name} = {value!r} is the 'Data Not Available' "
                              f"value 0x{raw & 0xFFFF:x}; list the field as unavailable instead")
         return raw
 
-    def _to_raw(self, value: Any, what: str) -> int:
-        try:
-            if self.enum is not None:
-                return int(self.enum(operator.index(value)))
-            if self.scale == 1:
-                return operator.index(value)
-            raw = round(float(value) * self.scale)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise CodecError(f"{what}: {self.name} must be a number, not {value!r}") from exc
-        return raw
-
     def encode(self, value: Any, what: str) -> bytes:
         raw = self.to_raw(value, what)
-        low, high = _range(self.kind)
+        low, high = _RANGES[self.kind]
         if not low <= raw <= high:
             shown = raw if self.scale == 1 else raw / self.scale
             raise CodecError(
@@ -146,7 +149,7 @@ class _Field:
                 f"({low / self.scale if self.scale != 1 else low}.."
                 f"{high / self.scale if self.scale != 1 else high}; got {shown})"
             )
-        return _pack(self.kind, raw, what, self.name)
+        return raw.to_bytes(_SIZES[self.kind], "little", signed=self.kind in _SIGNED)
 
     def encode_not_available(self, what: str) -> bytes:
         if self.not_available is None:
@@ -468,27 +471,54 @@ class TreadmillData:
 
     def merged(self, later: TreadmillData) -> TreadmillData:
         """This partial record completed by a later notification of the same record."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        for f in fields(later):
-            value = getattr(later, f.name)
-            if f.name in ("unknown_flags", "truncated_flags"):
-                values[f.name] = getattr(self, f.name) | value
-            elif f.name == "unavailable":
-                known_later = {n for n in _TD_FIELD_NAMES if getattr(later, n) is not None}
-                values[f.name] = (self.unavailable - known_later) | later.unavailable
-            elif f.name == "extra_bytes":
-                values[f.name] = self.extra_bytes + later.extra_bytes
-            elif f.name == "more_data":
-                values[f.name] = later.more_data
-            elif value is not None:
-                values[f.name] = value
-        return TreadmillData(**values)
+        return TreadmillData(**_merged_values(vars(self), vars(later)))
+
+
+def _merged_values(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of two parts of a record merged: the later part's known
+    values win, flags and trailing bytes add up (a missing key is the field's default)."""
+    known_later = {name: value for name, value in later.items() if value is not None}
+    unavailable = earlier.get("unavailable", frozenset()) - known_later.keys()
+    return earlier | known_later | {
+        "more_data": later.get("more_data", False),
+        "unknown_flags": earlier.get("unknown_flags", 0) | later.get("unknown_flags", 0),
+        "truncated_flags": earlier.get("truncated_flags", 0) | later.get("truncated_flags", 0),
+        "extra_bytes": earlier.get("extra_bytes", b"") + later.get("extra_bytes", b""),
+        "unavailable": unavailable | later.get("unavailable", frozenset()),
+    }
 
 
 _WHAT_TD = "Treadmill Data"
 
 
 def _group_bytes(data: TreadmillData, group: tuple[_Field, ...], pace_width: int) -> bytes | None:
+    """A flag bit's fields on the wire; None when the record has none of them. (One pass
+    for the common case; anything unusual is redone by :func:`_checked_group_bytes`,
+    which raises the first problem in a fixed order.)"""
+    unavailable = data.unavailable
+    out = b""
+    missing = 0
+    try:
+        for f in group:
+            value = getattr(data, f.name)
+            if f.name in unavailable:
+                if value is not None:
+                    return _checked_group_bytes(data, group, pace_width)
+                out += f.encode_not_available(_WHAT_TD)
+            elif value is None:
+                missing += 1
+            else:
+                out += (_pace_field(f, pace_width) if f.kind == "pace" else f).encode(
+                    value, _WHAT_TD)
+    except CodecError:
+        return _checked_group_bytes(data, group, pace_width)
+    if missing == len(group):
+        return None
+    return _checked_group_bytes(data, group, pace_width) if missing else out
+
+
+def _checked_group_bytes(data: TreadmillData, group: tuple[_Field, ...],
+                         pace_width: int) -> bytes | None:
     present = [getattr(data, f.name) is not None or f.name in data.unavailable for f in group]
     if not any(present):
         return None
@@ -545,6 +575,63 @@ def encode_treadmill_data(data: TreadmillData, pace_width: int = PACE_WIDTH_UINT
 
 def decode_treadmill_data(raw: bytes, pace_width: int = PACE_WIDTH_UINT8) -> TreadmillData:
     """Decode one notification (a whole record, or one part of a split record)."""
+    return TreadmillData(**_treadmill_data_values(raw, pace_width))
+
+
+def _treadmill_data_values(raw: bytes, pace_width: int) -> dict[str, Any]:
+    """One notification as the keyword arguments of its :class:`TreadmillData`."""
+    if len(raw) >= 2:
+        flags = raw[0] | raw[1] << 8
+        layout = _treadmill_data_layout(flags, pace_width)
+        if layout is not None and len(raw) >= 2 + layout.struct.size:
+            return _values_by_layout(raw, flags, layout)
+    return _values_field_by_field(raw, pace_width)
+
+
+_STRUCT_CODES = {"u8": "B", "s8": "b", "u16": "H", "s16": "h", "u24": "3s", "u32": "I"}
+
+
+class _Layout(NamedTuple):
+    """The fields a Treadmill Data flags value announces, in wire order, and one struct
+    that reads them all at once."""
+
+    fields: tuple[_Field, ...]
+    struct: struct.Struct
+
+
+@functools.lru_cache(maxsize=64)
+def _treadmill_data_layout(flags: int, pace_width: int) -> _Layout | None:
+    """None for what only the field-by-field decoder reads (reserved flag bits, the
+    vendor step count with its leniency, a bad pace width)."""
+    if (flags & ~_TD_KNOWN_FLAGS & 0xFFFF or flags & (1 << _STEP_COUNT_BIT)
+            or pace_width not in (PACE_WIDTH_UINT8, PACE_WIDTH_UINT16)):
+        return None
+    spec = [] if flags & _MORE_DATA else [_TD_SPEED]
+    for bit, group in _TD_GROUPS:
+        if flags & (1 << bit):
+            spec.extend(_pace_field(f, pace_width) for f in group)
+    codes = "".join(_STRUCT_CODES[f.kind] for f in spec)
+    return _Layout(tuple(spec), struct.Struct("<" + codes))
+
+
+def _values_by_layout(raw: bytes, flags: int, layout: _Layout) -> dict[str, Any]:
+    """The common case, fast: a message long enough for every field its flags announce."""
+    values: dict[str, Any] = {"more_data": bool(flags & _MORE_DATA)}
+    unavailable = []
+    for f, wire in zip(layout.fields, layout.struct.unpack_from(raw, 2), strict=True):
+        value = f.from_raw(int.from_bytes(wire, "little") if type(wire) is bytes else wire,
+                           _WHAT_TD)
+        if value is NOT_AVAILABLE:
+            unavailable.append(f.name)
+        else:
+            values[f.name] = value
+    values["extra_bytes"] = bytes(raw[2 + layout.struct.size:])
+    values["unavailable"] = frozenset(unavailable)
+    return values
+
+
+def _values_field_by_field(raw: bytes, pace_width: int) -> dict[str, Any]:
+    """Any message, with a precise error for one that is cut short."""
     reader = _Reader(raw, _WHAT_TD)
     flags = reader.int("u16", "Flags")
     values: dict[str, Any] = {"more_data": bool(flags & _MORE_DATA)}
@@ -567,8 +654,9 @@ def decode_treadmill_data(raw: bytes, pace_width: int = PACE_WIDTH_UINT8) -> Tre
                 values[f.name] = value
     values["unknown_flags"] = flags & ~_TD_KNOWN_FLAGS & 0xFFFF
     values["extra_bytes"] = reader.rest()
-    return TreadmillData(**values, unavailable=frozenset(unavailable),
-                         truncated_flags=truncated)
+    values["unavailable"] = frozenset(unavailable)
+    values["truncated_flags"] = truncated
+    return values
 
 
 def _record_groups(data: TreadmillData, pace_width: int) -> list[tuple[int, bytes]]:
@@ -627,7 +715,7 @@ class TreadmillDataAssembler:
 
     def __init__(self, pace_width: int = PACE_WIDTH_UINT8) -> None:
         self.pace_width = pace_width
-        self._partial: TreadmillData | None = None
+        self._partial: dict[str, Any] | None = None  # the held parts, merged
         self._parts = 0
         self.discarded_parts = 0
 
@@ -639,9 +727,9 @@ class TreadmillDataAssembler:
 
     def feed(self, raw: bytes) -> TreadmillData | None:
         """Decode one notification; return the complete record when it is finished."""
-        part = decode_treadmill_data(raw, self.pace_width)
-        merged = part if self._partial is None else self._partial.merged(part)
-        if part.more_data:
+        part = _treadmill_data_values(raw, self.pace_width)
+        merged = part if self._partial is None else _merged_values(self._partial, part)
+        if part["more_data"]:
             if self._parts >= self.MAX_PARTS:
                 self.reset()
                 merged = part
@@ -650,7 +738,7 @@ class TreadmillDataAssembler:
             return None
         self._partial = None
         self._parts = 0
-        return merged
+        return TreadmillData(**merged)
 
 
 # --------------------------------------------------------------------------- control point

@@ -4,7 +4,9 @@ It implements :class:`retrotread.gatt.GattServer`, so any link (in-process, DIRC
 TCP) can reach it, and it runs on an injected clock, so a test can run an hour of belt
 time in well under a second. :meth:`SimulatedTreadmill.run` is its only task: it sends
 Treadmill Data at a fixed rate (split into notifications of at most 20 bytes, as a radio
-with the default MTU must) and delivers scheduled control point replies.
+with the default MTU must) and delivers scheduled control point replies. Without an event
+loop, :meth:`SimulatedTreadmill.advance_to` and :meth:`SimulatedTreadmill.next_due_s` do
+the same from a plain loop (retrotread/sim/stepped.py).
 
 Console actions (speed +/-, stop, start, safety key) and faults (telemetry stops, link
 drops, late or missing replies, refused commands, a runaway belt, km/h read as mph) are
@@ -34,6 +36,9 @@ from retrotread.units import KMH_PER_MPH
 log = logging.getLogger(__name__)
 
 MAX_NOTIFICATION_BYTES = 20  # ATT_MTU 23 - 3
+
+_ENERGY_RATES = frozenset({"energy_per_hour_kcal", "energy_per_minute_kcal"})
+"""Sent as "Data Not Available" in Treadmill Data (the simulator does not model them)."""
 
 
 class MachineState(enum.StrEnum):
@@ -123,7 +128,8 @@ class SimulatedTreadmill(gatt.GattServer):
         self._pending: dict[int, bool] = {}  # id(connection) -> a procedure is pending
         self._schedule: list[_Scheduled] = []
         self._seq = itertools.count()
-        self._wakeup = asyncio.Event()
+        self._wakeup = asyncio.Event()  # (binds to a loop only when awaited)
+        self._next_telemetry_s: float | None = None  # None: starts on the first advance_to
         self._started_at: float | None = None
         self._elapsed_base_s = 0.0
         self._closed = False
@@ -204,7 +210,8 @@ class SimulatedTreadmill(gatt.GattServer):
         return int(self._elapsed_base_s + running)
 
     def treadmill_data(self) -> codec.TreadmillData:
-        self.belt.advance_to(self.clock.now())
+        now = self.clock.now()
+        self.belt.advance_to(now)
         speed = round(self.belt.measured_kmh(), 2)
         moving = self.belt.moving_time_s
         average = round(self.belt.distance_m * 3.6 / moving, 2) if moving > 0 else 0.0
@@ -212,7 +219,7 @@ class SimulatedTreadmill(gatt.GattServer):
         heart_rate = None
         if self.heart is not None:
             self.heart.extra_bpm = self.faults.heart_rate_extra_bpm
-            self.heart.advance_to(self.clock.now(), self.belt.speed_kmh)
+            self.heart.advance_to(now, self.belt.speed_kmh)
             if not self.faults.heart_rate_lost:
                 heart_rate = round(self.heart.bpm)
         return codec.TreadmillData(
@@ -225,8 +232,7 @@ class SimulatedTreadmill(gatt.GattServer):
             positive_elevation_gain_m=0.0,
             negative_elevation_gain_m=0.0,
             total_energy_kcal=energy,
-            # the per-hour and per-minute energy go out as "Data Not Available"
-            unavailable=frozenset({"energy_per_hour_kcal", "energy_per_minute_kcal"}),
+            unavailable=_ENERGY_RATES,
             elapsed_time_s=min(self.elapsed_s(), 0xFFFF),
         )
 
@@ -498,10 +504,11 @@ class SimulatedTreadmill(gatt.GattServer):
     def send_telemetry(self) -> None:
         if self.faults.telemetry_stopped:
             return
-        packets = codec.split_treadmill_data(
-            self.treadmill_data(), max_len=self.max_notification_bytes
-        )
-        for packet in packets:
+        self.broadcast_treadmill_data(self.treadmill_data())
+
+    def broadcast_treadmill_data(self, record: codec.TreadmillData) -> None:
+        """Notify ``record`` to every subscriber, split to fit the notification size."""
+        for packet in codec.split_treadmill_data(record, max_len=self.max_notification_bytes):
             self._broadcast(gatt.TREADMILL_DATA, packet)
 
     # ------------------------------------------------------------------ scheduling
@@ -509,23 +516,38 @@ class SimulatedTreadmill(gatt.GattServer):
         heapq.heappush(self._schedule, _Scheduled(due_s, next(self._seq), action))
         self._wakeup.set()
 
+    def advance_to(self, now: float) -> None:
+        """Do everything due at or before ``now``: scheduled actions (control point
+        replies) in time order, then Treadmill Data if its time has come. The clock must
+        read ``now``; a plain loop advances in steps of at most :meth:`next_due_s`, an
+        event loop calls this whenever it wakes (:meth:`run`)."""
+        # A microsecond of tolerance: a virtual clock (looptime) quantizes time, so a
+        # deadline such as 0.1 + 0.05 may never be reached exactly.
+        if self._next_telemetry_s is None:
+            self._next_telemetry_s = now
+        now += TIME_TOLERANCE_S
+        schedule = self._schedule
+        while schedule and schedule[0].due_s <= now:
+            heapq.heappop(schedule).action()
+        if now >= self._next_telemetry_s:
+            self.send_telemetry()
+            self._next_telemetry_s = next_deadline(self._next_telemetry_s, now,
+                                                   self.telemetry_interval_s)
+
+    def next_due_s(self) -> float:
+        """When :meth:`advance_to` next has something to do (the clock's time if it has
+        not started yet)."""
+        due = self.clock.now() if self._next_telemetry_s is None else self._next_telemetry_s
+        if self._schedule:
+            return min(due, self._schedule[0].due_s)
+        return due
+
     async def run(self) -> None:
         """Send telemetry at a fixed rate and deliver scheduled replies until cancelled."""
-        next_telemetry = self.clock.now()
         while not self._closed:
-            # A microsecond of tolerance: a virtual clock (looptime) quantizes time, so a
-            # deadline such as 0.1 + 0.05 may never be reached exactly.
-            now = self.clock.now() + TIME_TOLERANCE_S
-            while self._schedule and self._schedule[0].due_s <= now:
-                heapq.heappop(self._schedule).action()
-            if now >= next_telemetry:
-                self.send_telemetry()
-                next_telemetry = next_deadline(next_telemetry, now, self.telemetry_interval_s)
-            deadline = next_telemetry
-            if self._schedule:
-                deadline = min(deadline, self._schedule[0].due_s)
+            self.advance_to(self.clock.now())
             self._wakeup.clear()
-            await sleep_until_or_woken(self.clock, deadline, self._wakeup)
+            await sleep_until_or_woken(self.clock, self.next_due_s(), self._wakeup)
 
     def close(self) -> None:
         self._closed = True
