@@ -28,7 +28,9 @@ from retrotread.envelope import (
 )
 from retrotread.errors import RetrotreadError, UsageError
 from retrotread.events import Event, EventBus, Outcome, TurnaroundPhase
+from retrotread.ftms import codec
 from retrotread.gatt import GattServer, Link
+from retrotread.quirks import Quirks
 from retrotread.session import SegmentInfo, Session, SessionResult, SessionSettings
 from retrotread.sim.treadmill import SimulatedTreadmill
 from retrotread.treadmill import Treadmill
@@ -100,14 +102,17 @@ class LinkFactory:
 
 def machine_limits(treadmill: Treadmill) -> MachineLimits:
     """The machine's speed range, made stricter (never looser) by its quirk file."""
-    sr = treadmill.speed_range
+    return limits_of(treadmill.speed_range, treadmill.quirks)
+
+
+def limits_of(sr: codec.SpeedRange | None, quirks: Quirks) -> MachineLimits:
+    """A Supported Speed Range (None: not reported), made stricter by ``quirks``."""
     if sr is None:
         log.warning("the machine did not report its speed range; assuming 0.5-20 km/h by 0.1")
         limits = MachineLimits()
     else:
         limits = MachineLimits(min_kmh=sr.min_kmh, max_kmh=sr.max_kmh,
                                increment_kmh=sr.increment_kmh or 0.1)
-    quirks = treadmill.quirks
     if quirks.min_speed_kmh is not None and quirks.min_speed_kmh > limits.min_kmh:
         limits = dataclasses.replace(limits, min_kmh=quirks.min_speed_kmh)
     if quirks.increment_kmh is not None and quirks.increment_kmh > limits.increment_kmh:

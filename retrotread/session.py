@@ -332,7 +332,7 @@ class Session:
             if deadline < now - period:  # fell behind: skip missed ticks, keep phase
                 k += int((now - deadline) // period)
                 deadline = t0 + k * period
-            await sleep_until_or_woken(clock, deadline, self._ended)
+            await clock.sleep_until(deadline)
             if self.machine.finished:
                 return
             now = clock.now()

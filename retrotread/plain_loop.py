@@ -1,0 +1,193 @@
+"""A whole workout as a plain loop: the pure session core against the stepped simulator.
+
+No event loop and no clock: time is a number this loop moves from one thing to the next
+(a tick, a telemetry record, a reply, a reply's time-out, a scheduled fault or key press,
+a reconnect attempt). The machine (``retrotread.machine``) and the simulated treadmill
+with its FTMS client (``retrotread.sim.stepped``) are the same code the program runs;
+only the asyncio driver (``retrotread.session``) is left out. That is what makes thousands
+of random workouts affordable (``tests/test_machine_properties.py``,
+``benchmarks/plain_loop.py``).
+
+One liberty, used only here: while the person walks steadily (the setpoint reached and
+constant, nothing queued, no watchdog timer running, no announcement due), the loop jumps
+its next tick to :meth:`SessionMachine.quiet_until`. A tick there would change nothing but
+the plan's clock; telemetry, replies and faults still arrive at their own times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from retrotread.envelope import Direction, Envelope
+from retrotread.events import Event, TurnaroundPhase
+from retrotread.ftms import codec
+from retrotread.ftms.client import LinkLost as ClientLinkLost
+from retrotread.machine import MachineSetup, SessionMachine, SessionSettings
+from retrotread.observations import (
+    CommandFinished,
+    LinkLost,
+    LinkUp,
+    Observation,
+    ReconnectFailed,
+    StatusObserved,
+    TelemetryObserved,
+    Tick,
+)
+from retrotread.plan import compile_plan
+from retrotread.quirks import match_quirks
+from retrotread.runner import build_envelope, limits_of, segment_infos
+from retrotread.sim.stepped import SteppedTreadmill
+from retrotread.treadmill import CommandOutcome, StatusEvent, Telemetry
+
+Action = Callable[["PlainRun"], None]
+"""Something that happens at a time: a console press, a fault, a person's command."""
+
+_NEVER = float("inf")
+
+
+@dataclass
+class WireRecord:
+    """One request the core handed out, with the way the person faced then."""
+
+    time_s: float
+    request: codec.ControlPointRequest
+    facing: Direction
+
+
+@dataclass
+class PlainRun:
+    machine: SessionMachine
+    stepped: SteppedTreadmill
+    envelope: Envelope
+    now: float = 0.0
+    events: list[Event] = field(default_factory=list)
+    wire: list[WireRecord] = field(default_factory=list)
+    schedule: list[tuple[float, int, Action]] = field(default_factory=list)
+    steps: int = 0
+    keep_events: bool = True
+    _reconnect_at: float = _NEVER
+    _backoff_s: float = 0.0
+    _attempt: int = 0
+
+    # ------------------------------------------------------------------ the caller's side
+    def at(self, time_s: float, action: Action) -> None:
+        """Do ``action`` (given this run) at ``time_s``."""
+        self.schedule.append((time_s, len(self.schedule), action))
+        self.schedule.sort()
+
+    def feed(self, observation: Observation, time_s: float | None = None) -> None:
+        """Hand the machine one observation now (a person's command from an action)."""
+        self._take(self.machine.step(self.now if time_s is None else time_s, observation))
+
+    def run(self, limit_s: float = 4 * 3600.0) -> None:
+        """Until the machine is FINISHED (or ``limit_s`` of workout time: a hang)."""
+        machine, stepped = self.machine, self.stepped
+        period = machine.period_s
+        self.feed(Tick())
+        self._write()
+        next_tick = period
+        while not machine.finished:
+            due = min(next_tick, stepped.next_due_s(), self._reconnect_at)
+            if self.schedule:
+                due = min(due, self.schedule[0][0])
+            write_due = machine.next_due_s()
+            if write_due is not None:
+                due = min(due, max(write_due, self.now))
+            if due > limit_s:
+                raise TimeoutError(f"the session did not end within {limit_s:.0f} s "
+                                   f"(state {machine.state.value})")
+            now = self.now = max(self.now, due)
+            for happened in stepped.advance(now):
+                self._observe(happened)
+            while self.schedule and self.schedule[0][0] <= now:
+                _, _, action = self.schedule.pop(0)
+                action(self)
+            if now >= self._reconnect_at:
+                self._try_reconnect()
+            if now >= next_tick - 1e-9 and not machine.finished:
+                self.feed(Tick())
+                self.steps += 1
+                next_tick = self._next_tick(now, period)
+            self._write()
+
+    # ------------------------------------------------------------------ inside
+    def _next_tick(self, now: float, period: float) -> float:
+        quiet = self.machine.quiet_until(now)
+        if quiet <= now + period:
+            return round(now + period, 9)
+        return round(now + period * int((quiet - now) / period), 9)
+
+    def _take(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, TurnaroundPhase) and event.phase == "start":
+                self.stepped.sim.person_faces(event.to_direction)
+        if self.keep_events:
+            self.events += events
+        if self.machine.wants_reconnect and self._reconnect_at == _NEVER:
+            self._backoff_s = self.machine.settings.reconnect_backoff_s
+            self._reconnect_at = self.now  # the keeper tries at once
+
+    def _observe(self, happened: Any) -> None:
+        if isinstance(happened, Telemetry):
+            self.feed(TelemetryObserved(happened), happened.time_s)
+        elif isinstance(happened, StatusEvent):
+            self.feed(StatusObserved(happened), happened.time_s)
+        elif isinstance(happened, CommandOutcome):
+            self.feed(CommandFinished(happened), happened.time_s)
+        elif isinstance(happened, ClientLinkLost):
+            self.feed(LinkLost(self.stepped.sim.preset.name))
+
+    def _try_reconnect(self) -> None:
+        if not self.machine.wants_reconnect:
+            self._reconnect_at = _NEVER
+            return
+        self._attempt += 1
+        if self.stepped.reconnect(self.now):
+            self._reconnect_at = _NEVER
+            self.feed(LinkUp(self.stepped.sim.preset.name, self.machine.control.quirks))
+            return
+        self.feed(ReconnectFailed(self._attempt, "the machine refused the connection"))
+        self._reconnect_at = self.now + self._backoff_s
+        self._backoff_s = min(2 * self._backoff_s, self.machine.settings.reconnect_backoff_max_s)
+
+    def _write(self) -> None:
+        machine = self.machine
+        while True:
+            request = machine.take_write(self.now)
+            self._take(machine.drain())
+            if request is None:
+                return
+            self.wire.append(WireRecord(self.now, request, machine.facing))
+            self.stepped.write(self.now, request)
+            for happened in self.stepped.advance(self.now):
+                self._observe(happened)
+
+
+def plain_run(profile: Any, *, preset: str = "generic",
+              settings: SessionSettings | None = None, telemetry_interval_s: float = 1.0,
+              noise_kmh: float = 0.0, seed: int = 0, keep_events: bool = True) -> PlainRun:
+    """A :class:`PlainRun` of ``profile`` on a simulated ``preset``, ready to :meth:`run`
+    (schedule faults and key presses with :meth:`PlainRun.at` first)."""
+    stepped = SteppedTreadmill(preset, telemetry_interval_s=telemetry_interval_s,
+                               speed_noise_kmh=noise_kmh, seed=seed)
+    sim = stepped.sim
+    info = _DeviceInfo(sim.preset.manufacturer, sim.preset.model)
+    quirks = match_quirks(info, f"in-process:{sim.preset.name}")
+    reply_timeout_s = max(2.0, quirks.reply_timeout_s or 0.0)
+    stepped.client.reply_timeout_s = reply_timeout_s
+    envelope = build_envelope(profile, limits_of(stepped.speed_range, quirks), None)
+    machine = SessionMachine(
+        plan=compile_plan(profile, envelope), segments=segment_infos(profile),
+        envelope=envelope, settings=settings or SessionSettings(), quirks=quirks,
+        setup=MachineSetup(profile_name=getattr(profile, "name", "workout"),
+                           link_description=f"in-process:{sim.preset.name}", simulated=True,
+                           can_reconnect=True, reply_timeout_s=reply_timeout_s))
+    return PlainRun(machine, stepped, envelope, keep_events=keep_events)
+
+
+@dataclass(frozen=True)
+class _DeviceInfo:
+    manufacturer: str | None
+    model: str | None
