@@ -23,6 +23,7 @@ import collections
 import enum
 from dataclasses import dataclass
 
+from retrotread.clock import TIME_TOLERANCE_S
 from retrotread.envelope import Direction, Envelope, describe_kmh
 from retrotread.ftms import codec
 from retrotread.quirks import Quirks
@@ -51,6 +52,10 @@ class Intent:
     strict: bool = False
     """Report the outcome instead of handling it (the first Request Control: a failure
     there ends the session as an error, as any failure to connect does)."""
+
+
+MOTION = frozenset({IntentKind.START, IntentKind.SPEED})
+"""Intents that can set a belt in motion or speed it up."""
 
 
 class ReportKind(enum.Enum):
@@ -134,6 +139,9 @@ class ControlPoint:
             self.history.append((now, intent.speed_kmh))
         elif intent.kind is IntentKind.STOP:
             self._pending.clear()
+        elif intent.kind is IntentKind.PAUSE:
+            # The belt is to stand still: a queued Start or speed would move it first.
+            self._pending = collections.deque(i for i in self._pending if i.kind not in MOTION)
         self._pending.append(intent)
 
     def stop_queued(self) -> bool:
@@ -175,7 +183,9 @@ class ControlPoint:
         """The next request to write (None: nothing now), and what the session must
         know (an envelope clamp on the way)."""
         reports: list[Report] = []
-        if self.in_flight is not None or now < self._not_before:
+        # (a microsecond of tolerance: a virtual clock quantizes time, and a retry due at
+        # 0.1 + 0.5 must not wait for an instant that never comes)
+        if self.in_flight is not None or now + TIME_TOLERANCE_S < self._not_before:
             return None, reports
         while True:
             job = self._job
@@ -189,8 +199,24 @@ class ControlPoint:
             if job.attempt > 1 and job.intent.kind is not IntentKind.STOP and self.stop_queued():
                 self._job = None  # a Stop is waiting: never retry anything else before it
                 continue
+            if job.phase is _Phase.MAIN and job.intent.kind in MOTION and (
+                    ctx.safety_key_stopped or self._halt_queued()):
+                self._job = None  # asked before a Stop/Pause (or the key) came: not now
+                continue
+            if job.phase is _Phase.MAIN and job.intent.kind is IntentKind.START and (
+                    ctx.belt_moving):
+                # Checked again at the moment of writing (a Request Control may have
+                # taken a second since the countdown ended): never Start a moving belt.
+                self._job = None
+                reports.append(Report(ReportKind.STOP, Trigger(
+                    "start_on_moving_belt", "stop", "the belt is moving (or its speed is "
+                    "unknown) as the Start is about to go out")))
+                return None, reports
             self.in_flight = self._request_for(job)
             return self.in_flight, reports
+
+    def _halt_queued(self) -> bool:
+        return any(i.kind in (IntentKind.STOP, IntentKind.PAUSE) for i in self._pending)
 
     def finished(self, outcome: CommandOutcome, ctx: WireContext) -> list[Report]:
         """The written request ended (answered, refused, timed out, failed)."""

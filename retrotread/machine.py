@@ -131,6 +131,8 @@ class State(enum.StrEnum):
 
 
 TURNING = frozenset({State.TURN_STOPPING, State.WAITING_READY, State.HOLD, State.COUNTDOWN})
+STANDING = frozenset({State.WAITING_READY, State.HOLD, State.COUNTDOWN, State.PAUSED})
+"""States in which the belt stands still once it has stopped."""
 ENDING = frozenset({State.FINISHED, State.SAFE_STOP, State.FINISHING, State.RECONNECTING})
 
 
@@ -278,6 +280,7 @@ class SessionMachine:
         self._expect_machine_stop = False
         self._expect_machine_start = False
         self._stall_detected = False
+        self._standing = False  # the belt was seen standing still in a STANDING state
         self._telemetry_count = 0
         self._distance_origin_m: float | None = None
         self._stop_confirmed = False
@@ -359,29 +362,61 @@ class SessionMachine:
 
     def next_due_s(self) -> float | None:
         """The earliest time a write becomes possible that is not possible now."""
+        if self.state is State.FINISHED:
+            return None
         return self.control.next_due_s()
 
     def quiet_until(self, now: float) -> float:
-        """Until when ticks would change nothing but the plan's clock (a plain loop may
-        jump its next tick there; the async driver never does). Steady walking only: the
-        setpoint reached and constant, nothing queued, no watchdog timer running, no
-        announcement due, no rule that needs every tick (heart rate, companion)."""
+        """Until when ticks would change nothing but the clocks, unless an observation
+        comes first (a plain loop may jump its next tick there, and ticks again one period
+        after any observation; the async driver never jumps). Only where every deadline
+        is known: steady walking (the setpoint reached and constant, no watchdog timer
+        running, no announcement due), the turnaround's hold and countdown, a pause.
+        Never with something queued or a rule that needs every tick (heart rate,
+        companion)."""
         last = self._last_tick_s
-        if (self.state is not State.RUNNING or last is None or self.heart_rule is not None
+        if (last is None or self._prep is not _Prep.DONE or self.heart_rule is not None
                 or self.companion_rule is not None or not self.control.idle()
-                or self.control.last_sent_kmh is None or self.interrupt_by is not None
-                or self._closing is not _Closing.NO or self._stall_detected):
+                or self.interrupt_by is not None or self._closing is not _Closing.NO
+                or self._stall_detected or self._ready):
             return now
+        state = self.state
+        if state is State.RUNNING:
+            return max(now, self._quiet_walking(last))
+        if state is State.HOLD and self._gate_until is not None:
+            return max(now, min(self._gate_until, self._long_stop_warning_s()))
+        if state in (State.WAITING_READY, State.PAUSED):
+            idle_end = (self._idle_since + self.settings.max_idle_s
+                        if self._idle_since is not None else now)
+            if state is State.WAITING_READY:
+                idle_end = min(idle_end, self._long_stop_warning_s())
+            return max(now, idle_end)
+        if state is State.COUNTDOWN and self._gate_until is not None and (
+                self._countdown_said is not None):
+            return max(now, self._gate_until - (self._countdown_said - 1))
+        if state is State.TURN_STOPPING and self._turn_stop_since is not None and (
+                not self._confirmed_stopped()):
+            return max(now, self._turn_stop_since + self.settings.stop_confirm_timeout_s)
+        return now
+
+    def _long_stop_warning_s(self) -> float:
+        if self._warned_long or self._stopped_at is None:
+            return float("inf")
+        return self._stopped_at + TURNAROUND_MAX_STOPPED_S
+
+    def _quiet_walking(self, last: float) -> float:
+        if self.control.last_sent_kmh is None:
+            return last
         watchdog = self.watchdog
         if watchdog._overspeed_since is not None or watchdog._underspeed_since is not None:
-            return now
+            return last
         step = self.plan.step_at(self.plan_time_s)
         if step.start_kmh != step.end_kmh or step.direction is not self.facing:
-            return now
+            return last
         wanted = step.end_kmh + self.user_offset_kmh
         wanted = self.envelope.clamp(self.facing, wanted) if wanted > 0 else 0.0
         if abs(self.cmd_kmh - wanted) > 1e-9:
-            return now
+            return last
         plan_end = float(step.end_s)
         if self._next_turn < len(self._turn_steps):
             plan_end = min(plan_end, self._turn_steps[self._next_turn].start_s
@@ -392,7 +427,7 @@ class SessionMachine:
         quiet = last + (plan_end - self.plan_time_s) - self.period_s
         if watchdog.last_telemetry_s is not None:
             quiet = min(quiet, watchdog.last_telemetry_s + watchdog.limits.telemetry_stale_s)
-        return max(now, quiet)
+        return quiet
 
     @property
     def finished(self) -> bool:
@@ -999,12 +1034,26 @@ class SessionMachine:
         if data.heart_rate_bpm is not None and not self.external_heart_rate:
             self.observe_heart_rate(now, data.heart_rate_bpm)
         self._check_watchdog(now)  # a runaway is caught on the sample, not a tick later
+        self._check_standing(now, speed)
         self._telemetry_count += 1
         if self._telemetry_count % max(1, self.settings.telemetry_event_every) == 0:
             self._emit(TelemetrySample(
                 now, speed, data.total_distance_m, data.elapsed_time_s,
                 self.heart_rate_bpm if self.external_heart_rate else data.heart_rate_bpm,
                 self.control.last_sent_kmh or 0.0, self.facing, step_count=data.step_count))
+
+    def _check_standing(self, now: float, speed_kmh: float | None) -> None:
+        """Once the belt stood still for a turnaround, a countdown or a pause, it must
+        not move until our Start (watchdog.Watchdog.check_standing)."""
+        if self.state not in STANDING or self._closing is not _Closing.NO:
+            self._standing = False
+            return
+        if not self._standing:
+            self._standing = self._confirmed_stopped()
+            return
+        trigger = self.watchdog.check_standing(speed_kmh)
+        if trigger is not None:
+            self.trigger(now, trigger)
 
     def observe_heart_rate(self, now: float, bpm: int | None) -> None:
         """A heart-rate reading from Treadmill Data or from a strap."""
@@ -1051,6 +1100,16 @@ class SessionMachine:
                 self.trigger(now, Trigger("console_start", "stop",
                                           "the belt was started at the console while it "
                                           "should stand still"))
+            elif self.state is State.SAFE_STOP or self._closing is not _Closing.NO:
+                # Started again while the session stops it: stop it again, and see it
+                # stand still before the session ends.
+                self.emit_watchdog(now, Trigger("console_start", "stop",
+                                                "the belt was started at the console while "
+                                                "the session stops it: Stop again"))
+                self.control.stop_acked = False
+                self._stopped_since = None
+                self._stop_confirmed = False
+                self._submit(now, IntentKind.STOP, "started at the console while stopping")
 
     def _check_console_speed(self, now: float, speed_kmh: float | None) -> None:
         if speed_kmh is None:

@@ -67,6 +67,8 @@ class PlainRun:
     schedule: list[tuple[float, int, Action]] = field(default_factory=list)
     steps: int = 0
     keep_events: bool = True
+    on_write: Callable[[WireRecord], None] | None = None
+    """Called with every request as it is written (a checker's hook)."""
     _reconnect_at: float = _NEVER
     _backoff_s: float = 0.0
     _attempt: int = 0
@@ -99,21 +101,29 @@ class PlainRun:
                 raise TimeoutError(f"the session did not end within {limit_s:.0f} s "
                                    f"(state {machine.state.value})")
             now = self.now = max(self.now, due)
+            observed = False
             for happened in stepped.advance(now):
-                self._observe(happened)
+                observed = self._observe(happened) or observed
             while self.schedule and self.schedule[0][0] <= now:
                 _, _, action = self.schedule.pop(0)
                 action(self)
+                observed = True
             if now >= self._reconnect_at:
                 self._try_reconnect()
+                observed = True
             if now >= next_tick - 1e-9 and not machine.finished:
                 self.feed(Tick())
                 self.steps += 1
                 next_tick = self._next_tick(now, period)
-            self._write()
+            elif observed:  # something happened: the next tick may be needed sooner
+                next_tick = min(next_tick, self._next_tick(now, period))
+            if self._write():
+                next_tick = min(next_tick, self._next_tick(self.now, period))
 
     # ------------------------------------------------------------------ inside
     def _next_tick(self, now: float, period: float) -> float:
+        if self.machine.finished:
+            return _NEVER
         quiet = self.machine.quiet_until(now)
         if quiet <= now + period:
             return round(now + period, 9)
@@ -129,7 +139,7 @@ class PlainRun:
             self._backoff_s = self.machine.settings.reconnect_backoff_s
             self._reconnect_at = self.now  # the keeper tries at once
 
-    def _observe(self, happened: Any) -> None:
+    def _observe(self, happened: Any) -> bool:
         if isinstance(happened, Telemetry):
             self.feed(TelemetryObserved(happened), happened.time_s)
         elif isinstance(happened, StatusEvent):
@@ -138,6 +148,9 @@ class PlainRun:
             self.feed(CommandFinished(happened), happened.time_s)
         elif isinstance(happened, ClientLinkLost):
             self.feed(LinkLost(self.stepped.sim.preset.name))
+        else:
+            return False
+        return True
 
     def _try_reconnect(self) -> None:
         if not self.machine.wants_reconnect:
@@ -152,14 +165,21 @@ class PlainRun:
         self._reconnect_at = self.now + self._backoff_s
         self._backoff_s = min(2 * self._backoff_s, self.machine.settings.reconnect_backoff_max_s)
 
-    def _write(self) -> None:
+    def _write(self) -> bool:
+        """Hand the stepped treadmill what the machine wants written; whether anything
+        was (its answers may already be in)."""
         machine = self.machine
+        wrote = False
         while True:
             request = machine.take_write(self.now)
             self._take(machine.drain())
             if request is None:
-                return
-            self.wire.append(WireRecord(self.now, request, machine.facing))
+                return wrote
+            wrote = True
+            record = WireRecord(self.now, request, machine.facing)
+            self.wire.append(record)
+            if self.on_write is not None:
+                self.on_write(record)
             self.stepped.write(self.now, request)
             for happened in self.stepped.advance(self.now):
                 self._observe(happened)
@@ -167,11 +187,15 @@ class PlainRun:
 
 def plain_run(profile: Any, *, preset: str = "generic",
               settings: SessionSettings | None = None, telemetry_interval_s: float = 1.0,
-              noise_kmh: float = 0.0, seed: int = 0, keep_events: bool = True) -> PlainRun:
+              noise_kmh: float = 0.0, seed: int = 0, keep_events: bool = True,
+              telemetry_as_bytes: bool = True) -> PlainRun:
     """A :class:`PlainRun` of ``profile`` on a simulated ``preset``, ready to :meth:`run`
-    (schedule faults and key presses with :meth:`PlainRun.at` first)."""
+    (schedule faults and key presses with :meth:`PlainRun.at` first).
+    ``telemetry_as_bytes=False``: Treadmill Data reaches the client as decoded records
+    (identical, tests/test_stepped_sim.py), skipping the codec's cost on every sample."""
     stepped = SteppedTreadmill(preset, telemetry_interval_s=telemetry_interval_s,
-                               speed_noise_kmh=noise_kmh, seed=seed)
+                               speed_noise_kmh=noise_kmh, seed=seed,
+                               telemetry_as_bytes=telemetry_as_bytes)
     sim = stepped.sim
     info = _DeviceInfo(sim.preset.manufacturer, sim.preset.model)
     quirks = match_quirks(info, f"in-process:{sim.preset.name}")

@@ -13,6 +13,7 @@ countdowns are in the plan for the totals and the table, the session times them 
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -99,13 +100,12 @@ class Plan:
     steps: tuple[PlanStep, ...]
     envelope: Envelope
     notes: tuple[str, ...] = ()
-    _starts: np.ndarray[Any, np.dtype[np.float64]] = field(repr=False, compare=False,
-                                                           default_factory=lambda: np.zeros(0))
+    _starts: tuple[float, ...] = field(repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
         if not self.steps:
             raise SafetyError("a plan needs at least one step")
-        object.__setattr__(self, "_starts", np.array([s.start_s for s in self.steps]))
+        object.__setattr__(self, "_starts", tuple(float(s.start_s) for s in self.steps))
 
     @property
     def total_s(self) -> float:
@@ -122,7 +122,7 @@ class Plan:
         return float(np.sum([s.distance_m for s in self.steps]))
 
     def step_at(self, t: float) -> PlanStep:
-        i = int(np.searchsorted(self._starts, t, side="right")) - 1
+        i = bisect.bisect_right(self._starts, t) - 1
         i = min(max(i, 0), len(self.steps) - 1)
         # A zero-length step never owns an instant: move past it.
         while i < len(self.steps) - 1 and self.steps[i].duration_s <= 0:

@@ -366,10 +366,10 @@ class Session:
             self._publish(self.machine.drain(), wake_writer=False)
             if request is None:
                 due = self.machine.next_due_s()
-                if due is not None and due > now:
-                    await sleep_until_or_woken(self.clock, due, self._wake_writer)
-                elif due is None:
+                if due is None:
                     await self._wake_writer.wait()
+                else:  # (never a busy loop: at least one pass of the event loop)
+                    await sleep_until_or_woken(self.clock, max(due, now), self._wake_writer)
                 continue
             error: BaseException | None = None
             try:

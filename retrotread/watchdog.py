@@ -21,6 +21,7 @@ what to do. The session carries out the answer. Thresholds come from
 | heart rate above the profile's ceiling | at once / 60 s | slow to the floor; stop if it stays |
 | heart-rate signal lost (with a ceiling) | 5 s / 60 s | hold the floor speed; end after 60 s |
 | no paired page while the belt moves (`--companion-required`) | 3 s | announce, Pause |
+| the belt moves after it stood still (turnaround gate, countdown, pause) | at once | stop |
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from retrotread.envelope import (
     BACKWARD_OVERSPEED_MARGIN_KMH,
     OVERSPEED_GRACE_S,
     OVERSPEED_MARGIN_KMH,
+    STOPPED_SPEED_KMH,
     Direction,
 )
 from retrotread.formatting import kmh_text
@@ -165,6 +167,17 @@ class Watchdog:
                 )
         else:
             self._underspeed_since = None
+        return None
+
+    @staticmethod
+    def check_standing(speed_kmh: float | None) -> Trigger | None:
+        """The belt was seen standing still for a turnaround, a countdown or a pause: it
+        must not move again until our Start. A moving belt now (a creeping or runaway
+        belt, a console Start the machine did not report) is a stop."""
+        if speed_kmh is not None and speed_kmh > STOPPED_SPEED_KMH:
+            return Trigger("belt_moving_while_stopped", "stop",
+                           f"the belt moves ({kmh_text(speed_kmh, 2)}) while it should "
+                           "stand still")
         return None
 
     def reset_speed_checks(self) -> None:
