@@ -1100,7 +1100,8 @@ class SessionMachine:
                 self.trigger(now, Trigger("console_start", "stop",
                                           "the belt was started at the console while it "
                                           "should stand still"))
-            elif self.state is State.SAFE_STOP or self._closing is not _Closing.NO:
+            elif self.state in (State.SAFE_STOP, State.FINISHING) or (
+                    self._closing is not _Closing.NO):
                 # Started again while the session stops it: stop it again, and see it
                 # stand still before the session ends.
                 self.emit_watchdog(now, Trigger("console_start", "stop",

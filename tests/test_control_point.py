@@ -293,3 +293,31 @@ def test_a_strict_intent_reports_instead_of_handling() -> None:
     assert reports[0].outcome is not None
     assert reports[0].outcome.status is CommandStatus.TIMED_OUT
     assert point.idle() and point.unanswered == 0
+
+
+def test_a_start_is_checked_against_the_belt_again_as_it_is_written() -> None:
+    point = cp(Quirks(request_control_before_every_command=True))
+    point.submit(0.0, Intent(K.START))
+    rc = write(point)
+    assert isinstance(rc, codec.RequestControl)
+    point.finished(outcome(rc, CommandStatus.ANSWERED, 0.8), FWD)
+    request, reports = point.take_write(0.8, MOVING)  # the belt began to move meanwhile
+    assert request is None
+    assert [(r.kind, r.trigger.name) for r in reports if r.trigger] == [
+        (ReportKind.STOP, "start_on_moving_belt")]
+
+
+@pytest.mark.parametrize("halt", [K.STOP, K.PAUSE])
+def test_a_halt_cancels_motion_not_yet_written(halt: IntentKind) -> None:
+    point = cp(Quirks(request_control_before_every_command=True))
+    point.submit(0.0, Intent(K.SPEED, 0.5))
+    rc = write(point)
+    point.submit(0.1, Intent(halt))
+    point.finished(outcome(rc, CommandStatus.ANSWERED, 0.2), FWD)
+    written = []
+    while (request := write(point, 0.2)) is not None:
+        written.append(request)
+        answer(point, 0.2)
+    assert not any(isinstance(w, codec.SetTargetSpeed | codec.StartOrResume) for w in written)
+    assert written[-1] == codec.StopOrPause(action=codec.StopPause.STOP if halt is K.STOP
+                                            else codec.StopPause.PAUSE)

@@ -247,3 +247,46 @@ def test_a_whole_workout_completes_as_a_plain_loop() -> None:
     assert r.wire[-1] == STOP
     turns = sum(1 for w in r.wire if w == PAUSE)
     assert turns == r.wire.count(codec.StartOrResume()) - 1  # each turnaround: pause, start
+
+
+@pytest.mark.parametrize("before", [State.HOLD, State.WAITING_READY, State.PAUSED])
+def test_a_belt_that_moves_after_it_stood_still_is_stopped(before: State) -> None:
+    """A creeping or runaway belt (no status from the machine) at a turnaround or in a
+    pause: stopped on the first sample that shows it (watchdog.check_standing)."""
+    r = at(before)
+    r.until(lambda: r.machine._standing, 20.0)
+    mark = len(r.wire)
+    r.speed_kmh = 0.6  # moving on its own
+    r.tick()
+    assert r.machine.state is State.SAFE_STOP
+    assert STOP in r.wrote_since(mark)
+
+
+def test_a_pause_cancels_a_start_whose_request_control_is_still_in_flight() -> None:
+    """Pause pressed as the countdown ends, on a machine that wants Request Control before
+    every command: the Start must not follow the Request Control."""
+    loaded = load_profile(PROFILES / "intervals.yaml")
+    envelope = Envelope.build()
+    machine = SessionMachine(plan=compile_plan(loaded, envelope),
+                             segments=segment_infos(loaded), envelope=envelope,
+                             quirks=Quirks(request_control_before_every_command=True))
+    machine.step(0.0, Tick())
+    rc = machine.take_write(0.0)
+    machine.step(0.1, CommandFinished(CommandOutcome(0.1, rc, CommandStatus.ANSWERED)))
+    t = 0.1
+    while machine.state is not State.RUNNING:
+        t = round(t + 0.1, 6)
+        machine.step(t, TelemetryObserved(Telemetry(t, codec.TreadmillData(speed_kmh=0.0))))
+        machine.step(t, Tick())
+    first = machine.take_write(t)
+    assert isinstance(first, codec.RequestControl)  # the quirk's, before the Start
+    machine.step(t, UserRequest(C.PAUSE, S.KEY))
+    machine.step(t + 0.5, CommandFinished(CommandOutcome(t + 0.5, first,
+                                                         CommandStatus.ANSWERED)))
+    written = []
+    while (request := machine.take_write(t + 0.5)) is not None:
+        written.append(request)
+        machine.step(t + 0.5, CommandFinished(CommandOutcome(t + 0.5, request,
+                                                             CommandStatus.ANSWERED)))
+    assert codec.StartOrResume() not in written
+    assert PAUSE in written

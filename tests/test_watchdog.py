@@ -172,3 +172,12 @@ def test_a_belt_at_or_below_its_command_never_trips_a_speed_rule(
             commanded = min(commanded, BACKWARD_CEILING_KMH)
         measured = max(0.0, commanded - min(slack, 0.99))
         assert feed(w, k * 0.1, measured, commanded, facing) is None
+
+
+@pytest.mark.parametrize(("speed_kmh", "stops"), [(None, False), (0.0, False), (0.1, False),
+                                                  (0.11, True), (3.0, True)])
+def test_a_belt_that_should_stand_still(speed_kmh: float | None, stops: bool) -> None:
+    trigger = Watchdog.check_standing(speed_kmh)
+    assert (trigger is not None) is stops
+    if trigger is not None:
+        assert trigger.action == "stop"
