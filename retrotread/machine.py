@@ -13,15 +13,15 @@ The states and what moves between them (every other observation keeps the state)
 |---|---|---|
 | STARTING | control taken, belt seen standing (and READY, on a real machine) | COUNTDOWN |
 | COUNTDOWN | countdown over (belt standing) | RUNNING (Start, start speed) |
-| RUNNING | the plan turns around / ends | TURN_STOPPING / FINISHING |
+| RUNNING | the plan turns around / ends | TURNAROUND / FINISHING |
 | RUNNING | pause (person, console, companion lost) | PAUSED |
-| TURN_STOPPING | belt confirmed stopped | HOLD (timed) or WAITING_READY (READY key) |
+| TURNAROUND | belt confirmed stopped | HOLD (timed) or WAITING_READY (READY key) |
 | HOLD, WAITING_READY | READY / hold over | COUNTDOWN |
 | PAUSED | resume from the machine / from afar | COUNTDOWN / WAITING_READY |
 | FINISHING | belt confirmed stopped or time-out | FINISHED |
-| any | a trigger (watchdog, stop, safety key, link lost, Ctrl-C) | SAFE_STOP / RECONNECTING |
-| SAFE_STOP, RECONNECTING | link lost / link back | RECONNECTING / SAFE_STOP |
-| SAFE_STOP | belt known stopped (or no answer for 15 s) | FINISHED (after closing) |
+| any | a trigger (watchdog, stop, safety key, link lost, Ctrl-C) | STOPPING / RECONNECTING |
+| STOPPING, RECONNECTING | link lost / link back | RECONNECTING / STOPPING |
+| STOPPING | belt known stopped (or no answer for 15 s) | FINISHED (after closing) |
 
 Every way out goes through :meth:`SessionMachine._close`: a bounded wait for the link,
 then a last Stop if none was answered, then FINISHED with :class:`SessionFinished`.
@@ -113,27 +113,32 @@ from retrotread.watchdog import (
 FIRST_TELEMETRY_WAIT_S = 3.0
 """At the start: how long to wait for a first sample (to see the belt standing)."""
 STOP_REPEAT_S = 1.0
-"""In SAFE_STOP, an unanswered Stop is sent again this often."""
+"""In STOPPING, an unanswered Stop is sent again this often."""
 
 
 class State(enum.StrEnum):
+    """Each name is its value. ``TURN_STOPPING`` and ``SAFE_STOP`` are older names of
+    ``TURNAROUND`` and ``STOPPING`` (aliases, the same members)."""
+
     STARTING = "starting"
     RUNNING = "running"
-    TURN_STOPPING = "turnaround"  # ramped down, Pause sent, waiting for the belt to stop
+    TURNAROUND = "turnaround"  # ramped down, Pause sent, waiting for the belt to stop
     WAITING_READY = "waiting_ready"
     HOLD = "hold"
     COUNTDOWN = "countdown"
     PAUSED = "paused"
     FINISHING = "finishing"
-    SAFE_STOP = "stopping"
+    STOPPING = "stopping"  # the safe stop: Stop until the belt is known stopped
     RECONNECTING = "reconnecting"
     FINISHED = "finished"
+    TURN_STOPPING = "turnaround"
+    SAFE_STOP = "stopping"
 
 
-TURNING = frozenset({State.TURN_STOPPING, State.WAITING_READY, State.HOLD, State.COUNTDOWN})
+TURNING = frozenset({State.TURNAROUND, State.WAITING_READY, State.HOLD, State.COUNTDOWN})
 STANDING = frozenset({State.WAITING_READY, State.HOLD, State.COUNTDOWN, State.PAUSED})
 """States in which the belt stands still once it has stopped."""
-ENDING = frozenset({State.FINISHED, State.SAFE_STOP, State.FINISHING, State.RECONNECTING})
+ENDING = frozenset({State.FINISHED, State.STOPPING, State.FINISHING, State.RECONNECTING})
 
 
 class _Prep(enum.Enum):
@@ -327,7 +332,7 @@ class SessionMachine:
                     self.observe_heart_rate(now, bpm)
                 case Stalled(trigger):
                     if not self._stall_detected and self.state not in (
-                            State.SAFE_STOP, State.RECONNECTING) and self._closing is _Closing.NO:
+                            State.STOPPING, State.RECONNECTING) and self._closing is _Closing.NO:
                         self._stall_detected = True
                         self.trigger(now, trigger)
                 case Failed(outcome, detail):
@@ -394,7 +399,7 @@ class SessionMachine:
         if state is State.COUNTDOWN and self._gate_until is not None and (
                 self._countdown_said is not None):
             return max(now, self._gate_until - (self._countdown_said - 1))
-        if state is State.TURN_STOPPING and self._turn_stop_since is not None and (
+        if state is State.TURNAROUND and self._turn_stop_since is not None and (
                 not self._confirmed_stopped()):
             return max(now, self._turn_stop_since + self.settings.stop_confirm_timeout_s)
         return now
@@ -590,7 +595,7 @@ class SessionMachine:
         if self.state is State.RECONNECTING:
             self._tick_unreachable(now)
             return
-        if self.state is State.SAFE_STOP:
+        if self.state is State.STOPPING:
             if self._safe_stop_done(now):
                 self._close(now)
             return
@@ -631,7 +636,7 @@ class SessionMachine:
             state = self.state
         if state is State.RUNNING:
             self._tick_running(now, dt)
-        elif state is State.TURN_STOPPING:
+        elif state is State.TURNAROUND:
             if self._confirmed_stopped():
                 self._stopped_at = now
                 self._start_gate(now)
@@ -850,7 +855,7 @@ class SessionMachine:
     # ------------------------------------------------------------------ state changes
     def _begin_turn_stop(self, now: float, to: Direction) -> None:
         self._turn_to = to
-        self.state = State.TURN_STOPPING
+        self.state = State.TURNAROUND
         self._turn_stop_since = now
         self.belt_should_move = False
         self._expect_machine_stop = True
@@ -886,14 +891,14 @@ class SessionMachine:
         self.announce(now, f"Paused: {why}. Press space to resume.")
 
     def _enter_safe_stop(self, now: float) -> None:
-        """Stop the belt: Stop now if the link is up (SAFE_STOP, repeated until the belt is
+        """Stop the belt: Stop now if the link is up (STOPPING, repeated until the belt is
         known stopped), else RECONNECTING until the link comes back."""
         self.belt_should_move = False
         self._expect_machine_stop = True
         self._expect_machine_start = False  # a Start's echo that never came is stale
         self._safe_stop_started = None
         if self.link_ok:
-            self.state = State.SAFE_STOP
+            self.state = State.STOPPING
             self._submit(now, IntentKind.STOP, "safe stop")
         else:
             self.state = State.RECONNECTING
@@ -930,7 +935,7 @@ class SessionMachine:
                       f"{verb}.", "warning")
 
     def _safe_stop_done(self, now: float) -> bool:
-        """In SAFE_STOP (the link is up): repeat Stop until the machine answers it or the
+        """In STOPPING (the link is up): repeat Stop until the machine answers it or the
         belt is seen stopped; over once the belt is known stopped. If the machine neither
         answers nor stops within ``stop_confirm_timeout_s``: alarm, and end."""
         control = self.control
@@ -1076,7 +1081,7 @@ class SessionMachine:
             self.trigger(now, Trigger("safety_key", "stop", "the machine reports its safety "
                                       "key was pulled"), Outcome.SAFETY_KEY)
         elif isinstance(status, codec.ControlPermissionLost):
-            if self.state not in (State.SAFE_STOP, State.FINISHING):
+            if self.state not in (State.STOPPING, State.FINISHING):
                 self.emit_watchdog(now, Trigger("control_lost", "re_request_control",
                                                 "the machine reports control permission lost"))
                 self._submit(now, IntentKind.CONTROL, "control lost")
@@ -1095,12 +1100,12 @@ class SessionMachine:
             if self._expect_machine_start:
                 self._expect_machine_start = False
                 return
-            if self.state in (State.TURN_STOPPING, State.WAITING_READY, State.HOLD,
+            if self.state in (State.TURNAROUND, State.WAITING_READY, State.HOLD,
                               State.COUNTDOWN, State.PAUSED):
                 self.trigger(now, Trigger("console_start", "stop",
                                           "the belt was started at the console while it "
                                           "should stand still"))
-            elif self.state in (State.SAFE_STOP, State.FINISHING) or (
+            elif self.state in (State.STOPPING, State.FINISHING) or (
                     self._closing is not _Closing.NO):
                 # Started again while the session stops it: stop it again, and see it
                 # stand still before the session ends.
