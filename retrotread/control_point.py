@@ -128,6 +128,7 @@ class ControlPoint:
         """The last speed on the wire since Start/Stop/Pause."""
         self.wire_s = 0.0
         self._force = False
+        self._stale_stop: _Job | None = None
 
     # ------------------------------------------------------------------ the session's side
     def submit(self, now: float, intent: Intent) -> None:
@@ -143,6 +144,13 @@ class ControlPoint:
             # The belt is to stand still: a queued Start or speed would move it first.
             self._pending = collections.deque(i for i in self._pending if i.kind not in MOTION)
         self._pending.append(intent)
+
+    def require_new_stop(self) -> None:
+        """The belt moved again after a Stop (a console Start): only a Stop written from
+        now on counts as acknowledged, not the answer to one already on its way."""
+        self.stop_acked = False
+        job = self._job
+        self._stale_stop = job if job is not None and job.intent.kind is IntentKind.STOP else None
 
     def stop_queued(self) -> bool:
         return any(i.kind is IntentKind.STOP for i in self._pending)
@@ -343,7 +351,8 @@ class ControlPoint:
         self.unanswered = 0
         kind = job.intent.kind
         if kind is IntentKind.STOP:
-            self.stop_acked = self.stop_sent = True
+            self.stop_sent = True
+            self.stop_acked = self.stop_acked or job is not self._stale_stop
             self.started = False
         elif kind is IntentKind.START:
             self.stop_acked = self.stop_sent = False

@@ -1112,7 +1112,7 @@ class SessionMachine:
                 self.emit_watchdog(now, Trigger("console_start", "stop",
                                                 "the belt was started at the console while "
                                                 "the session stops it: Stop again"))
-                self.control.stop_acked = False
+                self.control.require_new_stop()
                 self._stopped_since = None
                 self._stop_confirmed = False
                 self._submit(now, IntentKind.STOP, "started at the console while stopping")

@@ -104,6 +104,8 @@ class PlainRun:
             observed = False
             for happened in stepped.advance(now):
                 observed = self._observe(happened) or observed
+            if machine.finished:
+                break  # (nothing scheduled for later happens to this session)
             while self.schedule and self.schedule[0][0] <= now:
                 _, _, action = self.schedule.pop(0)
                 action(self)
