@@ -381,7 +381,8 @@ class ControlPoint:
         kind = job.intent.kind
         status = outcome.status
         first = job.attempt == 1
-        self._delivered(kind, outcome)
+        if job.phase is _Phase.MAIN:  # (a quirk's Request Control reaching it is no Stop)
+            self._delivered(kind, outcome)
         if status is CommandStatus.TIMED_OUT:
             self.unanswered += 1
             if kind in (IntentKind.START, IntentKind.STOP, IntentKind.PAUSE):
