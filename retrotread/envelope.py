@@ -11,6 +11,7 @@ is quantized to the machine's increment downward (slower is the safe side).
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 
 from retrotread.errors import SafetyError
@@ -176,17 +177,23 @@ class Envelope:
         return envelope
 
     # --- limits ---------------------------------------------------------------------------
+    @functools.cached_property
+    def _limits_kmh(self) -> tuple[float, float, float]:
+        """(floor, backward ceiling, forward ceiling), computed once: an envelope never
+        changes, and the control loop asks for them on every tick."""
+        increment = self.machine.increment_kmh
+        top = self.machine.max_kmh
+        return (quantize_up(max(self.machine.min_kmh, 0.01), increment),
+                quantize_down(min(self.backward_ceiling_kmh, top), increment),
+                quantize_down(min(self.forward_ceiling_kmh, top), increment))
+
     def floor_kmh(self) -> float:
         """The lowest speed the belt can run at (machine minimum, rounded up)."""
-        return quantize_up(max(self.machine.min_kmh, 0.01), self.machine.increment_kmh)
+        return self._limits_kmh[0]
 
     def ceiling_kmh(self, direction: Direction) -> float:
         """The highest speed allowed facing ``direction`` on this machine (rounded down)."""
-        limit = (
-            self.backward_ceiling_kmh if direction is Direction.BACKWARD
-            else self.forward_ceiling_kmh
-        )
-        return quantize_down(min(limit, self.machine.max_kmh), self.machine.increment_kmh)
+        return self._limits_kmh[1 if direction is Direction.BACKWARD else 2]
 
     def ramp_kmh_per_s(self, direction: Direction) -> float:
         if direction is Direction.BACKWARD:

@@ -348,7 +348,7 @@ class SessionMachine:
     def take_write(self, now: float) -> codec.ControlPointRequest | None:
         """The next request for the control point (the driver writes it and reports
         :class:`CommandFinished`)."""
-        if self.state is State.FINISHED:
+        if self.state is State.FINISHED or self.control.idle():
             return None
         request, reports = self.control.take_write(now, self._wire_context())
         self._act_on(now, reports)
