@@ -29,7 +29,7 @@ from retrotread.ftms import codec
 from retrotread.quirks import Quirks
 from retrotread.treadmill import CommandOutcome, CommandStatus
 from retrotread.units import quantize_down, quantize_up
-from retrotread.watchdog import Trigger
+from retrotread.watchdog import Act, Trigger
 
 BUSY_RETRY_AFTER_S = 0.5
 """A command that failed on the link (not refused, not timed out) is tried once more
@@ -217,7 +217,7 @@ class ControlPoint:
                 # taken a second since the countdown ended): never Start a moving belt.
                 self._job = None
                 reports.append(Report(ReportKind.STOP, Trigger(
-                    "start_on_moving_belt", "stop", "the belt is moving (or its speed is "
+                    "start_on_moving_belt", Act.STOP, "the belt is moving (or its speed is "
                     "unknown) as the Start is about to go out")))
                 return None, reports
             self.in_flight = self._request_for(job)
@@ -243,7 +243,7 @@ class ControlPoint:
                 self._next_attempt(job, outcome.time_s)
                 return []
             self._job = None
-            return [Report(ReportKind.STOP, Trigger("control_lost", "stop", outcome.detail))]
+            return [Report(ReportKind.STOP, Trigger("control_lost", Act.STOP, outcome.detail))]
         if job.phase is _Phase.CONTROL_FIRST and outcome.status is CommandStatus.ANSWERED:
             self.has_control = True
             job.phase = _Phase.MAIN
@@ -331,7 +331,7 @@ class ControlPoint:
             speed = self.envelope.clamp(ctx.facing, speed_kmh)
             if speed != speed_kmh:  # the final gate caught something: say so
                 reports.append(Report(ReportKind.NOTICE, Trigger(
-                    "envelope", "clamp",
+                    "envelope", Act.CLAMP,
                     f"{describe_kmh(speed_kmh)} is outside the envelope facing "
                     f"{ctx.facing.value}; sending {describe_kmh(speed)}")))
             return codec.SetTargetSpeed(speed_kmh=speed)
@@ -391,7 +391,7 @@ class ControlPoint:
                 self.started = True
             if kind is not IntentKind.STOP and self.unanswered >= 2:
                 # No reply twice in a row, whichever commands they were: stop now.
-                return self._end(Report(ReportKind.STOP, Trigger("no_reply", "stop",
+                return self._end(Report(ReportKind.STOP, Trigger("no_reply", Act.STOP,
                                                                  outcome.detail)))
             if first and kind is IntentKind.START and ctx.belt_moving:
                 self._job = None  # the first Start took effect: never Start a moving belt
@@ -399,23 +399,23 @@ class ControlPoint:
             if first:
                 self._next_attempt(job, outcome.time_s)
                 return []
-            return self._end(Report(ReportKind.STOP, Trigger("no_reply", "stop",
+            return self._end(Report(ReportKind.STOP, Trigger("no_reply", Act.STOP,
                                                              outcome.detail)))
         if status is CommandStatus.REFUSED:
             self.unanswered = 0  # refused is an answer
             if outcome.result_code == codec.ResultCode.CONTROL_NOT_PERMITTED and first:
                 job.phase = _Phase.CONTROL_AGAIN
-                return [Report(ReportKind.NOTICE, Trigger("control_lost", "re_request_control",
+                return [Report(ReportKind.NOTICE, Trigger("control_lost", Act.RE_REQUEST_CONTROL,
                                                           outcome.detail))]
             request = job.request
             if (isinstance(request, codec.SetTargetSpeed)
                     and outcome.result_code == codec.ResultCode.INVALID_PARAMETER):
                 return self._end(Report(ReportKind.FLOOR_REFUSED, Trigger(
-                    "command_refused", "stop", outcome.detail), speed_kmh=request.speed_kmh))
+                    "command_refused", Act.STOP, outcome.detail), speed_kmh=request.speed_kmh))
             if kind is IntentKind.STOP:
-                return self._end(Report(ReportKind.NOTICE, Trigger("stop_refused", "alarm",
+                return self._end(Report(ReportKind.NOTICE, Trigger("stop_refused", Act.ALARM,
                                                                    outcome.detail)))
-            return self._end(Report(ReportKind.STOP, Trigger("command_refused", "stop",
+            return self._end(Report(ReportKind.STOP, Trigger("command_refused", Act.STOP,
                                                              outcome.detail)))
         if status is CommandStatus.LINK_CLOSED:
             # The link is gone: the session reconnects and sends Stop on the new link.
@@ -427,9 +427,9 @@ class ControlPoint:
             self._next_attempt(job, outcome.time_s, BUSY_RETRY_AFTER_S)
             return []
         if kind is IntentKind.STOP:
-            return self._end(Report(ReportKind.NOTICE, Trigger("stop_failed", "alarm",
+            return self._end(Report(ReportKind.NOTICE, Trigger("stop_failed", Act.ALARM,
                                                                outcome.detail)))
-        return self._end(Report(ReportKind.STOP, Trigger("command_failed", "stop",
+        return self._end(Report(ReportKind.STOP, Trigger("command_failed", Act.STOP,
                                                          outcome.detail)))
 
     def _end(self, report: Report) -> list[Report]:

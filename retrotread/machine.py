@@ -103,6 +103,7 @@ from retrotread.quirks import Quirks
 from retrotread.treadmill import CommandStatus, Telemetry
 from retrotread.units import quantize_down
 from retrotread.watchdog import (
+    Act,
     CompanionRule,
     HeartRateRule,
     Trigger,
@@ -321,7 +322,7 @@ class SessionMachine:
                 case LinkUp(description, quirks, connected):
                     self._on_link_up(now, description, quirks, connected)
                 case ReconnectFailed(attempt, detail):
-                    self.emit_watchdog(now, Trigger("link_lost", "reconnect",
+                    self.emit_watchdog(now, Trigger("link_lost", Act.RECONNECT,
                                                     f"attempt {attempt} failed: {detail}"))
                 case ReconnectImpossible():
                     self.announce(now, "Cannot reconnect to the treadmill: stop the belt at "
@@ -497,7 +498,7 @@ class SessionMachine:
         if self._outcome is None:
             self._outcome = (outcome, trigger.detail)
         self.emit_watchdog(now, trigger)
-        if trigger.action == "stop":
+        if trigger.action is Act.STOP:
             self.announce(now, f"Stopping the belt: {trigger.detail}", "alarm")
         self._enter_safe_stop(now)
 
@@ -508,9 +509,9 @@ class SessionMachine:
         first = self.interrupt_by is None
         self.interrupt_by = now + self.settings.interrupt_grace_s if first else now
         if self._pending_trigger is None:
-            self.trigger(now, Trigger("interrupted", "stop", reason), Outcome.INTERRUPTED)
+            self.trigger(now, Trigger("interrupted", Act.STOP, reason), Outcome.INTERRUPTED)
         else:
-            self.emit_watchdog(now, Trigger("interrupted", "stop",
+            self.emit_watchdog(now, Trigger("interrupted", Act.STOP,
                                             f"{reason}: ending the session"
                                             + ("" if self.link_ok else
                                                " with the link down: no Stop can be sent")))
@@ -625,7 +626,7 @@ class SessionMachine:
                 self._idle_since = now
             elif now - self._idle_since > self.settings.max_idle_s:
                 self.trigger(now, Trigger(
-                    "idle", "stop", f"nothing happened for "
+                    "idle", Act.STOP, f"nothing happened for "
                     f"{minutes_text(self.settings.max_idle_s, digits=0)} while {state.value}: "
                     "ending the workout"), Outcome.STOPPED_BY_USER)
                 return
@@ -643,7 +644,7 @@ class SessionMachine:
             elif self._turn_stop_since is not None and (
                     now - self._turn_stop_since > self.settings.stop_confirm_timeout_s):
                 self.trigger(now, Trigger(
-                    "belt_not_stopping", "stop", "the belt did not stop for the turnaround "
+                    "belt_not_stopping", Act.STOP, "the belt did not stop for the turnaround "
                     f"within {self.settings.stop_confirm_timeout_s:.0f} s"))
         elif state in (State.WAITING_READY, State.HOLD):
             self._tick_gate(now)
@@ -678,7 +679,7 @@ class SessionMachine:
             facing=self.facing, belt_should_move=True, started_s=self.belt_started_s,
         )
         if trigger is not None:
-            if trigger.action == "retarget":
+            if trigger.action is Act.RETARGET:
                 self.emit_watchdog(now, trigger)
                 self.control.force_resend()
             else:
@@ -718,7 +719,7 @@ class SessionMachine:
         if left > 0:
             return
         if self.belt_moving():  # (a sample without a speed counts as moving)
-            self.trigger(now, Trigger("start_on_moving_belt", "stop",
+            self.trigger(now, Trigger("start_on_moving_belt", Act.STOP,
                                       "the belt is moving (or its speed is unknown) when it "
                                       "should stand still"))
             return
@@ -789,11 +790,11 @@ class SessionMachine:
             return False
         limited, trigger = rule.check(now)
         if trigger is not None:
-            if trigger.action == "stop":
+            if trigger.action is Act.STOP:
                 self.trigger(now, trigger)
             else:
                 self.emit_watchdog(now, trigger)
-                level = "info" if trigger.action == "release" else "warning"
+                level = "info" if trigger.action is Act.RELEASE else "warning"
                 self.announce(now, trigger.detail[0].upper() + trigger.detail[1:] + ".", level)
         self.heart_limited = limited
         return limited
@@ -912,7 +913,7 @@ class SessionMachine:
             return False  # no start at or below 1.0 mph on this machine: stop instead
         self.floor_kmh = new_floor
         self.control.last_sent_kmh = None
-        self.emit_watchdog(now, Trigger("machine_floor", "clamp",
+        self.emit_watchdog(now, Trigger("machine_floor", Act.CLAMP,
                                         f"the machine refused {refused_kmh:.2f} km/h: using "
                                         f"{new_floor:.2f} km/h as its lowest speed"))
         return True
@@ -1078,11 +1079,11 @@ class SessionMachine:
         if isinstance(status, codec.StoppedBySafetyKey):
             self.safety_key_stopped = True
             self.announce(now, "Safety key pulled: the workout is over.", "alarm")
-            self.trigger(now, Trigger("safety_key", "stop", "the machine reports its safety "
+            self.trigger(now, Trigger("safety_key", Act.STOP, "the machine reports its safety "
                                       "key was pulled"), Outcome.SAFETY_KEY)
         elif isinstance(status, codec.ControlPermissionLost):
             if self.state not in (State.STOPPING, State.FINISHING):
-                self.emit_watchdog(now, Trigger("control_lost", "re_request_control",
+                self.emit_watchdog(now, Trigger("control_lost", Act.RE_REQUEST_CONTROL,
                                                 "the machine reports control permission lost"))
                 self._submit(now, IntentKind.CONTROL, "control lost")
         elif isinstance(status, codec.TargetSpeedChanged):
@@ -1092,7 +1093,7 @@ class SessionMachine:
                 return
             if status.action is codec.StopPause.STOP:
                 self.announce(now, "The belt was stopped at the console.", "warning")
-                self.trigger(now, Trigger("console_stop", "stop", "stopped at the console"),
+                self.trigger(now, Trigger("console_stop", Act.STOP, "stopped at the console"),
                              Outcome.STOPPED_BY_USER)
             elif self.state is State.RUNNING:
                 self._enter_paused(now, "paused at the console")
@@ -1102,14 +1103,14 @@ class SessionMachine:
                 return
             if self.state in (State.TURNAROUND, State.WAITING_READY, State.HOLD,
                               State.COUNTDOWN, State.PAUSED):
-                self.trigger(now, Trigger("console_start", "stop",
+                self.trigger(now, Trigger("console_start", Act.STOP,
                                           "the belt was started at the console while it "
                                           "should stand still"))
             elif self.state in (State.STOPPING, State.FINISHING) or (
                     self._closing is not _Closing.NO):
                 # Started again while the session stops it: stop it again, and see it
                 # stand still before the session ends.
-                self.emit_watchdog(now, Trigger("console_start", "stop",
+                self.emit_watchdog(now, Trigger("console_start", Act.STOP,
                                                 "the belt was started at the console while "
                                                 "the session stops it: Stop again"))
                 self.control.require_new_stop()
@@ -1122,7 +1123,7 @@ class SessionMachine:
             # The machine says its target changed but not to what: command ours again.
             if self.state is State.RUNNING:
                 self.emit_watchdog(now, Trigger(
-                    "console_speed_change", "clamp", "the machine reports a new target "
+                    "console_speed_change", Act.CLAMP, "the machine reports a new target "
                     "speed without its value: commanding the plan's speed again"))
                 self.control.force_resend()
             return
@@ -1136,7 +1137,7 @@ class SessionMachine:
             return
         allowed = self.envelope.is_allowed(self.facing, speed_kmh)
         trigger = self.watchdog.console_change(now, speed_kmh, allowed)
-        if trigger.action == "stop":
+        if trigger.action is Act.STOP:
             self.trigger(now, trigger)
             return
         self.emit_watchdog(now, trigger)
@@ -1156,10 +1157,10 @@ class SessionMachine:
                       "Hold the rails; pull the safety key if needed.", "alarm")
         self._unreachable_alarm_s = now
         if self._pending_trigger is None:
-            self.trigger(now, Trigger("link_lost", "stop", "the link to the treadmill was "
+            self.trigger(now, Trigger("link_lost", Act.STOP, "the link to the treadmill was "
                                       "lost; reconnecting to stop the belt"))
         else:
-            self.emit_watchdog(now, Trigger("link_lost", "reconnect", "the link was lost "
+            self.emit_watchdog(now, Trigger("link_lost", Act.RECONNECT, "the link was lost "
                                             "again; reconnecting to stop the belt"))
             self._enter_safe_stop(now)
 
@@ -1175,7 +1176,7 @@ class SessionMachine:
         self._emit(LinkStateChanged(now, True, f"reconnected to {description}"))
         if self.interrupt_by is not None:
             return
-        self.emit_watchdog(now, Trigger("link_lost", "reconnect",
+        self.emit_watchdog(now, Trigger("link_lost", Act.RECONNECT,
                                         "reconnected: sending Stop at once, never resuming"))
         self._stopped_since = None
         self.control.stop_acked = False
@@ -1201,7 +1202,7 @@ class SessionMachine:
         if command is UserCommand.STOP:
             if not active:
                 return False, "already stopping"
-            self.trigger(now, Trigger("user_stop", "stop", f"stop requested ({source})"),
+            self.trigger(now, Trigger("user_stop", Act.STOP, f"stop requested ({source})"),
                          Outcome.STOPPED_BY_USER)
             return True, ""
         if not active:

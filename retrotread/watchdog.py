@@ -26,6 +26,7 @@ what to do. The session carries out the answer. Thresholds come from
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 from retrotread.envelope import (
@@ -58,12 +59,25 @@ class WatchdogLimits:
     reply_timeout_s: float = 2.0
 
 
+class Act(enum.StrEnum):
+    """What a trigger asks for (its value is what the session log records)."""
+
+    STOP = "stop"  # stop the belt at once
+    RETARGET = "retarget"  # command the plan's speed again
+    CLAMP = "clamp"  # a value was brought back inside the limits; go on
+    ALARM = "alarm"  # tell the person; nothing more can be done from here
+    RECONNECT = "reconnect"  # the link is being brought back (to send Stop)
+    RE_REQUEST_CONTROL = "re_request_control"
+    PAUSE = "pause"  # pause the belt (it never resumes by itself)
+    RELEASE = "release"  # a limit that held the belt back is lifted
+
+
 @dataclass(frozen=True)
 class Trigger:
-    """What the watchdog found: ``action`` is ``stop``, ``retarget`` or ``clamp``."""
+    """What the watchdog (or the session core) found, and what it asks for."""
 
     name: str
-    action: str
+    action: Act
     detail: str
 
 
@@ -100,7 +114,7 @@ class Watchdog:
         allowed = self.stall_limit_s()
         if now - self.last_tick_s > allowed:
             return Trigger(
-                "loop_stalled", "stop",
+                "loop_stalled", Act.STOP,
                 f"the control loop has not ticked for {now - self.last_tick_s:.2f} s "
                 f"(limit {allowed:.2f} s)",
             )
@@ -117,7 +131,7 @@ class Watchdog:
             since = max(since, started_s) if self.last_telemetry_s is None else since
             if now - since > self.limits.telemetry_stale_s:
                 return Trigger(
-                    "telemetry_stale", "stop",
+                    "telemetry_stale", Act.STOP,
                     f"no Treadmill Data for {now - since:.1f} s while the belt should move",
                 )
         measured = self.measured_kmh
@@ -130,7 +144,7 @@ class Watchdog:
         if facing is Direction.BACKWARD and measured > (
                 self.backward_ceiling_kmh + self.limits.backward_runaway_margin_kmh):
             return Trigger(
-                "overspeed", "stop",
+                "overspeed", Act.STOP,
                 f"belt at {kmh_text(measured, 2)} while walking backward, far above the "
                 f"{kmh_text(self.backward_ceiling_kmh, 2)} ceiling: stopping at once",
             )
@@ -140,14 +154,14 @@ class Watchdog:
             over_for = now - self._overspeed_since
             if over_for >= 2 * self.limits.overspeed_grace_s:
                 return Trigger(
-                    "overspeed", "stop",
+                    "overspeed", Act.STOP,
                     f"belt at {kmh_text(measured, 2)}, limit {kmh_text(limit, 2)}, for "
                     f"{over_for:.1f} s after re-commanding the target",
                 )
             if over_for >= self.limits.overspeed_grace_s and not self._retargeted:
                 self._retargeted = True
                 return Trigger(
-                    "overspeed", "retarget",
+                    "overspeed", Act.RETARGET,
                     f"belt at {kmh_text(measured, 2)}, limit {kmh_text(limit, 2)}: commanding "
                     f"{kmh_text(commanded_kmh, 2)} again",
                 )
@@ -161,7 +175,7 @@ class Watchdog:
                 self._underspeed_since = now
             elif now - self._underspeed_since >= self.limits.underspeed_grace_s:
                 return Trigger(
-                    "speed_not_reached", "stop",
+                    "speed_not_reached", Act.STOP,
                     f"commanded {kmh_text(commanded_kmh, 2)} but the belt stays at "
                     f"{kmh_text(measured, 2)} after {now - self._underspeed_since:.0f} s",
                 )
@@ -175,7 +189,7 @@ class Watchdog:
         must not move again until our Start. A moving belt now (a creeping or runaway
         belt, a console Start the machine did not report) is a stop."""
         if speed_kmh is not None and speed_kmh > STOPPED_SPEED_KMH:
-            return Trigger("belt_moving_while_stopped", "stop",
+            return Trigger("belt_moving_while_stopped", Act.STOP,
                            f"the belt moves ({kmh_text(speed_kmh, 2)}) while it should "
                            "stand still")
         return None
@@ -193,12 +207,12 @@ class Watchdog:
         count = len(self._console_changes)
         if count > self.limits.console_changes_allowed:
             return Trigger(
-                "console_speed_change", "stop",
+                "console_speed_change", Act.STOP,
                 f"the console changed the speed {count} times within {window:.0f} s",
             )
         how = "inside the envelope" if allowed else "outside the envelope"
         return Trigger(
-            "console_speed_change", "clamp",
+            "console_speed_change", Act.CLAMP,
             f"the console set {kmh_text(speed_kmh, 2)} ({how}): commanding the plan's speed again",
         )
 
@@ -238,10 +252,10 @@ class HeartRateRule:
         if now - self.last_seen_s > HEART_RATE_SIGNAL_LOST_S:
             if self.lost_since is None:
                 self.lost_since = now
-                return True, Trigger("heart_rate_lost", "clamp",
+                return True, Trigger("heart_rate_lost", Act.CLAMP,
                                      "the heart-rate signal is lost: holding the lowest speed")
             if now - self.lost_since > HEART_RATE_HOLD_S:
-                return True, Trigger("heart_rate_lost", "stop",
+                return True, Trigger("heart_rate_lost", Act.STOP,
                                      f"no heart-rate signal for {now - self.lost_since:.0f} s")
             return True, None
         self.lost_since = None
@@ -250,11 +264,11 @@ class HeartRateRule:
         if bpm > self.ceiling_bpm:
             if self.above_since is None:
                 self.above_since = now
-                return True, Trigger("heart_rate", "clamp",
+                return True, Trigger("heart_rate", Act.CLAMP,
                                      f"heart rate {bpm} bpm is above the ceiling of "
                                      f"{self.ceiling_bpm} bpm: slowing to the lowest speed")
             if now - self.above_since > HEART_RATE_HOLD_S:
-                return True, Trigger("heart_rate", "stop",
+                return True, Trigger("heart_rate", Act.STOP,
                                      f"heart rate still {bpm} bpm, above {self.ceiling_bpm} "
                                      f"bpm, after {now - self.above_since:.0f} s at the lowest "
                                      "speed")
@@ -262,7 +276,7 @@ class HeartRateRule:
         if self.above_since is not None:
             if bpm <= self.ceiling_bpm - HEART_RATE_HYSTERESIS_BPM:
                 self.above_since = None
-                return False, Trigger("heart_rate", "release",
+                return False, Trigger("heart_rate", Act.RELEASE,
                                       f"heart rate back to {bpm} bpm: following the plan again")
             return True, None
         return False, None
@@ -303,7 +317,7 @@ class CompanionRule:
             return None
         if now - self._alone_since > self.grace_s:
             self._alone_since = None  # one trigger per loss
-            return Trigger("companion_lost", "pause",
+            return Trigger("companion_lost", Act.PAUSE,
                            f"no companion page connected for {self.grace_s:.0f} s while "
                            "the belt moves")
         return None
