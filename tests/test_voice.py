@@ -103,11 +103,24 @@ def test_stop_inside_a_long_sentence_is_not_a_command(synth: va.Synth) -> None:
     assert spot_all(clip.audio) == [], "the short-utterance gate drops it"
 
 
+def test_the_second_stage_drops_a_candidate_whose_word_is_too_short(synth: va.Synth) -> None:
+    clip = va.scene(synth.speak("stop"), snr_db=20, seed=6)
+    spotter = KeywordSpotter(va.RATE_HZ, max_utterance_s=None, min_word_s=0.0)
+    heard = [h for i in range(0, len(clip.audio), 1600)
+             for h in spotter.feed(clip.audio[i:i + 1600])]
+    assert heard and 0.1 <= heard[0].duration_s <= 1.0, "a spoken stop has a word's length"
+    strict = KeywordSpotter(va.RATE_HZ, max_utterance_s=None,
+                            min_word_s=heard[0].duration_s + 0.01)
+    assert [h for i in range(0, len(clip.audio), 1600)
+            for h in strict.feed(clip.audio[i:i + 1600])] == []
+    assert strict.candidates >= 1 and strict.too_short == strict.candidates
+
+
 def test_the_utterance_gate_releases_short_runs_and_drops_long_ones() -> None:
     from retrotread.voice.spotter import Spotted
 
     gate = UtteranceGate(16_000, max_utterance_s=1.0, end_silence_s=0.3)
-    hit = Spotted("stop", UserCommand.STOP, 0.9, 0)
+    hit = Spotted("stop", UserCommand.STOP, 0.9, 0.3, 0)
     assert gate.chunks([True] * 50, 160) == []  # 0.5 s of speech
     assert gate.spotted([hit]) == []  # held until the run ends
     released = gate.chunks([False] * 30, 160)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,12 @@ END_SILENCE_S = 0.3
 STOP_THRESHOLD = 1e-20
 """The keyphrase threshold for "stop", chosen from the benchmark's sweep."""
 PAUSE_THRESHOLD = 1e-20
+MIN_WORD_S = 0.0
+"""Second stage: a keyphrase candidate whose aligned word lasts less than this is dropped
+(pocketsphinx aligns "stop" onto short bursts of other speech; a spoken "stop" lasts
+0.15-0.5 s). Chosen with the threshold on the benchmark's tuning set."""
+FRAME_S = 0.01
+"""pocketsphinx's frame step (100 frames per second)."""
 CMN = "live"
 DEFAULT_WORDS: Mapping[str, float] = {"stop": STOP_THRESHOLD}
 
@@ -41,6 +47,8 @@ class Spotted:
     command: UserCommand
     confidence: float
     """pocketsphinx's posterior for the word (0..1)."""
+    duration_s: float
+    """How long the word lasted, as the recognizer aligned it."""
     end_sample: int
     """Samples fed since the start of the stream up to the end of the block that
     completed the detection."""
@@ -144,7 +152,7 @@ class UtteranceGate:
         if length > self.max_samples:
             self.rejected += len(pending)
             return []
-        return [Spotted(s.word, s.command, s.confidence, self.position) for s in pending[:1]]
+        return [replace(s, end_sample=self.position) for s in pending[:1]]
 
     def spotted(self, hits: list[Spotted]) -> list[Spotted]:
         """Detections from the recognizer: held until their run ends."""
@@ -159,7 +167,7 @@ class UtteranceGate:
                 and last[0] > self.max_samples):
             self.rejected += len(hits)
             return []
-        return [Spotted(s.word, s.command, s.confidence, self.position) for s in hits[:1]]
+        return [replace(s, end_sample=self.position) for s in hits[:1]]
 
     def reset(self) -> None:
         self.start = None
@@ -174,7 +182,8 @@ class KeywordSpotter:
                  model_dir: Path | None = None,
                  noise_suppression: int = NOISE_SUPPRESSION,
                  max_utterance_s: float | None = MAX_UTTERANCE_S,
-                 end_silence_s: float = END_SILENCE_S) -> None:
+                 end_silence_s: float = END_SILENCE_S,
+                 min_word_s: float = MIN_WORD_S) -> None:
         unknown = set(words) - set(VOICE_COMMANDS)
         if unknown or not words:
             raise ValueError(f"the spotter listens only for {sorted(VOICE_COMMANDS)}, "
@@ -204,6 +213,11 @@ class KeywordSpotter:
             # a never-ending stream needs the running estimate.
             self._decoder.config["cmn"] = CMN
             self._decoder.reinit_feat()
+        self.min_word_s = float(min_word_s)
+        self.candidates = 0
+        """Keyphrases the first stage proposed (before the duration check and the gate)."""
+        self.too_short = 0
+        """Of them, dropped by the duration check."""
         self.fed_samples = 0
         self._decoder.start_utt()
 
@@ -220,9 +234,15 @@ class KeywordSpotter:
         spotted = []
         for segment in self._decoder.seg():
             word = segment.word.strip().lower()
-            if word in self.words:
-                spotted.append(Spotted(word, VOICE_COMMANDS[word], float(segment.prob),
-                                       self.fed_samples))
+            if word not in self.words:
+                continue
+            self.candidates += 1
+            duration_s = (segment.end_frame - segment.start_frame + 1) * FRAME_S
+            if duration_s < self.min_word_s:
+                self.too_short += 1
+                continue
+            spotted.append(Spotted(word, VOICE_COMMANDS[word], float(segment.prob),
+                                   duration_s, self.fed_samples))
         self._restart()  # report each keyphrase once
         if self.gate is not None:
             spotted = self.gate.spotted(spotted)
