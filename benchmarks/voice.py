@@ -3,11 +3,12 @@ in speech that has none.
 
     .venv/bin/python -m benchmarks.voice                 # full (about half an hour)
     .venv/bin/python -m benchmarks.voice --quick         # a smoke run, a few minutes
-    .venv/bin/python -m benchmarks.voice --grid 1e-30:0.2,1e-20:0 --json voice.json
+    .venv/bin/python -m benchmarks.voice --grid 1e-30:0.2,1e-20:0:any --json voice.json
 
 Speech is synthesized by espeak-ng (4 speeds, random pitch) and mixed with generated
 treadmill noise (tests/voice_audio.py) at a signal-to-noise ratio over the voiced part of
-the speech. A configuration is (stage 1 keyphrase threshold, stage 2 shortest word).
+the speech. A configuration is (stage 1 keyphrase threshold, stage 2 shortest word,
+whether the word must fall in a run of voice activity).
 
 Honest split. The configuration is CHOSEN on a tuning set and REPORTED on a held-out set;
 the two share no voice, no stop phrase, no non-stop text and no noise seed (``TUNING``,
@@ -40,7 +41,8 @@ Measured on each set:
 
 The choice (``choose``, on the tuning table only): the best 10 dB detection among
 configurations with at most 1 false stop per hour; when none has, the fewest false stops
-among those that hear at least 90 % of the stops at 10 dB.
+among those that hear at least 90 % of the stops at 10 dB. False stops per hour, for
+the choice and the target, are the worse of non-stop speech and noise alone.
 """
 
 from __future__ import annotations
@@ -79,18 +81,21 @@ class Config:
 
     threshold: float
     min_word_s: float
+    require_speech: bool = True
 
     def spotter(self) -> KeywordSpotter:
-        return KeywordSpotter(va.RATE_HZ, {"stop": self.threshold}, min_word_s=self.min_word_s)
+        return KeywordSpotter(va.RATE_HZ, {"stop": self.threshold}, min_word_s=self.min_word_s,
+                              require_speech=self.require_speech)
 
     def __str__(self) -> str:
-        return f"{self.threshold:g}, word >= {self.min_word_s:g} s"
+        return (f"{self.threshold:g}, word >= {self.min_word_s:g} s"
+                + (", in speech" if self.require_speech else ""))
 
 
 GRID = (*(Config(t, w) for t in (1e-30, 1e-25, 1e-20) for w in (0.2, 0.25)),
-        Config(1e-20, 0.0))
-"""Tried on the tuning set; (1e-20, 0 s) is the configuration shipped before the second
-stage."""
+        Config(1e-20, 0.0, require_speech=False))
+"""Tried on the tuning set; (1e-20, 0 s, not required in speech) is the configuration
+shipped before the second stage."""
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,16 @@ class Result:
     @property
     def false_per_hour(self) -> float:
         return self.false_stops / (self.false_audio_s / 3600) if self.false_audio_s else math.nan
+
+    @property
+    def noise_per_hour(self) -> float:
+        return self.noise_false_stops / (self.noise_minutes / 60) if self.noise_minutes \
+            else math.nan
+
+    @property
+    def worst_per_hour(self) -> float:
+        """False stops per hour, the worse of talking and of noise alone."""
+        return max(self.false_per_hour, self.noise_per_hour)
 
 
 def spot(spotter: KeywordSpotter, audio: np.ndarray, *, reset: bool = True) -> list[int]:
@@ -301,16 +316,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def choose(results: list[Result]) -> Result:
-    """On the TUNING set: the best detection at 10 dB among those with <= 1 false stop per
-    hour. When none qualifies: the fewest false stops per hour among those that still hear
-    at least ``USEFUL`` of the stops at 10 dB (a stop missed more than one time in ten is
-    not worth saying; a false stop only stops); failing that, the best detection at 10 dB."""
-    ok = [r for r in results if r.false_per_hour <= 1.0]
+    """On the TUNING set, false stops per hour counted as the worse of non-stop speech and
+    noise alone: the best detection at 10 dB among those with <= 1 false stop per hour.
+    When none qualifies: the fewest false stops per hour among those that still hear at
+    least ``USEFUL`` of the stops at 10 dB (a stop missed more than one time in ten is not
+    worth saying; a false stop only stops); failing that, the best detection at 10 dB."""
+    ok = [r for r in results if r.worst_per_hour <= 1.0]
     if ok:
-        return max(ok, key=lambda r: (r.rate(10.0), -r.false_per_hour))
+        return max(ok, key=lambda r: (r.rate(10.0), -r.worst_per_hour))
     useful = [r for r in results if r.rate(10.0) >= USEFUL]
     if useful:
-        return min(useful, key=lambda r: (r.false_per_hour, -r.rate(10.0)))
+        return min(useful, key=lambda r: (r.worst_per_hour, -r.rate(10.0)))
     return max(results, key=lambda r: r.rate(10.0))
 
 
@@ -446,14 +462,15 @@ def measure_to_wire(synth: va.Synth, utterances: list[tuple[str, va.Voice]],
 def rows(results: dict[Config, Result], chosen: Config) -> list[str]:
     lines = ["| stage 1 threshold, stage 2 shortest word | "
              + " | ".join(f"stop @ {s:g} dB" for s in SNRS_DB)
-             + " | false stops / h of speech | on noise alone | confusables taken for stop |",
+             + " | false stops / h of speech | / h of noise alone | confusables taken for stop |",
              "|---|" + "---|" * len(SNRS_DB) + "---|---|---|"]
     for c, r in results.items():
         mark = " (chosen)" if c == chosen else ""
         rates = " | ".join(f"{100 * r.rate(s):.1f} % ({r.hits.get(s, 0)}/{r.trials.get(s, 0)})"
                            for s in SNRS_DB)
         lines.append(f"| {c}{mark} | {rates} | {r.false_per_hour:.1f} ({r.false_stops}) | "
-                     f"{r.noise_false_stops} in {r.noise_minutes:.0f} min | "
+                     f"{r.noise_per_hour:.0f} ({r.noise_false_stops} in "
+                     f"{r.noise_minutes:.0f} min) | "
                      f"{r.confusable_hits}/{r.confusables} |")
     r = next(iter(results.values()))
     lines.append(f"non-stop speech: {r.false_audio_s / 3600:.2f} h of audio "
@@ -486,15 +503,17 @@ def table(out: dict[str, Any]) -> str:
                  f"max {wire['max_s'] * 1000:.0f} ms")
     lines.append(f"targets (held-out): >= 95 % at 10 dB: "
                  f"{'PASS' if held.rate(10.0) >= 0.95 else 'FAIL'}; "
-                 f"<= 1 false stop/h: {'PASS' if held.false_per_hour <= 1 else 'FAIL'}; "
+                 f"<= 1 false stop/h: {'PASS' if held.worst_per_hour <= 1 else 'FAIL'}; "
                  f"p99 <= 1 s: {'PASS' if max(lat['p99_s'], wire['p99_s']) <= 1.0 else 'FAIL'}  "
                  f"({out['seconds'] / 60:.1f} min)")
     return "\n".join(lines)
 
 
 def parse_config(text: str) -> Config:
-    threshold, _, word = text.partition(":")
-    return Config(float(threshold), float(word or 0.0))
+    """THRESHOLD[:MIN_WORD_S[:any]]; ``any``: also outside voice activity."""
+    threshold, _, rest = text.partition(":")
+    word, _, anywhere = rest.partition(":")
+    return Config(float(threshold), float(word or 0.0), require_speech=anywhere != "any")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -503,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="a smoke run: few utterances, minutes of non-stop speech")
     parser.add_argument("--grid", type=lambda s: [parse_config(x) for x in s.split(",")],
                         default=list(GRID),
-                        help="configurations to tune over, THRESHOLD:MIN_WORD_S,...")
+                        help="configurations to tune over, THRESHOLD:MIN_WORD_S[:any],...")
     parser.add_argument("--utterances", type=int, default=240, help="held-out, per SNR")
     parser.add_argument("--hours", type=float, default=1.02,
                         help="held-out non-stop speech")

@@ -132,6 +132,23 @@ def test_the_utterance_gate_releases_short_runs_and_drops_long_ones() -> None:
     assert gate.rejected == 1
 
 
+def test_a_word_heard_outside_any_run_of_speech_is_dropped_when_speech_is_required() -> None:
+    from retrotread.voice.spotter import Spotted
+
+    hit = Spotted("stop", UserCommand.STOP, 0.9, 0.3, 0)
+    lenient = UtteranceGate(16_000, max_utterance_s=1.0, end_silence_s=0.3)
+    strict = UtteranceGate(16_000, max_utterance_s=1.0, end_silence_s=0.3,
+                           require_speech=True)
+    for gate in (lenient, strict):
+        gate.chunks([False] * 100, 160)  # 1 s of noise that voice activity calls no speech
+    assert [s.word for s in lenient.spotted([hit])] == ["stop"]
+    assert strict.spotted([hit]) == [] and strict.no_speech == 1
+    strict.chunks([True] * 40 + [False] * 30, 160)  # a short run just ended
+    assert [s.word for s in strict.spotted([hit])] == ["stop"], "a late report still counts"
+    strict.chunks([False] * 150, 160)  # 1.5 s later: no longer this run's word
+    assert strict.spotted([hit]) == []
+
+
 def test_a_spoken_word_can_only_stop_or_pause() -> None:
     assert set(VOICE_COMMANDS.values()) <= {UserCommand.STOP, UserCommand.PAUSE}
     with pytest.raises(ValueError):

@@ -35,6 +35,9 @@ MIN_WORD_S = 0.0
 """Second stage: a keyphrase candidate whose aligned word lasts less than this is dropped
 (pocketsphinx aligns "stop" onto short bursts of other speech; a spoken "stop" lasts
 0.15-0.5 s). Chosen with the threshold on the benchmark's tuning set."""
+REQUIRE_SPEECH = False
+"""Drop a keyphrase heard outside any run of voice activity (footsteps, belt noise)
+instead of trusting the recognizer over voice activity."""
 FRAME_S = 0.01
 """pocketsphinx's frame step (100 frames per second)."""
 CMN = "live"
@@ -116,7 +119,11 @@ class UtteranceGate:
     ``end_silence_s`` of latency, and "stop" inside a long sentence is not taken.
     """
 
-    def __init__(self, rate_hz: int, *, max_utterance_s: float, end_silence_s: float) -> None:
+    def __init__(self, rate_hz: int, *, max_utterance_s: float, end_silence_s: float,
+                 require_speech: bool = False) -> None:
+        self.require_speech = require_speech
+        self.late = rate_hz  # a word reported up to 1 s after its run ended still counts
+        self.no_speech = 0
         self.max_samples = round(max_utterance_s * rate_hz)
         self.end_silence = round(end_silence_s * rate_hz)
         self.position = 0
@@ -161,11 +168,15 @@ class UtteranceGate:
         if self.start is not None:
             self.pending += hits
             return []
-        # The run already ended in this block (or voice activity missed the word).
+        # The run already ended (the recognizer reports a word up to ~0.8 s late), or voice
+        # activity missed the word.
         last = self._last_run
         if (last is not None and self.position - last[1] <= 2 * self.end_silence
                 and last[0] > self.max_samples):
             self.rejected += len(hits)
+            return []
+        if self.require_speech and (last is None or self.position - last[1] > self.late):
+            self.no_speech += len(hits)
             return []
         return [replace(s, end_sample=self.position) for s in hits[:1]]
 
@@ -183,7 +194,8 @@ class KeywordSpotter:
                  noise_suppression: int = NOISE_SUPPRESSION,
                  max_utterance_s: float | None = MAX_UTTERANCE_S,
                  end_silence_s: float = END_SILENCE_S,
-                 min_word_s: float = MIN_WORD_S) -> None:
+                 min_word_s: float = MIN_WORD_S,
+                 require_speech: bool = REQUIRE_SPEECH) -> None:
         unknown = set(words) - set(VOICE_COMMANDS)
         if unknown or not words:
             raise ValueError(f"the spotter listens only for {sorted(VOICE_COMMANDS)}, "
@@ -193,7 +205,8 @@ class KeywordSpotter:
                 f"the voice stop needs {Denoiser.RATE_HZ} Hz audio, not {sample_rate_hz} Hz")
         self.denoiser = Denoiser(noise_suppression)
         self.gate = (UtteranceGate(sample_rate_hz, max_utterance_s=max_utterance_s,
-                                   end_silence_s=end_silence_s)
+                                   end_silence_s=end_silence_s,
+                                   require_speech=require_speech)
                      if max_utterance_s is not None else None)
         ps = pocketsphinx_module()
         hmm, dictionary = model_paths(model_dir)
