@@ -414,7 +414,7 @@ class SessionMachine:
         if self.control.last_sent_kmh is None:
             return last
         watchdog = self.watchdog
-        if watchdog._overspeed_since is not None or watchdog._underspeed_since is not None:
+        if watchdog.timing():
             return last
         step = self.plan.step_at(self.plan_time_s)
         if step.start_kmh != step.end_kmh or step.direction is not self.facing:

@@ -183,6 +183,11 @@ class Watchdog:
             self._underspeed_since = None
         return None
 
+    def timing(self) -> bool:
+        """Whether a speed rule's grace timer runs (over- or underspeed): its deadline
+        is only seen on a tick."""
+        return self._overspeed_since is not None or self._underspeed_since is not None
+
     @staticmethod
     def check_standing(speed_kmh: float | None) -> Trigger | None:
         """The belt was seen standing still for a turnaround, a countdown or a pause: it

@@ -321,3 +321,18 @@ def test_a_halt_cancels_motion_not_yet_written(halt: IntentKind) -> None:
     assert not any(isinstance(w, codec.SetTargetSpeed | codec.StartOrResume) for w in written)
     assert written[-1] == codec.StopOrPause(action=codec.StopPause.STOP if halt is K.STOP
                                             else codec.StopPause.PAUSE)
+
+
+def test_after_a_console_start_only_a_stop_written_later_counts_as_acknowledged() -> None:
+    point = cp()
+    started(point, 1.0)
+    point.submit(1.0, Intent(K.STOP))
+    first = write(point, 1.0)
+    point.require_new_stop()  # the belt was started at the console meanwhile
+    point.submit(1.1, Intent(K.STOP))
+    point.finished(outcome(first, CommandStatus.ANSWERED, 1.8), FWD)
+    assert point.stop_sent and not point.stop_acked  # the answer to the earlier Stop
+    second = write(point, 1.8)
+    assert second == STOP
+    answer(point, 2.6)
+    assert point.stop_acked
