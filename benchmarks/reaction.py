@@ -64,13 +64,16 @@ async def _machine(conn: Connection, telemetry_hz: float, belt_rate: float) -> N
     sim.belt.acceleration_kmh_per_s = belt_rate
     sim.belt.deceleration_kmh_per_s = belt_rate
     stops: list[float] = []
+    requests_at: list[float] = []  # every control point write decoded (time.monotonic())
     injections: list[tuple[str, float, float]] = []  # kind, t_fault, t_threshold
     done = asyncio.Event()
     tasks: set[asyncio.Task[None]] = set()
 
     def on_request(_time_s: float, request: codec.ControlPointRequest) -> None:
+        now = time.monotonic()
+        requests_at.append(now)
         if isinstance(request, codec.StopOrPause) and request.action is codec.StopPause.STOP:
-            stops.append(time.monotonic())
+            stops.append(now)
 
     sim.request_listeners.append(on_request)
 
@@ -102,9 +105,16 @@ async def _machine(conn: Connection, telemetry_hz: float, belt_rate: float) -> N
                 break
             await asyncio.sleep(0.02)
         await asyncio.sleep(1.5 / telemetry_hz)  # a zero-speed sample has gone out
-        conn.send(("report", list(injections), list(stops)))
+        # A procedure is pending from its write until its reply (LoopClock is
+        # time.monotonic(), the loop's clock). One at a time: a reply ends the latest write.
+        replies = [at for at, _request, _response in sim.replies_delivered]
+        pending = [(start, next((r for r in replies if r >= start), float("inf")))
+                   for start in requests_at]
+        conn.send(("report", list(injections), list(stops), pending))
         injections.clear()
         stops.clear()
+        requests_at.clear()
+        sim.replies_delivered.clear()
 
     def on_pipe() -> None:
         while conn.poll():
@@ -148,6 +158,9 @@ class Trial:
     outcome: str
     stops_before_fault: int
     error: str = ""
+    pending_reply_s: float | None = None
+    """The fault landed while a command waited for its reply: how long it still waited
+    (FTMS allows one procedure at a time, so the Stop cannot go out before it)."""
 
 
 EXPECTED_OUTCOME = {
@@ -228,7 +241,7 @@ async def _trial(port: int, conn: Connection, kind: str, rng: random.Random,
             await task
     conn.send(("report",))
     message = await _recv(conn, 15.0)
-    _, injections, stops = message
+    _, injections, stops, pending = message
     if kind == "remote_stop":
         t_fault = t_threshold = remote_fault[0] if remote_fault else None
     elif injections:
@@ -243,7 +256,9 @@ async def _trial(port: int, conn: Connection, kind: str, rng: random.Random,
         return Trial(kind, None, None, outcome, before, error or "no Stop after the fault")
     if outcome != EXPECTED_OUTCOME[kind] and not error:
         error = f"outcome {outcome}, expected {EXPECTED_OUTCOME[kind]}"
-    return Trial(kind, after[0] - t_threshold, after[0] - t_fault, outcome, before, error)
+    waits = [reply - t_fault for start, reply in pending if start <= t_fault < reply]
+    return Trial(kind, after[0] - t_threshold, after[0] - t_fault, outcome, before, error,
+                 max(waits) if waits else None)
 
 
 async def _run_trials(conn: Connection, port: int, kinds: list[str], seed: int,
@@ -304,6 +319,17 @@ def summarize(trials: list[Trial], wall_s: float, tick_hz: float) -> list[Row]:
         "wall_s": wall_s, "tick_hz": tick_hz, "telemetry_hz": TELEMETRY_HZ,
         "failed": [vars(t) for t in failures][:20],
     }
+    idle = [t.latency_s * 1000 for t in fast
+            if t.latency_s is not None and t.pending_reply_s is None]
+    busy = [t for t in fast if t.latency_s is not None and t.pending_reply_s is not None]
+    busy_ms = [t.latency_s * 1000 for t in busy]
+    after_reply_ms = [(t.latency_s - t.pending_reply_s) * 1000 for t in busy
+                      if t.latency_s is not None and t.pending_reply_s is not None]
+    details["control_point_idle"] = {"n": len(idle), "p50_ms": percentile(idle, 50),
+                                     "p99_ms": percentile(idle, 99)}
+    details["reply_pending"] = {"n": len(busy_ms), "p50_ms": percentile(busy_ms, 50),
+                                "p99_ms": percentile(busy_ms, 99),
+                                "after_reply_p99_ms": percentile(after_reply_ms, 99)}
     kinds_text = ", ".join(f"{k} p50 {v['p50_ms']:.1f}/p99 {v['p99_ms']:.1f}"
                            for k, v in per_kind.items())
     rows = [
@@ -311,6 +337,11 @@ def summarize(trials: list[Trial], wall_s: float, tick_hz: float) -> list[Row]:
             detail=f"{len(ms)} faults over TCP loopback, {tick_hz:g} Hz", extra=details),
         Row("watchdog reaction p99 (fault -> Stop on the wire)", percentile(ms, 99), "ms",
             target=150.0, detail=kinds_text + f"; failures {details['failures']}"),
+        Row("  fault with the control point idle, p99", percentile(idle, 99),
+            "ms", detail=f"{len(idle)} faults; p50 {percentile(idle, 50):.2f} ms"),
+        Row("  fault while a command waits for its reply, p99", percentile(busy_ms, 99), "ms",
+            detail=f"{len(busy_ms)} faults; p50 {percentile(busy_ms, 50):.1f} ms; from the "
+            f"reply to Stop p99 {percentile(after_reply_ms, 99):.2f} ms"),
     ]
     if runaway:
         rms = [t.latency_s * 1000 for t in runaway if t.latency_s is not None]
