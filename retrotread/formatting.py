@@ -32,6 +32,13 @@ _STEP_ALLOWANCE_KMH = FTMS_SPEED_STEP_KMH * (1 - 1e-6)  # less than one FTMS ste
 _EPS = 1e-9
 
 
+class Units(enum.StrEnum):
+    """The person's units (a ``str``: ``"mph"``, ``"km/h"``)."""
+
+    MPH = "mph"
+    KMH = "km/h"
+
+
 class Rounding(enum.Enum):
     NEAREST = "nearest"
     DOWN = "down"  # a ceiling: never reads higher than it is

@@ -28,6 +28,7 @@ from retrotread.envelope import (
 )
 from retrotread.errors import RetrotreadError, UsageError
 from retrotread.events import Event, EventBus, Outcome, TurnaroundPhase
+from retrotread.formatting import Units
 from retrotread.ftms import codec
 from retrotread.gatt import GattServer, Link
 from retrotread.quirks import Quirks
@@ -145,9 +146,10 @@ def segment_infos(profile: Any) -> list[SegmentInfo]:
 
 
 def session_settings(profile: Any, ready_gate: str | None, *, simulated: bool,
-                     speedup: float = 1.0) -> SessionSettings:
+                     speedup: float = 1.0, units: str = Units.MPH) -> SessionSettings:
     turnaround = getattr(profile, "turnaround", None)
-    kwargs: dict[str, Any] = {"wait_for_ready_at_start": not simulated}
+    kwargs: dict[str, Any] = {"wait_for_ready_at_start": not simulated,
+                              "units": Units(units)}
     heart_rate_max_bpm = getattr(getattr(profile, "safety", None), "heart_rate_max_bpm", None)
     if heart_rate_max_bpm is not None:
         kwargs["heart_rate_max_bpm"] = heart_rate_max_bpm
@@ -251,6 +253,7 @@ async def run_profile(
     speedup: float = 1.0,
     heart_rate_link_factory: Callable[[], Link] | None = None,
     stall_clock: Clock | None = None,
+    units: str = Units.MPH,
 ) -> SessionResult:
     """Connect, build the envelope and plan for this machine, and run the session.
 
@@ -279,7 +282,7 @@ async def run_profile(
             clock=clock,
             bus=bus,
             settings=settings or session_settings(profile, ready_gate, simulated=simulated,
-                                                  speedup=speedup),
+                                                  speedup=speedup, units=units),
             profile_name=profile.name,
             profile_path=profile_path,
             simulated=simulated,
@@ -525,6 +528,7 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
                     speedup=options.speedup,
                     heart_rate_link_factory=strap_links,
                     stall_clock=LoopClock() if options.speedup != 1.0 else None,
+                    units=options.units,
                 )
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):

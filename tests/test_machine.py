@@ -12,6 +12,7 @@ import pytest
 
 from retrotread.envelope import Envelope
 from retrotread.events import (
+    Announcement,
     CommandSource,
     Event,
     Outcome,
@@ -20,6 +21,7 @@ from retrotread.events import (
     UserAction,
     UserCommand,
 )
+from retrotread.formatting import Units
 from retrotread.ftms import codec
 from retrotread.machine import SessionMachine, SessionSettings, State
 from retrotread.observations import (
@@ -290,3 +292,16 @@ def test_a_pause_cancels_a_start_whose_request_control_is_still_in_flight() -> N
                                                              CommandStatus.ANSWERED)))
     assert codec.StartOrResume() not in written
     assert PAUSE in written
+
+
+@pytest.mark.parametrize(("units", "said", "not_said"),
+                         [(Units.MPH, " mph", "km/h"), (Units.KMH, " km/h", "mph")])
+def test_speed_changes_are_announced_in_the_persons_units(units: Units, said: str,
+                                                          not_said: str) -> None:
+    r = rig("intervals.yaml", units=units)
+    r.until(lambda: r.machine.finished, 3600.0)
+    changes = [e.text for e in r.events if isinstance(e, Announcement)
+               and e.text.startswith(("Speeding up to", "Slowing down to"))
+               and "finish" not in e.text]
+    assert changes
+    assert all(said in text and not_said not in text for text in changes), changes

@@ -16,7 +16,7 @@ One object, :class:`SessionMachine`, written in parts that each fit in one sitti
 - ``inputs.py``: ``Inputs``, what the treadmill and the link report: samples, statuses,
   the link lost and back.
 - ``person.py``: ``PersonCommands``, the person's and the remotes' commands.
-- ``narration.py``: ``Narration``, what is said as the plan goes: segment cues,
+- ``notices.py``: ``PlanNotices``, what is said as the plan goes: segment cues,
   turnaround and speed-change notices.
 - ``quiet.py``: ``QuietWindows``, ``quiet_until``: when ticks would change nothing (the
   plain loop skips them).

@@ -48,7 +48,7 @@ from retrotread.events import (
 from retrotread.formatting import kmh_text, minutes_text
 from retrotread.ftms import codec
 from retrotread.machine.inputs import Inputs
-from retrotread.machine.narration import Narration
+from retrotread.machine.notices import PlanNotices
 from retrotread.machine.person import PersonCommands
 from retrotread.machine.quiet import QuietWindows
 from retrotread.machine.types import (
@@ -88,7 +88,7 @@ from retrotread.watchdog import (
 )
 
 
-class SessionMachine(Inputs, PersonCommands, Narration, QuietWindows, View):
+class SessionMachine(Inputs, PersonCommands, PlanNotices, QuietWindows, View):
     """One workout: feed it observations with :meth:`step`, ask it for writes with
     :meth:`take_write`."""
 

@@ -14,6 +14,7 @@ from retrotread.envelope import (
 from retrotread.events import (
     Outcome,
 )
+from retrotread.formatting import Units
 
 FIRST_TELEMETRY_WAIT_S = 3.0
 """At the start: how long to wait for a first sample (to see the belt standing)."""
@@ -92,6 +93,7 @@ class SessionSettings:
     user_step_kmh: float = 0.16  # 0.1 mph per +/- press
     max_idle_s: float = 600.0  # paused (or waiting for ready) this long ends the workout
     heart_rate_max_bpm: int | None = None  # the profile's ceiling (watchdog.HeartRateRule)
+    units: Units = Units.MPH  # the units announcements speak speeds in
 
 
 @dataclass(frozen=True)

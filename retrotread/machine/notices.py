@@ -13,7 +13,7 @@ from retrotread.events import (
     SegmentStarted,
     TurnaroundPhase,
 )
-from retrotread.formatting import duration_words, mph_text
+from retrotread.formatting import duration_words, speed_text
 from retrotread.machine.base import MachineBase
 from retrotread.plan import (
     FINISH_RAMP,
@@ -21,7 +21,7 @@ from retrotread.plan import (
 )
 
 
-class Narration(MachineBase):
+class PlanNotices(MachineBase):
     """Announcements the plan calls for as it runs."""
 
     def _segment_changed(self, now: float, segment: int) -> None:
@@ -64,13 +64,14 @@ class Narration(MachineBase):
                 continue  # skipped past it (a skip, a pause)
             ahead_s = step.start_s - plan_s
             when = f" in {duration_words(round(ahead_s))}" if ahead_s >= 1.0 else " now"
-            speed = self.envelope.clamp(step.direction, step.end_kmh)
+            speed = speed_text(self.envelope.clamp(step.direction, step.end_kmh),
+                               self.settings.units)
             if step.kind == FINISH_RAMP:
                 self.announce(now, f"Slowing down to finish{when}.")
             elif step.end_kmh > step.start_kmh:
-                self.announce(now, f"Speeding up to {mph_text(speed)}{when}.")
+                self.announce(now, f"Speeding up to {speed}{when}.")
             else:
-                self.announce(now, f"Slowing down to {mph_text(speed)}{when}.")
+                self.announce(now, f"Slowing down to {speed}{when}.")
 
     def _next_direction(self, step: PlanStep) -> Direction:
         for later in self.plan.steps:
