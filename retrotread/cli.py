@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "inserted, every speed inside the safety envelope) and print it.")
     p.add_argument("profile", metavar="PROFILE", help="a bundled profile's name or a path")
     p.add_argument("--units", choices=["mph", "km/h"], default=None,
-                   help="units shown first and spoken (screens show both; default mph)")
+                   help="units shown first (both are always shown; default mph)")
     p.add_argument("--device", default="sim", metavar="DEVICE",
                    help="quantize for this simulator preset's speed range (sim:PRESET)")
     p.add_argument("--backward-max", type=float, default=None, metavar="MPH",
