@@ -12,11 +12,6 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-TIME_TOLERANCE_S = 1e-6
-"""Deadlines within this of ``now`` count as reached. A virtual clock (looptime) keeps
-time in whole microseconds, so ``0.1 + 0.05`` (0.15000000000000002) is never reached
-exactly; comparing with this tolerance avoids waiting forever for it."""
-
 
 class Clock(Protocol):
     def now(self) -> float:

@@ -23,12 +23,11 @@ import collections
 import enum
 from dataclasses import dataclass
 
-from retrotread.clock import TIME_TOLERANCE_S
 from retrotread.envelope import Direction, Envelope, describe_kmh
 from retrotread.ftms import codec
+from retrotread.ftms.client import CommandOutcome, CommandStatus
 from retrotread.quirks import Quirks
-from retrotread.treadmill import CommandOutcome, CommandStatus
-from retrotread.units import quantize_down, quantize_up
+from retrotread.units import TIME_TOLERANCE_S, quantize_down, quantize_up
 from retrotread.watchdog import Act, Trigger
 
 BUSY_RETRY_AFTER_S = 0.5

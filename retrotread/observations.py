@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from retrotread.events import CommandSource, Outcome, UserCommand
+from retrotread.ftms.client import CommandOutcome, StatusEvent, Telemetry
 from retrotread.quirks import Quirks
-from retrotread.treadmill import CommandOutcome, StatusEvent, Telemetry
 from retrotread.watchdog import Trigger
 
 

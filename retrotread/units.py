@@ -61,3 +61,8 @@ def quantize_nearest(kmh: float, increment_kmh: float) -> float:
     units = kmh_to_ftms(kmh)
     return ftms_to_kmh(round(units / step) * step)
 
+
+TIME_TOLERANCE_S = 1e-6
+"""Deadlines within this of ``now`` count as reached. A virtual clock (looptime) keeps
+time in whole microseconds, so ``0.1 + 0.05`` (0.15000000000000002) is never reached
+exactly; comparing with this tolerance avoids waiting forever for it."""

@@ -25,7 +25,7 @@ import enum
 import logging
 from dataclasses import dataclass
 
-from retrotread import gatt
+from retrotread import gatt_ids as gatt
 from retrotread.errors import (
     CodecError,
     ControlPointError,

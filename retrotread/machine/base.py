@@ -29,6 +29,7 @@ from retrotread.events import (
     TurnaroundPhase,
     WatchdogAction,
 )
+from retrotread.ftms.client import Telemetry
 from retrotread.machine.types import (
     Closing,
     MachineSetup,
@@ -45,7 +46,6 @@ from retrotread.plan import (
     Plan,
 )
 from retrotread.quirks import Quirks
-from retrotread.treadmill import Telemetry
 from retrotread.watchdog import (
     CompanionRule,
     HeartRateRule,

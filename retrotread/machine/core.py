@@ -47,6 +47,7 @@ from retrotread.events import (
 )
 from retrotread.formatting import kmh_text, minutes_text
 from retrotread.ftms import codec
+from retrotread.ftms.client import CommandStatus
 from retrotread.machine.inputs import Inputs
 from retrotread.machine.notices import PlanNotices
 from retrotread.machine.person import PersonCommands
@@ -80,7 +81,6 @@ from retrotread.plan import (
     TURNAROUND_HOLD,
     TURNAROUND_STOP,
 )
-from retrotread.treadmill import CommandStatus
 from retrotread.units import quantize_down
 from retrotread.watchdog import (
     Act,

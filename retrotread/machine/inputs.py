@@ -22,6 +22,7 @@ from retrotread.events import (
 )
 from retrotread.formatting import kmh_text
 from retrotread.ftms import codec
+from retrotread.ftms.client import Telemetry
 from retrotread.machine.ending import Ending
 from retrotread.machine.types import (
     STANDING,
@@ -29,7 +30,6 @@ from retrotread.machine.types import (
     State,
 )
 from retrotread.quirks import Quirks
-from retrotread.treadmill import Telemetry
 from retrotread.watchdog import (
     Act,
     Trigger,

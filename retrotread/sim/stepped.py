@@ -30,7 +30,6 @@ from collections import deque
 from collections.abc import Callable
 
 from retrotread import gatt
-from retrotread.clock import TIME_TOLERANCE_S
 from retrotread.errors import GattError, LinkClosedError
 from retrotread.ftms import codec
 from retrotread.ftms.client import (
@@ -42,6 +41,7 @@ from retrotread.ftms.client import (
 )
 from retrotread.sim.presets import MachinePreset
 from retrotread.sim.treadmill import MAX_NOTIFICATION_BYTES, SimulatedTreadmill
+from retrotread.units import TIME_TOLERANCE_S
 
 _SUBSCRIBED = (gatt.FITNESS_MACHINE_CONTROL_POINT, gatt.TREADMILL_DATA,
                gatt.FITNESS_MACHINE_STATUS)

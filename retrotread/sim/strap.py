@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from retrotread import gatt
-from retrotread.clock import TIME_TOLERANCE_S, Clock, next_deadline, sleep_until_or_woken
+from retrotread.clock import Clock, next_deadline, sleep_until_or_woken
 from retrotread.envelope import Direction
 from retrotread.errors import GattError
 from retrotread.heart_rate import (
@@ -31,6 +31,7 @@ from retrotread.heart_rate import (
     rr_interval_1024,
 )
 from retrotread.sim.person import HeartModel
+from retrotread.units import TIME_TOLERANCE_S
 
 if TYPE_CHECKING:
     from retrotread.sim.treadmill import SimulatedTreadmill

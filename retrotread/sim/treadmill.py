@@ -24,14 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from retrotread import gatt
-from retrotread.clock import TIME_TOLERANCE_S, Clock, next_deadline, sleep_until_or_woken
+from retrotread.clock import Clock, next_deadline, sleep_until_or_woken
 from retrotread.envelope import Direction
 from retrotread.errors import CodecError, GattError, LinkClosedError, UnsupportedOpCodeError
 from retrotread.ftms import codec
 from retrotread.sim.belt import Belt
 from retrotread.sim.person import HeartModel
 from retrotread.sim.presets import PRESETS, MachinePreset, Quirk
-from retrotread.units import KMH_PER_MPH
+from retrotread.units import KMH_PER_MPH, TIME_TOLERANCE_S
 
 log = logging.getLogger(__name__)
 
