@@ -34,6 +34,7 @@ from retrotread.machine.types import (
     Closing,
     MachineSetup,
     Prep,
+    ReadyGate,
     SegmentInfo,
     SessionResult,
     SessionSettings,
@@ -218,7 +219,8 @@ class MachineBase:
             self._gate_until = now + self.settings.countdown_s
             self._countdown_said = None
             return
-        self.state = State.WAITING_READY if self.settings.ready_gate == "key" else State.HOLD
+        by_key = self.settings.ready_gate is ReadyGate.KEY
+        self.state = State.WAITING_READY if by_key else State.HOLD
         self._gate_kind = Gate.TURNAROUND
         self._ready = False
         self._gate_until = now + self.settings.hold_s

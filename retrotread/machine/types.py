@@ -64,6 +64,13 @@ class Closing(enum.Enum):
     LAST_STOP = "last_stop"
 
 
+class ReadyGate(enum.StrEnum):
+    """What restarts the belt after a turnaround's stop."""
+
+    HOLD = "hold"  # a timed hold (r goes sooner)
+    KEY = "key"  # the person's READY (r, or START held on the page)
+
+
 @dataclass(frozen=True)
 class SegmentInfo:
     index: int
@@ -77,7 +84,7 @@ class SegmentInfo:
 @dataclass(frozen=True)
 class SessionSettings:
     tick_hz: float = 10.0
-    ready_gate: str = "hold"  # "key": wait for READY at each turnaround; "hold": timed
+    ready_gate: ReadyGate = ReadyGate.HOLD
     hold_s: float = 10.0
     countdown_s: float = 3.0
     announce_s: float = TURNAROUND_ANNOUNCE_S
@@ -94,6 +101,11 @@ class SessionSettings:
     max_idle_s: float = 600.0  # paused (or waiting for ready) this long ends the workout
     heart_rate_max_bpm: int | None = None  # the profile's ceiling (watchdog.HeartRateRule)
     units: Units = Units.MPH  # the units announcements speak speeds in
+
+    def __post_init__(self) -> None:
+        # Closed sets are enums; their text ("key", "km/h") is accepted and converted.
+        object.__setattr__(self, "ready_gate", ReadyGate(self.ready_gate))
+        object.__setattr__(self, "units", Units(self.units))
 
 
 @dataclass(frozen=True)
