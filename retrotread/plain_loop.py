@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from retrotread.clock import TIME_TOLERANCE_S
 from retrotread.envelope import Direction, Envelope
 from retrotread.events import Event, TurnaroundPhase
 from retrotread.ftms import codec
@@ -72,6 +73,9 @@ class PlainRun:
     _reconnect_at: float = _NEVER
     _backoff_s: float = 0.0
     _attempt: int = 0
+    _changed: bool = False
+    """The machine took an observation (or an action ran) since :meth:`_write` last
+    asked it for a request."""
 
     # ------------------------------------------------------------------ the caller's side
     def at(self, time_s: float, action: Action) -> None:
@@ -81,6 +85,7 @@ class PlainRun:
 
     def feed(self, observation: Observation, time_s: float | None = None) -> None:
         """Hand the machine one observation now (a person's command from an action)."""
+        self._changed = True
         self._take(self.machine.step(self.now if time_s is None else time_s, observation))
 
     def run(self, limit_s: float = 4 * 3600.0) -> None:
@@ -109,7 +114,7 @@ class PlainRun:
             while self.schedule and self.schedule[0][0] <= now:
                 _, _, action = self.schedule.pop(0)
                 action(self)
-                observed = True
+                self._changed = observed = True  # (an action may reach into anything)
             if now >= self._reconnect_at:
                 self._try_reconnect()
                 observed = True
@@ -117,9 +122,11 @@ class PlainRun:
                 self.feed(Tick())
                 self.steps += 1
                 next_tick = self._next_tick(now, period)
-            elif observed:  # something happened: the next tick may be needed sooner
+            elif observed and next_tick > round(now + period, 9):
+                # something happened: the next tick may be needed sooner (never sooner
+                # than one period from now, so a tick already that close stays)
                 next_tick = min(next_tick, self._next_tick(now, period))
-            if self._write():
+            if self._may_write(write_due) and self._write():
                 next_tick = min(next_tick, self._next_tick(self.now, period))
 
     # ------------------------------------------------------------------ inside
@@ -131,13 +138,23 @@ class PlainRun:
             return round(now + period, 9)
         return round(now + period * int((quiet - now) / period), 9)
 
+    def _may_write(self, write_due: float | None) -> bool:
+        """Whether asking the machine for a request could give one now: only after it
+        took an observation (or an action ran), once a retry's wait is over, or while
+        something waits with nothing in flight. Otherwise the answer is "nothing" again,
+        and most iterations (a tick, a sample) would ask for it."""
+        if self._changed or (write_due is not None and write_due <= self.now + TIME_TOLERANCE_S):
+            return True
+        control = self.machine.control
+        return control.in_flight is None and not control.idle()
+
     def _take(self, events: list[Event]) -> None:
         for event in events:
             if isinstance(event, TurnaroundPhase) and event.phase == "start":
                 self.stepped.sim.person_faces(event.to_direction)
         if self.keep_events:
             self.events += events
-        if self.machine.wants_reconnect and self._reconnect_at == _NEVER:
+        if self._reconnect_at == _NEVER and self.machine.wants_reconnect:
             self._backoff_s = self.machine.settings.reconnect_backoff_s
             self._reconnect_at = self.now  # the keeper tries at once
 
@@ -171,7 +188,7 @@ class PlainRun:
         """Hand the stepped treadmill what the machine wants written; whether anything
         was (its answers may already be in)."""
         machine = self.machine
-        wrote = False
+        wrote = self._changed = False
         while True:
             request = machine.take_write(self.now)
             self._take(machine.drain())
