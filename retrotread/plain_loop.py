@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from retrotread.clock import TIME_TOLERANCE_S
 from retrotread.envelope import Direction, Envelope
 from retrotread.events import Event, TurnaroundPhase
 from retrotread.ftms import codec
@@ -73,9 +72,6 @@ class PlainRun:
     _reconnect_at: float = _NEVER
     _backoff_s: float = 0.0
     _attempt: int = 0
-    _changed: bool = False
-    """The machine took an observation (or an action ran) since :meth:`_write` last
-    asked it for a request."""
 
     # ------------------------------------------------------------------ the caller's side
     def at(self, time_s: float, action: Action) -> None:
@@ -85,7 +81,6 @@ class PlainRun:
 
     def feed(self, observation: Observation, time_s: float | None = None) -> None:
         """Hand the machine one observation now (a person's command from an action)."""
-        self._changed = True
         self._take(self.machine.step(self.now if time_s is None else time_s, observation))
 
     def run(self, limit_s: float = 4 * 3600.0) -> None:
@@ -114,7 +109,7 @@ class PlainRun:
             while self.schedule and self.schedule[0][0] <= now:
                 _, _, action = self.schedule.pop(0)
                 action(self)
-                self._changed = observed = True  # (an action may reach into anything)
+                observed = True
             if now >= self._reconnect_at:
                 self._try_reconnect()
                 observed = True
@@ -126,7 +121,7 @@ class PlainRun:
                 # something happened: the next tick may be needed sooner (never sooner
                 # than one period from now, so a tick already that close stays)
                 next_tick = min(next_tick, self._next_tick(now, period))
-            if self._may_write(write_due) and self._write():
+            if self._may_write() and self._write():
                 next_tick = min(next_tick, self._next_tick(self.now, period))
 
     # ------------------------------------------------------------------ inside
@@ -138,13 +133,11 @@ class PlainRun:
             return round(now + period, 9)
         return round(now + period * int((quiet - now) / period), 9)
 
-    def _may_write(self, write_due: float | None) -> bool:
-        """Whether asking the machine for a request could give one now: only after it
-        took an observation (or an action ran), once a retry's wait is over, or while
-        something waits with nothing in flight. Otherwise the answer is "nothing" again,
-        and most iterations (a tick, a sample) would ask for it."""
-        if self._changed or (write_due is not None and write_due <= self.now + TIME_TOLERANCE_S):
-            return True
+    def _may_write(self) -> bool:
+        """Whether asking the machine for a request could give one: not while its control
+        point is idle (nothing queued) or has a request in flight (one at a time: the
+        answer comes first). Most iterations (a tick, a sample) are one of those, and
+        asking would only be told "nothing"."""
         control = self.machine.control
         return control.in_flight is None and not control.idle()
 
@@ -188,7 +181,7 @@ class PlainRun:
         """Hand the stepped treadmill what the machine wants written; whether anything
         was (its answers may already be in)."""
         machine = self.machine
-        wrote = self._changed = False
+        wrote = False
         while True:
             request = machine.take_write(self.now)
             self._take(machine.drain())
