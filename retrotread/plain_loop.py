@@ -46,6 +46,9 @@ Action = Callable[["PlainRun"], None]
 
 _NEVER = float("inf")
 
+_TICK = Tick()
+"""Every tick is the same observation (its time is the step's)."""
+
 
 @dataclass
 class WireRecord:
@@ -87,7 +90,7 @@ class PlainRun:
         """Until the machine is FINISHED (or ``limit_s`` of workout time: a hang)."""
         machine, stepped = self.machine, self.stepped
         period = machine.period_s
-        self.feed(Tick())
+        self.feed(_TICK)
         self._write()
         next_tick = period
         while not machine.finished:
@@ -114,7 +117,7 @@ class PlainRun:
                 self._try_reconnect()
                 observed = True
             if now >= next_tick - 1e-9 and not machine.finished:
-                self.feed(Tick())
+                self.feed(_TICK)
                 self.steps += 1
                 next_tick = self._next_tick(now, period)
             elif observed and next_tick > round(now + period, 9):

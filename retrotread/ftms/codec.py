@@ -683,6 +683,17 @@ def split_treadmill_data(data: TreadmillData, max_len: int = 20,
                          "is undefined)")
     if max_len < 7:
         raise CodecError(f"{_WHAT_TD}: notifications of {max_len} bytes cannot carry a record")
+    values = _td_split_values(data)
+    plan = _split_plan(tuple(map(type, values)), data.unavailable, max_len, pace_width)
+    if plan is not None:
+        try:
+            return _split_by_plan(values, plan)
+        except (CodecError, TypeError, ValueError, OverflowError, struct.error):
+            pass  # a value that does not fit: the general path below names it
+    return _split_field_by_field(data, max_len, pace_width)
+
+
+def _split_field_by_field(data: TreadmillData, max_len: int, pace_width: int) -> list[bytes]:
     speed = _TD_SPEED.encode(data.speed_kmh, _WHAT_TD)
     room = max_len - 2
     packets: list[tuple[int, bytes]] = []
@@ -700,6 +711,97 @@ def split_treadmill_data(data: TreadmillData, max_len: int = 20,
         last = (0, speed)
     out = [_pack("u16", f | _MORE_DATA, _WHAT_TD, "flags") + b for f, b in packets]
     out.append(_pack("u16", last[0], _WHAT_TD, "flags") + last[1])
+    return out
+
+
+# Splitting the simulator's record every second is the plain loop's commonest encoding:
+# which fields a record carries (and which it lists as unavailable) fixes the packets and
+# their layouts, so they are worked out once per such shape (:func:`_split_plan`), and
+# each record is then converted value by value and packed with one struct per packet.
+# Any value that does not fit falls back to :func:`_split_field_by_field`, which raises
+# the same error it always did; tests/test_codec.py checks both give the same bytes.
+
+_TD_SPLIT_FIELDS = (_TD_SPEED, *(f for _, group in _TD_GROUPS for f in group))
+_td_split_values = operator.attrgetter(*(f.name for f in _TD_SPLIT_FIELDS))
+"""The values of a record's fields, in :data:`_TD_SPLIT_FIELDS` order."""
+
+
+class _Slot(NamedTuple):
+    """One field in a packet: where its value is (-1: it is sent as "Data Not
+    Available"), and how it goes on the wire."""
+
+    index: int
+    field: _Field
+
+
+class _Packet(NamedTuple):
+    struct: struct.Struct  # the flags, then every slot
+    flags: int
+    slots: tuple[_Slot, ...]
+
+
+@functools.lru_cache(maxsize=64)
+def _split_plan(types: tuple[type, ...], unavailable: frozenset[str], max_len: int,
+                pace_width: int) -> tuple[_Packet, ...] | None:
+    """The packets of every record whose values have ``types`` (NoneType: not given);
+    None when the general path must decide (a value listed as unavailable, a flag
+    bit's fields given in part, a bad pace width)."""
+    if pace_width not in (PACE_WIDTH_UINT8, PACE_WIDTH_UINT16):
+        return None
+    groups: list[tuple[int, list[_Slot], int]] = []  # (bit, slots, bytes)
+    index = 1  # (0 is the speed)
+    for bit, group in _TD_GROUPS:
+        slots = []
+        for f in group:
+            given = types[index] is not type(None)
+            if f.name in unavailable:
+                if given or f.not_available is None:
+                    return None
+                slots.append(_Slot(-1, f))
+            elif given:
+                slots.append(_Slot(index, _pace_field(f, pace_width)))
+            index += 1
+        if slots and len(slots) != len(group):
+            return None
+        if slots:
+            groups.append((bit, slots, sum(_SIZES[slot.field.kind] for slot in slots)))
+    room = max_len - 2
+    speed = [_Slot(0, _TD_SPEED)]
+    packets: list[tuple[int, list[_Slot]]] = []
+    flags: int = 0
+    body: list[_Slot] = []
+    used = 0
+    for bit, slots, size in groups:  # (as _split_field_by_field packs the groups)
+        if used + size > room:
+            packets.append((flags | _MORE_DATA, body))
+            flags, body, used = 0, [], 0
+        flags |= 1 << bit
+        body = body + slots
+        used += size
+    if used + _SIZES[_TD_SPEED.kind] <= room:
+        packets.append((flags, speed + body))
+    else:
+        packets.append((flags | _MORE_DATA, body))
+        packets.append((0, speed))
+    return tuple(
+        _Packet(struct.Struct("<H" + "".join(_STRUCT_CODES[slot.field.kind] for slot in slots)),
+                packet_flags, tuple(slots))
+        for packet_flags, slots in packets)
+
+
+def _split_by_plan(values: tuple[Any, ...], plan: tuple[_Packet, ...]) -> list[bytes]:
+    """Raises (CodecError, TypeError, ValueError, OverflowError or struct.error) for a
+    value the wire cannot carry; :func:`_split_field_by_field` then says which."""
+    out = []
+    for packet in plan:
+        raws: list[int | bytes] = []
+        for index, f in packet.slots:
+            if index < 0:
+                raw = f.not_available
+            else:
+                raw = f.to_raw(values[index], _WHAT_TD)  # (refuses a sentinel value)
+            raws.append(raw.to_bytes(3, "little") if f.kind == "u24" else raw)
+        out.append(packet.struct.pack(packet.flags, *raws))
     return out
 
 
@@ -1079,11 +1181,16 @@ def response_parameter_sizes(request_op: ControlPointOp | int,
     (Start) answers with the target speed low and high (two uint16); every other answer
     carries none. ``None`` for op codes the specification reserves (nothing to check).
     """
-    if request_op not in set(ControlPointOp) or request_op == ControlPointOp.RESPONSE_CODE:
+    if request_op not in _REQUEST_OPS:
         return None
     if request_op == ControlPointOp.SPIN_DOWN_CONTROL and result == ResultCode.SUCCESS:
-        return frozenset({0, 4})
-    return frozenset({0})
+        return _NONE_OR_SPEEDS
+    return _NO_PARAMETER
+
+
+_REQUEST_OPS = frozenset(ControlPointOp) - {ControlPointOp.RESPONSE_CODE}
+_NO_PARAMETER = frozenset({0})
+_NONE_OR_SPEEDS = frozenset({0, 4})
 
 
 # --------------------------------------------------------------------------- machine status

@@ -49,6 +49,16 @@ class MachineState(enum.StrEnum):
     SAFETY_STOP = "safety_stop"
 
 
+_TRAINING_STATUS = {
+    MachineState.IDLE: codec.TrainingStatus(codec.TrainingStatusCode.IDLE),
+    MachineState.RUNNING: codec.TrainingStatus(codec.TrainingStatusCode.MANUAL_MODE),
+    MachineState.PAUSED: codec.TrainingStatus(codec.TrainingStatusCode.IDLE),
+    MachineState.STOPPED: codec.TrainingStatus(codec.TrainingStatusCode.POST_WORKOUT),
+    MachineState.SAFETY_STOP: codec.TrainingStatus(codec.TrainingStatusCode.IDLE),
+}
+"""The Training Status each state reports (frozen values: made once)."""
+
+
 @dataclass
 class Faults:
     """Faults a test can inject at any moment (all off by default)."""
@@ -134,6 +144,8 @@ class SimulatedTreadmill(gatt.GattServer):
         self._elapsed_base_s = 0.0
         self._closed = False
         self._services = self._build_services()
+        self._chars = {char.uuid: char for service in self._services
+                       for char in service.characteristics}
 
     # ------------------------------------------------------------------ GATT table
     def _build_services(self) -> tuple[gatt.Service, ...]:
@@ -163,10 +175,9 @@ class SimulatedTreadmill(gatt.GattServer):
         return self._services
 
     def _char(self, uuid: str) -> gatt.Characteristic:
-        for service in self._services:
-            char = service.characteristic(uuid)
-            if char is not None:
-                return char
+        char = self._chars.get(uuid)
+        if char is not None:
+            return char
         raise GattError(f"no characteristic {uuid} on the simulated treadmill",
                         gatt.ATT_ATTRIBUTE_NOT_FOUND)
 
@@ -195,14 +206,7 @@ class SimulatedTreadmill(gatt.GattServer):
         return self.preset.min_kmh + extra
 
     def training_status(self) -> codec.TrainingStatus:
-        code = {
-            MachineState.IDLE: codec.TrainingStatusCode.IDLE,
-            MachineState.RUNNING: codec.TrainingStatusCode.MANUAL_MODE,
-            MachineState.PAUSED: codec.TrainingStatusCode.IDLE,
-            MachineState.STOPPED: codec.TrainingStatusCode.POST_WORKOUT,
-            MachineState.SAFETY_STOP: codec.TrainingStatusCode.IDLE,
-        }[self.state]
-        return codec.TrainingStatus(status=code)
+        return _TRAINING_STATUS[self.state]
 
     def elapsed_s(self) -> int:
         now = self.clock.now()
