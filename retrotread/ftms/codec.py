@@ -597,6 +597,9 @@ class _Layout(NamedTuple):
 
     fields: tuple[_Field, ...]
     struct: struct.Struct
+    readers: tuple[tuple[str, int, int | None], ...]
+    """(name, scale, "Data Not Available" value) of each field: what
+    :meth:`_Field.from_raw` needs for a field without an enum."""
 
 
 @functools.lru_cache(maxsize=64)
@@ -610,21 +613,25 @@ def _treadmill_data_layout(flags: int, pace_width: int) -> _Layout | None:
     for bit, group in _TD_GROUPS:
         if flags & (1 << bit):
             spec.extend(_pace_field(f, pace_width) for f in group)
+    if any(f.enum is not None for f in spec):
+        return None
     codes = "".join(_STRUCT_CODES[f.kind] for f in spec)
-    return _Layout(tuple(spec), struct.Struct("<" + codes))
+    return _Layout(tuple(spec), struct.Struct("<" + codes),
+                   tuple((f.name, f.scale, f.not_available) for f in spec))
 
 
 def _values_by_layout(raw: bytes, flags: int, layout: _Layout) -> dict[str, Any]:
     """The common case, fast: a message long enough for every field its flags announce."""
     values: dict[str, Any] = {"more_data": bool(flags & _MORE_DATA)}
     unavailable = []
-    for f, wire in zip(layout.fields, layout.struct.unpack_from(raw, 2), strict=True):
-        value = f.from_raw(int.from_bytes(wire, "little") if type(wire) is bytes else wire,
-                           _WHAT_TD)
-        if value is NOT_AVAILABLE:
-            unavailable.append(f.name)
-        else:
-            values[f.name] = value
+    for (name, scale, not_available), wire in zip(
+            layout.readers, layout.struct.unpack_from(raw, 2), strict=True):
+        if type(wire) is bytes:  # (a uint24)
+            wire = int.from_bytes(wire, "little")
+        if wire == not_available:
+            unavailable.append(name)
+        else:  # (as _Field.from_raw reads a field without an enum)
+            values[name] = wire if scale == 1 else wire / scale
     values["extra_bytes"] = bytes(raw[2 + layout.struct.size:])
     values["unavailable"] = frozenset(unavailable)
     return values

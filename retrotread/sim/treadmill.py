@@ -495,6 +495,11 @@ class SimulatedTreadmill(gatt.GattServer):
         self.notifications_sent += 1
         connection.notify(uuid, value)
 
+    def subscribed(self, uuid: str) -> bool:
+        """Whether a connected central listens to ``uuid`` (no one: nothing to encode)."""
+        return any(not connection.closed and uuid in connection.subscriptions
+                   for connection in self.connections)
+
     def _broadcast(self, uuid: str, value: bytes) -> None:
         for connection in list(self.connections):
             self._send(connection, uuid, value)
@@ -502,8 +507,9 @@ class SimulatedTreadmill(gatt.GattServer):
     def _broadcast_status(self, status: codec.MachineStatus) -> None:
         self.status_sent.append(status)
         self._broadcast(gatt.FITNESS_MACHINE_STATUS, codec.encode_status(status))
-        self._broadcast(gatt.TRAINING_STATUS,
-                        codec.encode_training_status(self.training_status()))
+        if self.subscribed(gatt.TRAINING_STATUS):
+            self._broadcast(gatt.TRAINING_STATUS,
+                            codec.encode_training_status(self.training_status()))
 
     def send_telemetry(self) -> None:
         if self.faults.telemetry_stopped:
