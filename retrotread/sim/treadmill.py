@@ -226,7 +226,7 @@ class SimulatedTreadmill(gatt.GattServer):
             self.heart.advance_to(now, self.belt.speed_kmh)
             if not self.faults.heart_rate_lost:
                 heart_rate = round(self.heart.bpm)
-        return codec.TreadmillData(
+        return codec.TreadmillData.from_values(dict(
             heart_rate_bpm=heart_rate,
             speed_kmh=speed,
             average_speed_kmh=min(average, 655.35),
@@ -238,7 +238,7 @@ class SimulatedTreadmill(gatt.GattServer):
             total_energy_kcal=energy,
             unavailable=_ENERGY_RATES,
             elapsed_time_s=min(self.elapsed_s(), 0xFFFF),
-        )
+        ))
 
     # ------------------------------------------------------------------ GattServer
     def attach(self, connection: gatt.ServerConnection) -> None:
