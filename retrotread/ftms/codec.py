@@ -479,10 +479,12 @@ class TreadmillData:
         field (the simulator's and the codec's own). A frozen dataclass sets its 24
         fields one ``object.__setattr__`` at a time; with a record a second, that was the
         largest single cost of a simulated workout's telemetry."""
-        assert values.keys() <= _TD_DEFAULTS.keys(), values.keys() - _TD_DEFAULTS.keys()
         record = object.__new__(cls)
-        record.__dict__.update(_TD_DEFAULTS)
-        record.__dict__.update(values)
+        fields = record.__dict__
+        fields.update(_TD_DEFAULTS)
+        fields.update(values)
+        if len(fields) != len(_TD_DEFAULTS):  # (a key that is no field added one)
+            raise TypeError(f"not TreadmillData fields: {sorted(fields - _TD_DEFAULTS.keys())}")
         return record
 
 
