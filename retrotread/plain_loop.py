@@ -16,6 +16,7 @@ the plan's clock; telemetry, replies and faults still arrive at their own times.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +37,7 @@ from retrotread.observations import (
     Tick,
 )
 from retrotread.plan import compile_plan
-from retrotread.quirks import match_quirks
+from retrotread.quirks import Quirks, match_quirks
 from retrotread.runner import build_envelope, limits_of, segment_infos
 from retrotread.sim.stepped import SteppedTreadmill
 from retrotread.treadmill import CommandOutcome, StatusEvent, Telemetry
@@ -212,8 +213,8 @@ def plain_run(profile: Any, *, preset: str = "generic",
                                speed_noise_kmh=noise_kmh, seed=seed,
                                telemetry_as_bytes=telemetry_as_bytes)
     sim = stepped.sim
-    info = _DeviceInfo(sim.preset.manufacturer, sim.preset.model)
-    quirks = match_quirks(info, f"in-process:{sim.preset.name}")
+    quirks = _simulator_quirks(sim.preset.manufacturer, sim.preset.model,
+                               f"in-process:{sim.preset.name}")
     reply_timeout_s = max(2.0, quirks.reply_timeout_s or 0.0)
     stepped.client.reply_timeout_s = reply_timeout_s
     envelope = build_envelope(profile, limits_of(stepped.speed_range, quirks), None)
@@ -230,3 +231,11 @@ def plain_run(profile: Any, *, preset: str = "generic",
 class _DeviceInfo:
     manufacturer: str | None
     model: str | None
+
+
+@functools.lru_cache(maxsize=None)
+def _simulator_quirks(manufacturer: str | None, model: str | None, name: str) -> Quirks:
+    """A simulated preset's quirks, matched once per process. A match reads every quirk
+    file (YAML), about 6 ms: as long as a short random run takes. (Quirks are frozen, so
+    runs can share them.)"""
+    return match_quirks(_DeviceInfo(manufacturer, model), name)
