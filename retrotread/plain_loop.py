@@ -233,7 +233,7 @@ class _DeviceInfo:
     model: str | None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _simulator_quirks(manufacturer: str | None, model: str | None, name: str) -> Quirks:
     """A simulated preset's quirks, matched once per process. A match reads every quirk
     file (YAML), about 6 ms: as long as a short random run takes. (Quirks are frozen, so

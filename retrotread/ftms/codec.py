@@ -755,7 +755,7 @@ class _Slot(NamedTuple):
     """One field in a packet: where its value is (-1: it is sent as "Data Not
     Available"), and how it goes on the wire."""
 
-    index: int
+    position: int
     field: _Field
 
 
@@ -820,12 +820,12 @@ def _split_by_plan(values: tuple[Any, ...], plan: tuple[_Packet, ...]) -> list[b
     out = []
     for packet in plan:
         raws: list[int | bytes] = []
-        for index, f in packet.slots:
-            if index < 0:
-                raw = f.not_available
-            else:
-                raw = f.to_raw(values[index], _WHAT_TD)  # (refuses a sentinel value)
-            raws.append(raw.to_bytes(3, "little") if f.kind == "u24" else raw)
+        for position, f in packet.slots:
+            # (to_raw refuses a value equal to the sentinel; a field listed as unavailable
+            # goes out as its sentinel, which the plan made sure it has)
+            raw = f.to_raw(values[position], _WHAT_TD) if position >= 0 else f.not_available
+            assert raw is not None
+            raws.append(_on_wire(f, raw))
         out.append(packet.struct.pack(packet.flags, *raws))
     return out
 
@@ -1143,11 +1143,16 @@ class _MessageLayout(NamedTuple):
     fields: tuple[_Field, ...]
 
 
-@functools.cache
 def _message_layout(cls: type[Any]) -> _MessageLayout:
-    fields = cls._fields
-    return _MessageLayout(
-        struct.Struct("<B" + "".join(_STRUCT_CODES[f.kind] for f in fields)), fields)
+    layout = _MESSAGE_LAYOUTS.get(cls)
+    if layout is None:
+        fields = cls._fields
+        layout = _MESSAGE_LAYOUTS[cls] = _MessageLayout(
+            struct.Struct("<B" + "".join(_STRUCT_CODES[f.kind] for f in fields)), fields)
+    return layout
+
+
+_MESSAGE_LAYOUTS: dict[type[Any], _MessageLayout] = {}
 
 
 def _on_wire(f: _Field, raw: int) -> int | bytes:
