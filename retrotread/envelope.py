@@ -212,9 +212,10 @@ class Envelope:
         [floor, ceiling]. Zero (stop) stays zero; negative speeds become zero."""
         if speed_kmh <= 0:
             return 0.0
-        ceiling = self.ceiling_kmh(direction)
+        floor, backward, forward = self._limits_kmh  # (as floor_kmh and ceiling_kmh)
+        ceiling = backward if direction is Direction.BACKWARD else forward
         speed = quantize_down(min(speed_kmh, ceiling), self.machine.increment_kmh)
-        return max(speed, self.floor_kmh())
+        return max(speed, floor)
 
     def is_allowed(self, direction: Direction, speed_kmh: float) -> bool:
         return speed_kmh == 0 or (

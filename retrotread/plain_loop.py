@@ -16,6 +16,7 @@ the plan's clock; telemetry, replies and faults still arrive at their own times.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +37,7 @@ from retrotread.observations import (
     Tick,
 )
 from retrotread.plan import compile_plan
-from retrotread.quirks import match_quirks
+from retrotread.quirks import Quirks, match_quirks
 from retrotread.runner import build_envelope, limits_of, segment_infos
 from retrotread.sim.stepped import SteppedTreadmill
 from retrotread.treadmill import CommandOutcome, StatusEvent, Telemetry
@@ -45,6 +46,9 @@ Action = Callable[["PlainRun"], None]
 """Something that happens at a time: a console press, a fault, a person's command."""
 
 _NEVER = float("inf")
+
+_TICK = Tick()
+"""Every tick is the same observation (its time is the step's)."""
 
 
 @dataclass
@@ -87,7 +91,7 @@ class PlainRun:
         """Until the machine is FINISHED (or ``limit_s`` of workout time: a hang)."""
         machine, stepped = self.machine, self.stepped
         period = machine.period_s
-        self.feed(Tick())
+        self.feed(_TICK)
         self._write()
         next_tick = period
         while not machine.finished:
@@ -114,12 +118,14 @@ class PlainRun:
                 self._try_reconnect()
                 observed = True
             if now >= next_tick - 1e-9 and not machine.finished:
-                self.feed(Tick())
+                self.feed(_TICK)
                 self.steps += 1
                 next_tick = self._next_tick(now, period)
-            elif observed:  # something happened: the next tick may be needed sooner
+            elif observed and next_tick > round(now + period, 9):
+                # something happened: the next tick may be needed sooner (never sooner
+                # than one period from now, so a tick already that close stays)
                 next_tick = min(next_tick, self._next_tick(now, period))
-            if self._write():
+            if self._may_write() and self._write():
                 next_tick = min(next_tick, self._next_tick(self.now, period))
 
     # ------------------------------------------------------------------ inside
@@ -131,13 +137,21 @@ class PlainRun:
             return round(now + period, 9)
         return round(now + period * int((quiet - now) / period), 9)
 
+    def _may_write(self) -> bool:
+        """Whether asking the machine for a request could give one: not while its control
+        point is idle (nothing queued) or has a request in flight (one at a time: the
+        answer comes first). Most iterations (a tick, a sample) are one of those, and
+        asking would only be told "nothing"."""
+        control = self.machine.control
+        return control.in_flight is None and not control.idle()
+
     def _take(self, events: list[Event]) -> None:
         for event in events:
             if isinstance(event, TurnaroundPhase) and event.phase == "start":
                 self.stepped.sim.person_faces(event.to_direction)
         if self.keep_events:
             self.events += events
-        if self.machine.wants_reconnect and self._reconnect_at == _NEVER:
+        if self._reconnect_at == _NEVER and self.machine.wants_reconnect:
             self._backoff_s = self.machine.settings.reconnect_backoff_s
             self._reconnect_at = self.now  # the keeper tries at once
 
@@ -199,8 +213,8 @@ def plain_run(profile: Any, *, preset: str = "generic",
                                speed_noise_kmh=noise_kmh, seed=seed,
                                telemetry_as_bytes=telemetry_as_bytes)
     sim = stepped.sim
-    info = _DeviceInfo(sim.preset.manufacturer, sim.preset.model)
-    quirks = match_quirks(info, f"in-process:{sim.preset.name}")
+    quirks = _simulator_quirks(sim.preset.manufacturer, sim.preset.model,
+                               f"in-process:{sim.preset.name}")
     reply_timeout_s = max(2.0, quirks.reply_timeout_s or 0.0)
     stepped.client.reply_timeout_s = reply_timeout_s
     envelope = build_envelope(profile, limits_of(stepped.speed_range, quirks), None)
@@ -217,3 +231,11 @@ def plain_run(profile: Any, *, preset: str = "generic",
 class _DeviceInfo:
     manufacturer: str | None
     model: str | None
+
+
+@functools.cache
+def _simulator_quirks(manufacturer: str | None, model: str | None, name: str) -> Quirks:
+    """A simulated preset's quirks, matched once per process. A match reads every quirk
+    file (YAML), about 6 ms: as long as a short random run takes. (Quirks are frozen, so
+    runs can share them.)"""
+    return match_quirks(_DeviceInfo(manufacturer, model), name)

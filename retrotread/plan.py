@@ -101,11 +101,21 @@ class Plan:
     envelope: Envelope
     notes: tuple[str, ...] = ()
     _starts: tuple[float, ...] = field(repr=False, compare=False, default=())
+    _owners: tuple[PlanStep, ...] = field(repr=False, compare=False, default=())
+    """For each step, the step that owns its start instant: itself, or the next one that
+    is not zero-length (the last step if none is)."""
 
     def __post_init__(self) -> None:
         if not self.steps:
             raise SafetyError("a plan needs at least one step")
         object.__setattr__(self, "_starts", tuple(float(s.start_s) for s in self.steps))
+        owners: list[PlanStep] = []
+        owner = self.steps[-1]
+        for step in reversed(self.steps[:-1]):
+            if step.duration_s > 0:
+                owner = step
+            owners.append(owner)
+        object.__setattr__(self, "_owners", (*reversed(owners), self.steps[-1]))
 
     @property
     def total_s(self) -> float:
@@ -122,12 +132,10 @@ class Plan:
         return float(np.sum([s.distance_m for s in self.steps]))
 
     def step_at(self, t: float) -> PlanStep:
+        # (bisect_right is at most len(steps): only an instant before the first start
+        # needs clamping; a zero-length step never owns an instant: its owner does.)
         i = bisect.bisect_right(self._starts, t) - 1
-        i = min(max(i, 0), len(self.steps) - 1)
-        # A zero-length step never owns an instant: move past it.
-        while i < len(self.steps) - 1 and self.steps[i].duration_s <= 0:
-            i += 1
-        return self.steps[i]
+        return self._owners[i if i > 0 else 0]
 
     def setpoint_at(self, t: float) -> tuple[float, Direction, PlanStep]:
         """The planned speed (km/h, unquantized on ramps), direction and step at ``t``."""

@@ -892,6 +892,7 @@ def test_treadmill_data_round_trip(data: st.DataObject, pace_width: int,
 def check_split(record: TreadmillData, max_len: int, pace_width: int) -> None:
     packets = codec.split_treadmill_data(record, max_len, pace_width)
     assert packets
+    assert packets == codec._split_field_by_field(record, max_len, pace_width)
     for packet in packets:
         assert len(packet) <= max_len
     for packet in packets[:-1]:
@@ -920,6 +921,35 @@ def test_split_and_reassemble_any_mtu(data: st.DataObject, pace_width: int,
 @pytest.mark.parametrize("max_len", [7, 8, 20, 23, 40])
 def test_split_full_record_any_mtu(pace_width: int, max_len: int) -> None:
     check_split(FULL_RECORD, max_len, pace_width)
+
+
+def _split_outcome(split: Callable[[], list[bytes]]) -> list[bytes] | str:
+    try:
+        return split()
+    except CodecError as exc:
+        return f"CodecError: {exc}"
+
+
+SPLIT_NAMES = sorted({name for group in TD_GROUPS.values() for name, _, _ in group})
+ODD_VALUES = st.one_of(st.none(), st.integers(-70_000, 17_000_000), st.floats(-1e3, 1e5),
+                       st.sampled_from([0x7FFF, 0xFFFF, 0xFF, 3276.7, 6553.5, 1.5, True]))
+
+
+@given(values=st.fixed_dictionaries({}, optional={name: ODD_VALUES for name in SPLIT_NAMES}),
+       unavailable=st.sets(st.sampled_from(SPLIT_NAMES)),
+       speed=st.one_of(st.floats(0, 655.35), st.floats(-10, 1000), st.integers(0, 700)),
+       pace_width=PACE_WIDTHS, max_len=st.integers(7, 40))
+def test_split_by_shape_gives_the_field_by_field_bytes_or_error(
+        values: dict[str, Any], unavailable: set[str], speed: float, pace_width: int,
+        max_len: int) -> None:
+    """split_treadmill_data packs a record by a layout worked out once per shape; for any
+    record (values that fit, values that do not, groups given in part, values listed as
+    unavailable) it gives exactly what the general field-by-field path gives."""
+    record = TreadmillData(speed_kmh=speed, unavailable=frozenset(unavailable), **values)
+    fast = _split_outcome(lambda: codec.split_treadmill_data(record, max_len, pace_width))
+    general = _split_outcome(
+        lambda: codec._split_field_by_field(record, max_len, pace_width))
+    assert fast == general
 
 
 # =========================================================================== 5. fuzz
@@ -997,6 +1027,40 @@ def test_encoders_raise_only_codec_error(cls: type[Any], data: st.DataObject) ->
     encode = codec.encode_status if cls in STATUS_CLASSES else codec.encode_control_point
     with contextlib.suppress(CodecError):
         encode(message)
+
+
+def _outcome(call: Callable[[], object]) -> object:
+    """What ``call`` returns, or the type and message of the CodecError it raises."""
+    try:
+        return call()
+    except CodecError as exc:
+        return (type(exc), str(exc))
+
+
+@pytest.mark.parametrize("cls", REQUEST_CLASSES + STATUS_CLASSES,
+                         ids=lambda cls: f"{cls.__name__}_{cls.op:02x}")
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_message_layouts_agree_with_the_field_by_field_path(cls: type[Any],
+                                                            data: st.DataObject) -> None:
+    """Requests and statuses are read and written by a struct made once per class; for
+    any values and any bytes (good, reserved, short, long) that gives what the general
+    field-by-field path gives, errors and their messages included."""
+    wild = st.one_of(st.floats(), st.integers(-(1 << 40), 1 << 40), st.none(),
+                     st.text(max_size=3))
+    values = st.one_of(message_strategy(cls), st.builds(
+        cls, **{f.name: wild for f in cls._fields}))
+    message = data.draw(values)
+    assert _outcome(lambda: codec._encode_message(message)) == _outcome(
+        lambda: codec._encode_message_field_by_field(message))
+    size = 1 + sum(KIND_SIZES[f.kind] for f in cls._fields)
+    wire = bytes([cls.op]) + data.draw(st.binary(min_size=max(0, size - 2), max_size=size + 1))
+    if cls in STATUS_CLASSES:
+        assert _outcome(lambda: codec.decode_status(wire)) == _outcome(
+            lambda: codec._decode_status_field_by_field(wire))
+    else:
+        assert _outcome(lambda: codec.decode_control_point(wire)) == _outcome(
+            lambda: codec._decode_control_point_field_by_field(wire))
 
 
 @given(record=st.builds(TreadmillData, speed_kmh=st.none() | st.floats(),

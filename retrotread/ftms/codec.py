@@ -32,7 +32,7 @@ import enum
 import functools
 import operator
 import struct
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, NamedTuple
 
 from retrotread.errors import CodecError, UnsupportedOpCodeError
@@ -471,7 +471,25 @@ class TreadmillData:
 
     def merged(self, later: TreadmillData) -> TreadmillData:
         """This partial record completed by a later notification of the same record."""
-        return TreadmillData(**_merged_values(vars(self), vars(later)))
+        return TreadmillData.from_values(_merged_values(vars(self), vars(later)))
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> TreadmillData:
+        """``TreadmillData(**values)``, the same record, for values whose every key is a
+        field (the simulator's and the codec's own). A frozen dataclass sets its 24
+        fields one ``object.__setattr__`` at a time; with a record a second, that was the
+        largest single cost of a simulated workout's telemetry."""
+        record = object.__new__(cls)
+        fields = record.__dict__
+        fields.update(_TD_DEFAULTS)
+        fields.update(values)
+        if len(fields) != len(_TD_DEFAULTS):  # (a key that is no field added one)
+            raise TypeError(f"not TreadmillData fields: {sorted(fields - _TD_DEFAULTS.keys())}")
+        return record
+
+
+_TD_DEFAULTS = {f.name: f.default for f in fields(TreadmillData)}
+"""Every field of a :class:`TreadmillData` with its default, in order."""
 
 
 def _merged_values(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
@@ -575,7 +593,7 @@ def encode_treadmill_data(data: TreadmillData, pace_width: int = PACE_WIDTH_UINT
 
 def decode_treadmill_data(raw: bytes, pace_width: int = PACE_WIDTH_UINT8) -> TreadmillData:
     """Decode one notification (a whole record, or one part of a split record)."""
-    return TreadmillData(**_treadmill_data_values(raw, pace_width))
+    return TreadmillData.from_values(_treadmill_data_values(raw, pace_width))
 
 
 def _treadmill_data_values(raw: bytes, pace_width: int) -> dict[str, Any]:
@@ -597,6 +615,9 @@ class _Layout(NamedTuple):
 
     fields: tuple[_Field, ...]
     struct: struct.Struct
+    readers: tuple[tuple[str, int, int | None], ...]
+    """(name, scale, "Data Not Available" value) of each field: what
+    :meth:`_Field.from_raw` needs for a field without an enum."""
 
 
 @functools.lru_cache(maxsize=64)
@@ -610,21 +631,25 @@ def _treadmill_data_layout(flags: int, pace_width: int) -> _Layout | None:
     for bit, group in _TD_GROUPS:
         if flags & (1 << bit):
             spec.extend(_pace_field(f, pace_width) for f in group)
+    if any(f.enum is not None for f in spec):
+        return None
     codes = "".join(_STRUCT_CODES[f.kind] for f in spec)
-    return _Layout(tuple(spec), struct.Struct("<" + codes))
+    return _Layout(tuple(spec), struct.Struct("<" + codes),
+                   tuple((f.name, f.scale, f.not_available) for f in spec))
 
 
 def _values_by_layout(raw: bytes, flags: int, layout: _Layout) -> dict[str, Any]:
     """The common case, fast: a message long enough for every field its flags announce."""
     values: dict[str, Any] = {"more_data": bool(flags & _MORE_DATA)}
     unavailable = []
-    for f, wire in zip(layout.fields, layout.struct.unpack_from(raw, 2), strict=True):
-        value = f.from_raw(int.from_bytes(wire, "little") if type(wire) is bytes else wire,
-                           _WHAT_TD)
-        if value is NOT_AVAILABLE:
-            unavailable.append(f.name)
-        else:
-            values[f.name] = value
+    for (name, scale, not_available), wire in zip(
+            layout.readers, layout.struct.unpack_from(raw, 2), strict=True):
+        if type(wire) is bytes:  # (a uint24)
+            wire = int.from_bytes(wire, "little")
+        if wire == not_available:
+            unavailable.append(name)
+        else:  # (as _Field.from_raw reads a field without an enum)
+            values[name] = wire if scale == 1 else wire / scale
     values["extra_bytes"] = bytes(raw[2 + layout.struct.size:])
     values["unavailable"] = frozenset(unavailable)
     return values
@@ -683,6 +708,17 @@ def split_treadmill_data(data: TreadmillData, max_len: int = 20,
                          "is undefined)")
     if max_len < 7:
         raise CodecError(f"{_WHAT_TD}: notifications of {max_len} bytes cannot carry a record")
+    values = _td_split_values(data)
+    plan = _split_plan(tuple(map(type, values)), data.unavailable, max_len, pace_width)
+    if plan is not None:
+        try:
+            return _split_by_plan(values, plan)
+        except (CodecError, TypeError, ValueError, OverflowError, struct.error):
+            pass  # a value that does not fit: the general path below names it
+    return _split_field_by_field(data, max_len, pace_width)
+
+
+def _split_field_by_field(data: TreadmillData, max_len: int, pace_width: int) -> list[bytes]:
     speed = _TD_SPEED.encode(data.speed_kmh, _WHAT_TD)
     room = max_len - 2
     packets: list[tuple[int, bytes]] = []
@@ -700,6 +736,97 @@ def split_treadmill_data(data: TreadmillData, max_len: int = 20,
         last = (0, speed)
     out = [_pack("u16", f | _MORE_DATA, _WHAT_TD, "flags") + b for f, b in packets]
     out.append(_pack("u16", last[0], _WHAT_TD, "flags") + last[1])
+    return out
+
+
+# Splitting the simulator's record every second is the plain loop's commonest encoding:
+# which fields a record carries (and which it lists as unavailable) fixes the packets and
+# their layouts, so they are worked out once per such shape (:func:`_split_plan`), and
+# each record is then converted value by value and packed with one struct per packet.
+# Any value that does not fit falls back to :func:`_split_field_by_field`, which raises
+# the same error it always did; tests/test_codec.py checks both give the same bytes.
+
+_TD_SPLIT_FIELDS = (_TD_SPEED, *(f for _, group in _TD_GROUPS for f in group))
+_td_split_values = operator.attrgetter(*(f.name for f in _TD_SPLIT_FIELDS))
+"""The values of a record's fields, in :data:`_TD_SPLIT_FIELDS` order."""
+
+
+class _Slot(NamedTuple):
+    """One field in a packet: where its value is (-1: it is sent as "Data Not
+    Available"), and how it goes on the wire."""
+
+    position: int
+    field: _Field
+
+
+class _Packet(NamedTuple):
+    struct: struct.Struct  # the flags, then every slot
+    flags: int
+    slots: tuple[_Slot, ...]
+
+
+@functools.lru_cache(maxsize=64)
+def _split_plan(types: tuple[type, ...], unavailable: frozenset[str], max_len: int,
+                pace_width: int) -> tuple[_Packet, ...] | None:
+    """The packets of every record whose values have ``types`` (NoneType: not given);
+    None when the general path must decide (a value listed as unavailable, a flag
+    bit's fields given in part, a bad pace width)."""
+    if pace_width not in (PACE_WIDTH_UINT8, PACE_WIDTH_UINT16):
+        return None
+    groups: list[tuple[int, list[_Slot], int]] = []  # (bit, slots, bytes)
+    index = 1  # (0 is the speed)
+    for bit, group in _TD_GROUPS:
+        slots = []
+        for f in group:
+            given = types[index] is not type(None)
+            if f.name in unavailable:
+                if given or f.not_available is None:
+                    return None
+                slots.append(_Slot(-1, f))
+            elif given:
+                slots.append(_Slot(index, _pace_field(f, pace_width)))
+            index += 1
+        if slots and len(slots) != len(group):
+            return None
+        if slots:
+            groups.append((bit, slots, sum(_SIZES[slot.field.kind] for slot in slots)))
+    room = max_len - 2
+    speed = [_Slot(0, _TD_SPEED)]
+    packets: list[tuple[int, list[_Slot]]] = []
+    flags: int = 0
+    body: list[_Slot] = []
+    used = 0
+    for bit, slots, size in groups:  # (as _split_field_by_field packs the groups)
+        if used + size > room:
+            packets.append((flags | _MORE_DATA, body))
+            flags, body, used = 0, [], 0
+        flags |= 1 << bit
+        body = body + slots
+        used += size
+    if used + _SIZES[_TD_SPEED.kind] <= room:
+        packets.append((flags, speed + body))
+    else:
+        packets.append((flags | _MORE_DATA, body))
+        packets.append((0, speed))
+    return tuple(
+        _Packet(struct.Struct("<H" + "".join(_STRUCT_CODES[slot.field.kind] for slot in slots)),
+                packet_flags, tuple(slots))
+        for packet_flags, slots in packets)
+
+
+def _split_by_plan(values: tuple[Any, ...], plan: tuple[_Packet, ...]) -> list[bytes]:
+    """Raises (CodecError, TypeError, ValueError, OverflowError or struct.error) for a
+    value the wire cannot carry; :func:`_split_field_by_field` then says which."""
+    out = []
+    for packet in plan:
+        raws: list[int | bytes] = []
+        for position, f in packet.slots:
+            # (to_raw refuses a value equal to the sentinel; a field listed as unavailable
+            # goes out as its sentinel, which the plan made sure it has)
+            raw = f.to_raw(values[position], _WHAT_TD) if position >= 0 else f.not_available
+            assert raw is not None
+            raws.append(_on_wire(f, raw))
+        out.append(packet.struct.pack(packet.flags, *raws))
     return out
 
 
@@ -738,7 +865,7 @@ class TreadmillDataAssembler:
             return None
         self._partial = None
         self._parts = 0
-        return TreadmillData(**merged)
+        return TreadmillData.from_values(merged)
 
 
 # --------------------------------------------------------------------------- control point
@@ -985,6 +1112,16 @@ REQUEST_TYPES: dict[int, type[Any]] = {
 
 
 def _encode_message(message: Any) -> bytes:
+    cls = type(message)
+    layout = _message_layout(cls)
+    try:
+        return layout.struct.pack(int(message.op), *(
+            _on_wire(f, f.to_raw(getattr(message, f.name), cls.title)) for f in layout.fields))
+    except (CodecError, TypeError, ValueError, OverflowError, struct.error):
+        return _encode_message_field_by_field(message)  # (it names what does not fit)
+
+
+def _encode_message_field_by_field(message: Any) -> bytes:
     what = type(message).title
     return _pack("u8", int(message.op), what, "op code") + _encode_fields(
         message, type(message)._fields, what)
@@ -992,6 +1129,44 @@ def _encode_message(message: Any) -> bytes:
 
 def _decode_message(cls: type[Any], reader: _Reader) -> Any:
     return cls(**_decode_fields(reader, cls._fields))
+
+
+# Control point requests and statuses go back and forth with every command: each message
+# class is read and written with one struct, made once (:func:`_message_layout`). Anything
+# out of the ordinary (a value that does not fit, a short or long message, a reserved
+# value) takes the field-by-field path, which says what is wrong; tests/test_codec.py
+# checks that both paths agree.
+
+
+class _MessageLayout(NamedTuple):
+    struct: struct.Struct  # the op code, then every field
+    fields: tuple[_Field, ...]
+
+
+def _message_layout(cls: type[Any]) -> _MessageLayout:
+    layout = _MESSAGE_LAYOUTS.get(cls)
+    if layout is None:
+        fields = cls._fields
+        layout = _MESSAGE_LAYOUTS[cls] = _MessageLayout(
+            struct.Struct("<B" + "".join(_STRUCT_CODES[f.kind] for f in fields)), fields)
+    return layout
+
+
+_MESSAGE_LAYOUTS: dict[type[Any], _MessageLayout] = {}
+
+
+def _on_wire(f: _Field, raw: int) -> int | bytes:
+    """A raw value as its struct code takes it (a uint24 as three bytes)."""
+    return raw.to_bytes(3, "little") if f.kind == "u24" else raw
+
+
+def _message_values(data: bytes, layout: _MessageLayout, what: str) -> dict[str, Any]:
+    """A message's field values, read by its layout (``data`` holds at least the layout's
+    bytes); raises CodecError for a reserved value, as :meth:`_Field.from_raw` does."""
+    wires = layout.struct.unpack_from(data)
+    return {f.name: f.from_raw(int.from_bytes(wire, "little") if type(wire) is bytes else wire,
+                               what)
+            for f, wire in zip(layout.fields, wires[1:], strict=True)}
 
 
 def encode_control_point(request: ControlPointRequest) -> bytes:
@@ -1005,6 +1180,18 @@ def decode_control_point(data: bytes) -> ControlPointRequest:
     "op code not supported"); missing or surplus parameter bytes and invalid parameter
     values raise :class:`CodecError` (answer "invalid parameter").
     """
+    cls = REQUEST_TYPES.get(data[0]) if data else None
+    if cls is not None:
+        layout = _message_layout(cls)
+        if len(data) == layout.struct.size:
+            try:
+                return cls(**_message_values(data, layout, cls.title))  # type: ignore[no-any-return]
+            except CodecError:
+                pass  # a reserved value: the field-by-field path names it
+    return _decode_control_point_field_by_field(data)
+
+
+def _decode_control_point_field_by_field(data: bytes) -> ControlPointRequest:
     reader = _Reader(data, "Fitness Machine Control Point")
     op = reader.int("u8", "Op Code")
     cls = REQUEST_TYPES.get(op)
@@ -1079,11 +1266,16 @@ def response_parameter_sizes(request_op: ControlPointOp | int,
     (Start) answers with the target speed low and high (two uint16); every other answer
     carries none. ``None`` for op codes the specification reserves (nothing to check).
     """
-    if request_op not in set(ControlPointOp) or request_op == ControlPointOp.RESPONSE_CODE:
+    if request_op not in _REQUEST_OPS:
         return None
     if request_op == ControlPointOp.SPIN_DOWN_CONTROL and result == ResultCode.SUCCESS:
-        return frozenset({0, 4})
-    return frozenset({0})
+        return _NONE_OR_SPEEDS
+    return _NO_PARAMETER
+
+
+_REQUEST_OPS = frozenset(ControlPointOp) - {ControlPointOp.RESPONSE_CODE}
+_NO_PARAMETER = frozenset({0})
+_NONE_OR_SPEEDS = frozenset({0, 4})
 
 
 # --------------------------------------------------------------------------- machine status
@@ -1336,6 +1528,19 @@ def decode_status(data: bytes) -> MachineStatus:
     "stop", the safer of the two). Bytes after the known parameters are ignored, so that a
     "Stopped by Safety Key" with a stray byte is still seen as one.
     """
+    cls = STATUS_TYPES.get(data[0]) if data else None
+    if cls is not None:
+        layout = _message_layout(cls)
+        if len(data) >= layout.struct.size:  # (bytes after the parameters are ignored)
+            try:
+                return cls(**_message_values(data, layout, cls.title),  # type: ignore[no-any-return]
+                           problem=None)
+            except CodecError:
+                pass  # a reserved value: the field-by-field path says so in ``problem``
+    return _decode_status_field_by_field(data)
+
+
+def _decode_status_field_by_field(data: bytes) -> MachineStatus:
     reader = _Reader(data, "Fitness Machine Status")
     op = reader.int("u8", "Op Code")
     cls = STATUS_TYPES.get(op)

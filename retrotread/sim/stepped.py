@@ -74,8 +74,7 @@ class _RecordsSimulator(SimulatedTreadmill):
     hand_over: Callable[[codec.TreadmillData], None]
 
     def broadcast_treadmill_data(self, record: codec.TreadmillData) -> None:
-        if any(not connection.closed and gatt.TREADMILL_DATA in connection.subscriptions
-               for connection in self.connections):
+        if self.subscribed(gatt.TREADMILL_DATA):
             self.notifications_sent += 1
             self.hand_over(record)
 

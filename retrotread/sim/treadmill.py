@@ -49,6 +49,16 @@ class MachineState(enum.StrEnum):
     SAFETY_STOP = "safety_stop"
 
 
+_TRAINING_STATUS = {
+    MachineState.IDLE: codec.TrainingStatus(codec.TrainingStatusCode.IDLE),
+    MachineState.RUNNING: codec.TrainingStatus(codec.TrainingStatusCode.MANUAL_MODE),
+    MachineState.PAUSED: codec.TrainingStatus(codec.TrainingStatusCode.IDLE),
+    MachineState.STOPPED: codec.TrainingStatus(codec.TrainingStatusCode.POST_WORKOUT),
+    MachineState.SAFETY_STOP: codec.TrainingStatus(codec.TrainingStatusCode.IDLE),
+}
+"""The Training Status each state reports (frozen values: made once)."""
+
+
 @dataclass
 class Faults:
     """Faults a test can inject at any moment (all off by default)."""
@@ -134,6 +144,8 @@ class SimulatedTreadmill(gatt.GattServer):
         self._elapsed_base_s = 0.0
         self._closed = False
         self._services = self._build_services()
+        self._chars = {char.uuid: char for service in self._services
+                       for char in service.characteristics}
 
     # ------------------------------------------------------------------ GATT table
     def _build_services(self) -> tuple[gatt.Service, ...]:
@@ -163,10 +175,9 @@ class SimulatedTreadmill(gatt.GattServer):
         return self._services
 
     def _char(self, uuid: str) -> gatt.Characteristic:
-        for service in self._services:
-            char = service.characteristic(uuid)
-            if char is not None:
-                return char
+        char = self._chars.get(uuid)
+        if char is not None:
+            return char
         raise GattError(f"no characteristic {uuid} on the simulated treadmill",
                         gatt.ATT_ATTRIBUTE_NOT_FOUND)
 
@@ -195,14 +206,7 @@ class SimulatedTreadmill(gatt.GattServer):
         return self.preset.min_kmh + extra
 
     def training_status(self) -> codec.TrainingStatus:
-        code = {
-            MachineState.IDLE: codec.TrainingStatusCode.IDLE,
-            MachineState.RUNNING: codec.TrainingStatusCode.MANUAL_MODE,
-            MachineState.PAUSED: codec.TrainingStatusCode.IDLE,
-            MachineState.STOPPED: codec.TrainingStatusCode.POST_WORKOUT,
-            MachineState.SAFETY_STOP: codec.TrainingStatusCode.IDLE,
-        }[self.state]
-        return codec.TrainingStatus(status=code)
+        return _TRAINING_STATUS[self.state]
 
     def elapsed_s(self) -> int:
         now = self.clock.now()
@@ -222,7 +226,7 @@ class SimulatedTreadmill(gatt.GattServer):
             self.heart.advance_to(now, self.belt.speed_kmh)
             if not self.faults.heart_rate_lost:
                 heart_rate = round(self.heart.bpm)
-        return codec.TreadmillData(
+        return codec.TreadmillData.from_values(dict(
             heart_rate_bpm=heart_rate,
             speed_kmh=speed,
             average_speed_kmh=min(average, 655.35),
@@ -234,7 +238,7 @@ class SimulatedTreadmill(gatt.GattServer):
             total_energy_kcal=energy,
             unavailable=_ENERGY_RATES,
             elapsed_time_s=min(self.elapsed_s(), 0xFFFF),
-        )
+        ))
 
     # ------------------------------------------------------------------ GattServer
     def attach(self, connection: gatt.ServerConnection) -> None:
@@ -491,6 +495,11 @@ class SimulatedTreadmill(gatt.GattServer):
         self.notifications_sent += 1
         connection.notify(uuid, value)
 
+    def subscribed(self, uuid: str) -> bool:
+        """Whether a connected central listens to ``uuid`` (no one: nothing to encode)."""
+        return any(not connection.closed and uuid in connection.subscriptions
+                   for connection in self.connections)
+
     def _broadcast(self, uuid: str, value: bytes) -> None:
         for connection in list(self.connections):
             self._send(connection, uuid, value)
@@ -498,8 +507,9 @@ class SimulatedTreadmill(gatt.GattServer):
     def _broadcast_status(self, status: codec.MachineStatus) -> None:
         self.status_sent.append(status)
         self._broadcast(gatt.FITNESS_MACHINE_STATUS, codec.encode_status(status))
-        self._broadcast(gatt.TRAINING_STATUS,
-                        codec.encode_training_status(self.training_status()))
+        if self.subscribed(gatt.TRAINING_STATUS):
+            self._broadcast(gatt.TRAINING_STATUS,
+                            codec.encode_training_status(self.training_status()))
 
     def send_telemetry(self) -> None:
         if self.faults.telemetry_stopped:
