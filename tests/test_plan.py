@@ -102,3 +102,18 @@ def test_backward_speeds_above_the_cap_run_at_the_cap_and_say_so() -> None:
     holds = [s for s in plan.steps if s.kind == HOLD]
     assert holds[0].end_kmh == 3.2  # 2.0 mph, on the machine's 0.1 km/h step
     assert any("backward limit" in note for note in plan.notes)
+
+
+def test_a_segment_a_hair_longer_than_its_ramp_compiles() -> None:
+    """Found by hypothesis: 2.00001 s of 1.5 -> 4.0 km/h leaves the belt at 3.50001
+    km/h, and the next segment's ramp to 3.5 km/h lasts 10 microseconds at t = 256.6 s.
+    Its slope, from start and end times, came out 1.0000000025 km/h/s against a limit
+    of 1.0: the self-check refused a plan that keeps the limit."""
+    F = Direction.FORWARD
+    segments = [Seg(0, "s0", F, 1.0, 1.0), Seg(1, "s1", Direction.BACKWARD, 1.0, 1.0),
+                Seg(2, "s2", F, 1.5, 225.0), Seg(3, "s3", F, 4.0, 2.00001),
+                Seg(4, "s4", F, 3.5, 1.0)]
+    envelope = Envelope.build(MachineLimits(min_kmh=0.1, max_kmh=6.0, increment_kmh=0.01))
+    plan = compile_segments(segments, envelope)
+    tiny = [s for s in plan.steps if 0 < s.duration_s < 1e-3]
+    assert tiny and all(s.start_kmh - s.end_kmh <= 1e-5 + 1e-9 for s in tiny)
