@@ -86,7 +86,11 @@ class _Job:
     attempt: int = 1
     phase: _Phase = _Phase.MAIN
     attempt_s: float = 0.0
-    """When this attempt began (a speed on the wire counts from then for the ramp)."""
+    """When this attempt began."""
+    written_s: float | None = None
+    """When the request itself (not its Request Control) was handed out to be written: a
+    speed on the wire counts from then for the ramp. (Counting from the attempt's start
+    let the next speed step too far when the Request Control before it was slow.)"""
 
 
 @dataclass(frozen=True)
@@ -219,6 +223,8 @@ class ControlPoint:
                     "start_on_moving_belt", Act.STOP, "the belt is moving (or its speed is "
                     "unknown) as the Start is about to go out")))
                 return None, reports
+            if job.phase is _Phase.MAIN:
+                job.written_s = now
             self.in_flight = self._request_for(job)
             return self.in_flight, reports
 
@@ -362,7 +368,8 @@ class ControlPoint:
             self.has_control = True
         request = job.request
         if isinstance(request, codec.SetTargetSpeed):
-            self.wire_kmh, self.wire_s = request.speed_kmh, job.attempt_s
+            self.wire_kmh = request.speed_kmh
+            self.wire_s = job.written_s if job.written_s is not None else job.attempt_s
         elif kind in (IntentKind.START, IntentKind.STOP, IntentKind.PAUSE):
             self.wire_kmh = None
 

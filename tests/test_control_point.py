@@ -336,3 +336,28 @@ def test_after_a_console_start_only_a_stop_written_later_counts_as_acknowledged(
     assert second == STOP
     answer(point, 2.6)
     assert point.stop_acked
+
+
+def test_the_wire_ramp_counts_from_when_a_speed_was_written_not_asked_for() -> None:
+    """Found by the random runs (seed 778928): on a machine that needs Request Control
+    before every command, a slow answer to that Request Control delays the speed. The
+    next speed's step was counted from when the first was asked for, so the two went out
+    closer together than the ramp allows."""
+    point = cp(Quirks(request_control_before_every_command=True))
+    point.started = True
+    point.wire_kmh, point.wire_s = 0.5, 0.0  # running at 0.5 km/h since t = 0
+    point.submit(1.0, Intent(K.SPEED, 3.0))
+    assert isinstance(write(point, 1.0), codec.RequestControl)
+    answer(point, 1.8)  # a slow Request Control
+    first = write(point, 1.8)
+    assert isinstance(first, codec.SetTargetSpeed)
+    answer(point, 1.85)
+    point.submit(2.0, Intent(K.SPEED, 3.0))
+    assert isinstance(write(point, 2.0), codec.RequestControl)
+    answer(point, 2.05)
+    second = write(point, 2.05)
+    assert isinstance(second, codec.SetTargetSpeed)
+    ramp = Envelope.build().ramp_kmh_per_s(Direction.FORWARD)
+    # on the wire: no faster than the ramp between the two writes (plus one FTMS step and
+    # the 1 ms of slack the limiter allows for tick noise)
+    assert second.speed_kmh - first.speed_kmh <= ramp * (2.05 - 1.8 + 0.001) + 0.01 + 1e-9
