@@ -179,8 +179,14 @@ class ControlPoint:
         return max(recent) if recent else None
 
     def link_lost(self) -> None:
-        """A new connection must be given control again."""
+        """The link dropped (or a new one came up): the new connection must be given
+        control again, and nothing asked for on the old one but a Stop is ever written
+        (after a drop only Stop goes out, never a speed or a resume)."""
         self.has_control = False
+        self._pending = collections.deque(
+            i for i in self._pending if i.kind is IntentKind.STOP)
+        if self._job is not None and self._job.intent.kind is not IntentKind.STOP:
+            self._job = None
 
     def next_due_s(self) -> float | None:
         """When a write becomes possible that is not possible now (a retry's wait)."""
@@ -237,8 +243,11 @@ class ControlPoint:
         job = self._job
         if job is None:
             return []
-        if job.phase is _Phase.CONTROL_FOR_STOP:
-            # Errors here fall through to the Stop itself (a refusal is still a Stop try).
+        if job.phase is _Phase.CONTROL_FOR_STOP or (
+                job.phase is _Phase.CONTROL_FIRST and job.intent.kind is IntentKind.STOP):
+            # A Stop's Request Control (control was lost, or this machine wants one before
+            # every command): whatever its answer, even none, the Stop itself goes next.
+            # A refusal or silence there is no reason not to try the Stop.
             self.has_control = outcome.status is CommandStatus.ANSWERED
             job.phase = _Phase.MAIN
             return []

@@ -361,3 +361,40 @@ def test_the_wire_ramp_counts_from_when_a_speed_was_written_not_asked_for() -> N
     # on the wire: no faster than the ramp between the two writes (plus one FTMS step and
     # the 1 ms of slack the limiter allows for tick noise)
     assert second.speed_kmh - first.speed_kmh <= ramp * (2.05 - 1.8 + 0.001) + 0.01 + 1e-9
+
+
+@pytest.mark.parametrize("status", [CommandStatus.TIMED_OUT, CommandStatus.REFUSED])
+def test_a_stop_goes_out_even_when_its_request_control_gets_no_answer(
+        status: CommandStatus) -> None:
+    """Found by the random runs (seed 912902): on a machine that wants Request Control
+    before every command, replies lost for ten seconds, and the Stop's Request Control
+    timed out again and again; the Stop itself was never written. Now, whatever the
+    Request Control's answer (none, or a refusal), the Stop is tried next."""
+    point = cp(Quirks(request_control_before_every_command=True))
+    point.submit(0.0, Intent(K.STOP))
+    request = write(point, 0.0)
+    assert isinstance(request, codec.RequestControl)
+    code = codec.ResultCode.CONTROL_NOT_PERMITTED if status is CommandStatus.REFUSED else None
+    point.finished(outcome(request, status, 3.0, code=code), FWD)
+    assert write(point, 3.0) == STOP
+
+
+def test_after_a_link_drop_nothing_but_a_stop_queued_for_the_old_link_is_written() -> None:
+    """Found by the random runs (seed 926704): a speed queued behind a timed-out one was
+    still handed out after the link dropped (onto a dead link; on a new one, a stale
+    speed). After a drop only Stop goes out."""
+    point = cp()
+    started(point, 3.5)
+    point.submit(1.0, Intent(K.SPEED, 3.0))
+    request = write(point, 1.0)
+    assert request == codec.SetTargetSpeed(speed_kmh=3.0)
+    point.submit(1.5, Intent(K.SPEED, 2.5))
+    point.finished(outcome(request, CommandStatus.LINK_CLOSED, 2.0), FWD)
+    point.link_lost()
+    assert point.idle() and write(point, 2.0) is None
+    point.submit(2.0, Intent(K.SPEED, 2.0))
+    point.submit(2.0, Intent(K.STOP))
+    point.link_lost()  # (a new link comes up: control must be taken again)
+    assert isinstance(write(point, 2.1), codec.RequestControl)  # no control: taken first
+    answer(point, 2.2)
+    assert write(point, 2.2) == STOP
