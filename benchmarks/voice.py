@@ -522,7 +522,7 @@ def table(out: dict[str, Any]) -> str:
 def parse_config(text: str) -> Config:
     """THRESHOLD[:MIN_WORD_S[:VERIFY_THRESHOLD|none[:any]]]; ``any``: also outside voice
     activity; ``none`` (the default): no re-decoding."""
-    threshold, word, verify, anywhere = (text.split(":") + ["", "", ""])[:4]
+    threshold, word, verify, anywhere = [*text.split(":"), "", "", ""][:4]
     return Config(float(threshold), float(word or 0.0), require_speech=anywhere != "any",
                   verify_threshold=None if verify in ("", "none") else float(verify))
 
