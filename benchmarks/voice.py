@@ -8,7 +8,8 @@ in speech that has none.
 Speech is synthesized by espeak-ng (4 speeds, random pitch) and mixed with generated
 treadmill noise (tests/voice_audio.py) at a signal-to-noise ratio over the voiced part of
 the speech. A configuration is (stage 1 keyphrase threshold, stage 2 shortest word,
-whether the word must fall in a run of voice activity).
+whether the word must fall in a run of voice activity, the threshold of the re-decoding
+verifier or none).
 
 Honest split. The configuration is CHOSEN on a tuning set and REPORTED on a held-out set;
 the two share no voice, no stop phrase, no non-stop text and no noise seed (``TUNING``,
@@ -97,12 +98,12 @@ class Config:
 
 
 GRID = (Config(1e-25, 0.25),
-        *(Config(t, w, verify_threshold=v) for t, w in ((1e-25, 0.15), (1e-25, 0.2),
-                                                         (1e-25, 0.25))
-          for v in (1e-15, 1e-10)),
-        Config(1e-20, 0.2, verify_threshold=1e-10), Config(1e-30, 0.15, verify_threshold=1e-10))
+        *(Config(t, w, verify_threshold=v) for t, w, v in (
+            (1e-25, 0.15, 1e-20), (1e-25, 0.2, 1e-20), (1e-30, 0.2, 1e-20),
+            (1e-25, 0.2, 1e-18))))
 """Tried on the tuning set; (1e-25, 0.25 s, no re-decoding) is the configuration shipped
-before the re-decoding verifier."""
+before the re-decoding verifier. An earlier grid with stricter re-decoding (1e-15, 1e-10)
+cut false stops further but heard at most 86 % at 10 dB (README)."""
 
 
 @dataclass(frozen=True)

@@ -46,14 +46,14 @@ END_SILENCE_S = 0.3
 STOP_THRESHOLD = 1e-25
 """The first stage's keyphrase threshold for "stop", chosen on the benchmark's tuning set."""
 PAUSE_THRESHOLD = 1e-20
-MIN_WORD_S = 0.25
+MIN_WORD_S = 0.2
 """Second stage: a keyphrase candidate whose aligned word lasts less than this is dropped
 (pocketsphinx aligns "stop" onto short bursts of other speech; a spoken "stop" lasts
 0.15-0.5 s). Chosen with the threshold on the benchmark's tuning set."""
 REQUIRE_SPEECH = True
 """Drop a keyphrase heard outside any run of voice activity (footsteps, belt noise)
 instead of trusting the recognizer over voice activity."""
-VERIFY_THRESHOLD: float | None = None
+VERIFY_THRESHOLD: float | None = 1e-18
 """Second stage: the keyword threshold of the verifier's re-decoding (``Verifier``);
 None turns the verifier off. Chosen on the benchmark's tuning set."""
 VERIFY_BEFORE_S = 0.3
