@@ -121,6 +121,24 @@ def test_the_second_stage_drops_a_candidate_whose_word_is_too_short(synth: va.Sy
     assert strict.candidates >= 1 and strict.too_short == strict.candidates
 
 
+def test_the_verifier_re_decodes_each_candidate_and_drops_what_it_does_not_hear_again(
+        synth: va.Synth) -> None:
+    clip = va.scene(synth.speak("stop", va.Voice("en-us", 150)), snr_db=10, seed=7)
+    kept = KeywordSpotter(va.RATE_HZ, verify_threshold=1e-20)
+    heard = [h for i in range(0, len(clip.audio), 1600)
+             for h in kept.feed(clip.audio[i:i + 1600])]
+    assert kept.verifier is not None
+    assert heard and kept.verifier.checked >= 1 and kept.verifier.refused == 0
+    # where the recognizer aligned the word (give or take a few frames of quiet before it)
+    assert clip.speech_start - 0.2 * va.RATE_HZ < heard[0].word_start_sample < clip.speech_end
+    # the same candidate, checked at a threshold no word can pass, is dropped
+    strict = KeywordSpotter(va.RATE_HZ, verify_threshold=1e30)
+    assert [h for i in range(0, len(clip.audio), 1600)
+            for h in strict.feed(clip.audio[i:i + 1600])] == []
+    assert strict.verifier is not None
+    assert strict.verifier.checked >= 1 and strict.verifier.refused == strict.verifier.checked
+
+
 def test_the_utterance_gate_releases_short_runs_and_drops_long_ones() -> None:
     from retrotread.voice.spotter import Spotted
 
