@@ -1112,16 +1112,6 @@ REQUEST_TYPES: dict[int, type[Any]] = {
 
 
 def _encode_message(message: Any) -> bytes:
-    cls = type(message)
-    layout = _message_layout(cls)
-    try:
-        return layout.struct.pack(int(message.op), *(
-            _on_wire(f, f.to_raw(getattr(message, f.name), cls.title)) for f in layout.fields))
-    except (CodecError, TypeError, ValueError, OverflowError, struct.error):
-        return _encode_message_field_by_field(message)  # (it names what does not fit)
-
-
-def _encode_message_field_by_field(message: Any) -> bytes:
     what = type(message).title
     return _pack("u8", int(message.op), what, "op code") + _encode_fields(
         message, type(message)._fields, what)
@@ -1131,42 +1121,9 @@ def _decode_message(cls: type[Any], reader: _Reader) -> Any:
     return cls(**_decode_fields(reader, cls._fields))
 
 
-# Control point requests and statuses go back and forth with every command: each message
-# class is read and written with one struct, made once (:func:`_message_layout`). Anything
-# out of the ordinary (a value that does not fit, a short or long message, a reserved
-# value) takes the field-by-field path, which says what is wrong; tests/test_codec.py
-# checks that both paths agree.
-
-
-class _MessageLayout(NamedTuple):
-    struct: struct.Struct  # the op code, then every field
-    fields: tuple[_Field, ...]
-
-
-def _message_layout(cls: type[Any]) -> _MessageLayout:
-    layout = _MESSAGE_LAYOUTS.get(cls)
-    if layout is None:
-        fields = cls._fields
-        layout = _MESSAGE_LAYOUTS[cls] = _MessageLayout(
-            struct.Struct("<B" + "".join(_STRUCT_CODES[f.kind] for f in fields)), fields)
-    return layout
-
-
-_MESSAGE_LAYOUTS: dict[type[Any], _MessageLayout] = {}
-
-
 def _on_wire(f: _Field, raw: int) -> int | bytes:
     """A raw value as its struct code takes it (a uint24 as three bytes)."""
     return raw.to_bytes(3, "little") if f.kind == "u24" else raw
-
-
-def _message_values(data: bytes, layout: _MessageLayout, what: str) -> dict[str, Any]:
-    """A message's field values, read by its layout (``data`` holds at least the layout's
-    bytes); raises CodecError for a reserved value, as :meth:`_Field.from_raw` does."""
-    wires = layout.struct.unpack_from(data)
-    return {f.name: f.from_raw(int.from_bytes(wire, "little") if type(wire) is bytes else wire,
-                               what)
-            for f, wire in zip(layout.fields, wires[1:], strict=True)}
 
 
 def encode_control_point(request: ControlPointRequest) -> bytes:
@@ -1180,18 +1137,6 @@ def decode_control_point(data: bytes) -> ControlPointRequest:
     "op code not supported"); missing or surplus parameter bytes and invalid parameter
     values raise :class:`CodecError` (answer "invalid parameter").
     """
-    cls = REQUEST_TYPES.get(data[0]) if data else None
-    if cls is not None:
-        layout = _message_layout(cls)
-        if len(data) == layout.struct.size:
-            try:
-                return cls(**_message_values(data, layout, cls.title))  # type: ignore[no-any-return]
-            except CodecError:
-                pass  # a reserved value: the field-by-field path names it
-    return _decode_control_point_field_by_field(data)
-
-
-def _decode_control_point_field_by_field(data: bytes) -> ControlPointRequest:
     reader = _Reader(data, "Fitness Machine Control Point")
     op = reader.int("u8", "Op Code")
     cls = REQUEST_TYPES.get(op)
@@ -1528,19 +1473,6 @@ def decode_status(data: bytes) -> MachineStatus:
     "stop", the safer of the two). Bytes after the known parameters are ignored, so that a
     "Stopped by Safety Key" with a stray byte is still seen as one.
     """
-    cls = STATUS_TYPES.get(data[0]) if data else None
-    if cls is not None:
-        layout = _message_layout(cls)
-        if len(data) >= layout.struct.size:  # (bytes after the parameters are ignored)
-            try:
-                return cls(**_message_values(data, layout, cls.title),  # type: ignore[no-any-return]
-                           problem=None)
-            except CodecError:
-                pass  # a reserved value: the field-by-field path says so in ``problem``
-    return _decode_status_field_by_field(data)
-
-
-def _decode_status_field_by_field(data: bytes) -> MachineStatus:
     reader = _Reader(data, "Fitness Machine Status")
     op = reader.int("u8", "Op Code")
     cls = STATUS_TYPES.get(op)
