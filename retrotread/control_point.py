@@ -87,7 +87,7 @@ class _Job:
     phase: _Phase = _Phase.MAIN
     attempt_s: float = 0.0
     """When this attempt began."""
-    written_s: float | None = None
+    written_s: float = 0.0
     """When the request itself (not its Request Control) was handed out to be written: a
     speed on the wire counts from then for the ramp. (Counting from the attempt's start
     let the next speed step too far when the Request Control before it was slow.)"""
@@ -378,7 +378,7 @@ class ControlPoint:
         request = job.request
         if isinstance(request, codec.SetTargetSpeed):
             self.wire_kmh = request.speed_kmh
-            self.wire_s = job.written_s if job.written_s is not None else job.attempt_s
+            self.wire_s = job.written_s  # (answered: it was written)
         elif kind in (IntentKind.START, IntentKind.STOP, IntentKind.PAUSE):
             self.wire_kmh = None
 
