@@ -9,12 +9,7 @@ parts need: pause, the safe stop, the ready gate after a stop.
 from __future__ import annotations
 
 from retrotread.authority import Gate
-from retrotread.control_point import (
-    ControlPoint,
-    Intent,
-    IntentKind,
-    WireContext,
-)
+from retrotread.control_point import ControlPoint, Intent, IntentKind, WireContext
 from retrotread.envelope import (
     ANNOUNCE_SPEED_CHANGE_KMH,
     STOPPED_CONFIRM_S,
@@ -22,13 +17,7 @@ from retrotread.envelope import (
     Direction,
     Envelope,
 )
-from retrotread.events import (
-    Announcement,
-    Event,
-    Outcome,
-    TurnaroundPhase,
-    WatchdogAction,
-)
+from retrotread.events import Announcement, Event, Outcome, TurnaroundPhase, WatchdogAction
 from retrotread.ftms.client import Telemetry
 from retrotread.machine.types import (
     Closing,
@@ -40,20 +29,9 @@ from retrotread.machine.types import (
     SessionSettings,
     State,
 )
-from retrotread.plan import (
-    FINISH_RAMP,
-    RAMP,
-    TURNAROUND_STOP,
-    Plan,
-)
+from retrotread.plan import FINISH_RAMP, RAMP, TURNAROUND_STOP, Plan
 from retrotread.quirks import Quirks
-from retrotread.watchdog import (
-    CompanionRule,
-    HeartRateRule,
-    Trigger,
-    Watchdog,
-    WatchdogLimits,
-)
+from retrotread.watchdog import CompanionRule, HeartRateRule, Trigger, Watchdog, WatchdogLimits
 
 
 class MachineBase:

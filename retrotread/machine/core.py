@@ -28,23 +28,9 @@ then a last Stop if none was answered, then FINISHED with :class:`SessionFinishe
 
 from __future__ import annotations
 
-from retrotread.control_point import (
-    IntentKind,
-    Report,
-    ReportKind,
-)
-from retrotread.envelope import (
-    START_SPEED_MAX_KMH,
-    TURNAROUND_MAX_STOPPED_S,
-    Direction,
-)
-from retrotread.events import (
-    Event,
-    Outcome,
-    SessionStarted,
-    TurnaroundPhase,
-    UserAction,
-)
+from retrotread.control_point import IntentKind, Report, ReportKind
+from retrotread.envelope import START_SPEED_MAX_KMH, TURNAROUND_MAX_STOPPED_S, Direction
+from retrotread.events import Event, Outcome, SessionStarted, TurnaroundPhase, UserAction
 from retrotread.formatting import kmh_text, minutes_text
 from retrotread.ftms import codec
 from retrotread.ftms.client import CommandStatus
@@ -52,12 +38,7 @@ from retrotread.machine.inputs import Inputs
 from retrotread.machine.notices import PlanNotices
 from retrotread.machine.person import PersonCommands
 from retrotread.machine.quiet import QuietWindows
-from retrotread.machine.types import (
-    FIRST_TELEMETRY_WAIT_S,
-    Closing,
-    Prep,
-    State,
-)
+from retrotread.machine.types import FIRST_TELEMETRY_WAIT_S, Closing, Prep, State
 from retrotread.machine.view import View
 from retrotread.observations import (
     CommandFinished,
@@ -75,17 +56,9 @@ from retrotread.observations import (
     Tick,
     UserRequest,
 )
-from retrotread.plan import (
-    COUNTDOWN,
-    FINISH_RAMP,
-    TURNAROUND_HOLD,
-    TURNAROUND_STOP,
-)
+from retrotread.plan import COUNTDOWN, FINISH_RAMP, TURNAROUND_HOLD, TURNAROUND_STOP
 from retrotread.units import quantize_down
-from retrotread.watchdog import (
-    Act,
-    Trigger,
-)
+from retrotread.watchdog import Act, Trigger
 
 
 class SessionMachine(Inputs, PersonCommands, PlanNotices, QuietWindows, View):

@@ -9,26 +9,11 @@ bounded wait for the link, then a last Stop if none was answered, then FINISHED 
 
 from __future__ import annotations
 
-from retrotread.control_point import (
-    IntentKind,
-)
-from retrotread.events import (
-    Event,
-    Outcome,
-    SessionFinished,
-)
+from retrotread.control_point import IntentKind
+from retrotread.events import Event, Outcome, SessionFinished
 from retrotread.machine.base import MachineBase
-from retrotread.machine.types import (
-    STOP_REPEAT_S,
-    Closing,
-    Prep,
-    SessionResult,
-    State,
-)
-from retrotread.watchdog import (
-    Act,
-    Trigger,
-)
+from retrotread.machine.types import STOP_REPEAT_S, Closing, Prep, SessionResult, State
+from retrotread.watchdog import Act, Trigger
 
 
 class Ending(MachineBase):

@@ -8,32 +8,16 @@ coming back (after a drop only Stop is ever sent, never a resume).
 
 from __future__ import annotations
 
-from retrotread.control_point import (
-    IntentKind,
-)
-from retrotread.envelope import (
-    STOPPED_SPEED_KMH,
-)
-from retrotread.events import (
-    LinkStateChanged,
-    MachineStatusChanged,
-    Outcome,
-    TelemetrySample,
-)
+from retrotread.control_point import IntentKind
+from retrotread.envelope import STOPPED_SPEED_KMH
+from retrotread.events import LinkStateChanged, MachineStatusChanged, Outcome, TelemetrySample
 from retrotread.formatting import kmh_text
 from retrotread.ftms import codec
 from retrotread.ftms.client import Telemetry
 from retrotread.machine.ending import Ending
-from retrotread.machine.types import (
-    STANDING,
-    Closing,
-    State,
-)
+from retrotread.machine.types import STANDING, Closing, State
 from retrotread.quirks import Quirks
-from retrotread.watchdog import (
-    Act,
-    Trigger,
-)
+from retrotread.watchdog import Act, Trigger
 
 
 class Inputs(Ending):

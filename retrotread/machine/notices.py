@@ -5,20 +5,11 @@ notice ``announce_s`` ahead, and automatic speed changes announced
 
 from __future__ import annotations
 
-from retrotread.envelope import (
-    SPEED_CHANGE_NOTICE_S,
-    Direction,
-)
-from retrotread.events import (
-    SegmentStarted,
-    TurnaroundPhase,
-)
+from retrotread.envelope import SPEED_CHANGE_NOTICE_S, Direction
+from retrotread.events import SegmentStarted, TurnaroundPhase
 from retrotread.formatting import duration_words, speed_text
 from retrotread.machine.base import MachineBase
-from retrotread.plan import (
-    FINISH_RAMP,
-    PlanStep,
-)
+from retrotread.plan import FINISH_RAMP, PlanStep
 
 
 class PlanNotices(MachineBase):

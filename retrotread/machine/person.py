@@ -10,24 +10,11 @@ from __future__ import annotations
 
 from retrotread import authority
 from retrotread.authority import Gate, Verdict
-from retrotread.envelope import (
-    describe_kmh,
-)
-from retrotread.events import (
-    Outcome,
-    UserCommand,
-)
+from retrotread.envelope import describe_kmh
+from retrotread.events import Outcome, UserCommand
 from retrotread.machine.ending import Ending
-from retrotread.machine.types import (
-    ENDING,
-    Closing,
-    Prep,
-    State,
-)
-from retrotread.watchdog import (
-    Act,
-    Trigger,
-)
+from retrotread.machine.types import ENDING, Closing, Prep, State
+from retrotread.watchdog import Act, Trigger
 
 
 class PersonCommands(Ending):

@@ -7,16 +7,9 @@ never jumps (docs/session-core.md).
 
 from __future__ import annotations
 
-from retrotread.envelope import (
-    SPEED_CHANGE_NOTICE_S,
-    TURNAROUND_MAX_STOPPED_S,
-)
+from retrotread.envelope import SPEED_CHANGE_NOTICE_S, TURNAROUND_MAX_STOPPED_S
 from retrotread.machine.base import MachineBase
-from retrotread.machine.types import (
-    Closing,
-    Prep,
-    State,
-)
+from retrotread.machine.types import Closing, Prep, State
 
 
 class QuietWindows(MachineBase):

@@ -6,14 +6,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from retrotread.envelope import (
-    START_COUNTDOWN_S,
-    TURNAROUND_ANNOUNCE_S,
-    Direction,
-)
-from retrotread.events import (
-    Outcome,
-)
+from retrotread.envelope import START_COUNTDOWN_S, TURNAROUND_ANNOUNCE_S, Direction
+from retrotread.events import Outcome
 from retrotread.formatting import Units
 
 FIRST_TELEMETRY_WAIT_S = 3.0

@@ -6,18 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from retrotread.envelope import (
-    Direction,
-)
-from retrotread.events import (
-    SessionSnapshot,
-)
+from retrotread.envelope import Direction
+from retrotread.events import SessionSnapshot
 from retrotread.machine.base import MachineBase
-from retrotread.machine.types import (
-    TURNING,
-    SegmentInfo,
-    State,
-)
+from retrotread.machine.types import TURNING, SegmentInfo, State
 
 
 class View(MachineBase):
