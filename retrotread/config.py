@@ -73,7 +73,8 @@ class RunDefaults(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str | None) -> str | None:
-        from retrotread.mqtt import MqttConfigError, check_name
+        from retrotread.errors import MqttConfigError
+        from retrotread.mqtt import check_name
 
         if value is None:
             return None

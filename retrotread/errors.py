@@ -126,3 +126,38 @@ class VoiceUnavailableError(VoiceError):
 
 class MicrophoneLostError(VoiceError):
     """The microphone disappeared (unplugged, driver error) while listening."""
+
+
+class QuirkFileError(RetrotreadError):
+    """A quirk file that cannot be read; the message names the file and the field."""
+
+
+class SessionNotFoundError(UsageError):
+    """A SESSION argument that names no log (or more than one)."""
+
+
+class SessionLogError(UsageError):
+    """A session log that cannot be read: missing, damaged before its last line, not a
+    retrotread log, or written by a newer major version. One line naming the file (and
+    the line); exit status 2."""
+
+
+class RulesError(RetrotreadError):
+    """Progression rules that are malformed or would leave the safety envelope."""
+
+
+class ExportError(RetrotreadError):
+    """A session that cannot be exported (e.g. no telemetry at all)."""
+
+
+class BleSimUnavailableError(MissingExtraError):
+    """Bumble, which ``retrotread sim --ble`` needs, is not installed."""
+
+
+class MqttConfigError(RetrotreadError):
+    """MQTT settings that cannot work (bad URL, unreadable file, unknown key)."""
+
+
+class NameInUseError(RetrotreadError):
+    """Another live session already publishes under this name (topic prefix) on the
+    broker: this one refuses to publish or take commands, rather than mix its topics."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retrotread.errors import RetrotreadError, UsageError
+from retrotread.errors import ExportError, UsageError
 from retrotread.events import (
     Event,
     SegmentStarted,
@@ -42,10 +42,6 @@ from retrotread.recorder import summarize
 from retrotread.units import kmh_to_mph
 
 FORMATS = ("fit", "tcx", "csv")
-
-
-class ExportError(RetrotreadError):
-    """A session that cannot be exported (e.g. no telemetry at all)."""
 
 
 # --------------------------------------------------------------------------- the model

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from retrotread.envelope import Direction
-from retrotread.errors import UsageError
+from retrotread.errors import SessionNotFoundError
 from retrotread.events import Event, SegmentStarted, SessionStarted, WatchdogAction
 from retrotread.formatting import clock_text, distance_text, minutes_text
 from retrotread.log_reader import (
@@ -52,10 +52,6 @@ _STEM_TIME = re.compile(r"^(\d{8}-\d{6})")
 
 RUNNING = "running"
 """The outcome of a session whose process is still writing its log."""
-
-
-class SessionNotFoundError(UsageError):
-    """A SESSION argument that names no log (or more than one)."""
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar, Union
 
-from retrotread.errors import UsageError
+from retrotread.errors import SessionLogError
 from retrotread.events import (
     Announcement,
     CommandReplied,
@@ -72,12 +72,6 @@ KNOWN_VERSIONS = frozenset({1})
 
 Record = dict[str, Any]
 """One raw JSON record of a log, as written."""
-
-
-class SessionLogError(UsageError):
-    """A session log that cannot be read: missing, damaged before its last line, not a
-    retrotread log, or written by a newer major version. One line naming the file (and
-    the line); exit status 2."""
 
 
 @dataclass(frozen=True)

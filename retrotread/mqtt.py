@@ -53,7 +53,7 @@ import aiomqtt
 
 from retrotread import __version__
 from retrotread.envelope import Direction
-from retrotread.errors import RetrotreadError
+from retrotread.errors import MqttConfigError, NameInUseError
 from retrotread.events import (
     Event,
     SegmentStarted,
@@ -111,15 +111,6 @@ def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 CommandHandler = Callable[[UserCommand, str], bool]
-
-
-class MqttConfigError(RetrotreadError):
-    """MQTT settings that cannot work (bad URL, unreadable file, unknown key)."""
-
-
-class NameInUseError(RetrotreadError):
-    """Another live session already publishes under this name (topic prefix) on the
-    broker: this one refuses to publish or take commands, rather than mix its topics."""
 
 
 NAME_CHECK_S = 3.0

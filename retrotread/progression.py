@@ -27,16 +27,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from retrotread.envelope import BACKWARD_CEILING_MPH, FORWARD_CEILING_DEFAULT_MPH
-from retrotread.errors import ProfileError, RetrotreadError
+from retrotread.errors import ProfileError, RetrotreadError, RulesError
 from retrotread.formatting import minutes_text
 from retrotread.units import kmh_to_mph
 
 MIN_BACKWARD_SPEED_MPH = 0.5
 MIN_SEGMENT_S = 5.0
-
-
-class RulesError(RetrotreadError):
-    """Progression rules that are malformed or would leave the safety envelope."""
 
 
 class EntryLike(Protocol):

@@ -38,11 +38,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from retrotread.errors import RetrotreadError
-
-
-class QuirkFileError(RetrotreadError):
-    """A quirk file that cannot be read; the message names the file and the field."""
+from retrotread.errors import QuirkFileError
 
 
 @dataclass(frozen=True)

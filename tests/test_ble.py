@@ -414,7 +414,8 @@ def test_quirk_merge_keeps_the_safer_value() -> None:
 
 
 def test_broken_quirk_file_names_file_and_field(tmp_path: Path) -> None:
-    from retrotread.quirks import QuirkFileError, load_quirks
+    from retrotread.errors import QuirkFileError
+    from retrotread.quirks import load_quirks
 
     (tmp_path / "bad.yaml").write_text(
         "id: bad\nmatch: {model: '('}\nquirks: {ignore_pause: true}\n", encoding="utf-8")

@@ -138,7 +138,8 @@ async def test_informational_quirks_are_logged_and_the_speed_follows_start(
 
 
 def test_an_oversized_quirk_file_is_refused_unread(tmp_path) -> None:
-    from retrotread.quirks import MAX_QUIRK_FILE_BYTES, QuirkFileError, load_quirk_file
+    from retrotread.errors import QuirkFileError
+    from retrotread.quirks import MAX_QUIRK_FILE_BYTES, load_quirk_file
 
     path = tmp_path / "huge.yaml"
     path.write_text("# padding\n" * (MAX_QUIRK_FILE_BYTES // 10 + 10))

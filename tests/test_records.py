@@ -230,7 +230,8 @@ def test_a_session_whose_process_died_is_incomplete_with_the_last_belt_state(
 
 
 def test_a_second_writer_of_a_running_log_is_refused(writer: Any) -> None:
-    from retrotread.recorder import SessionLogError, SessionRecorder
+    from retrotread.errors import SessionLogError
+    from retrotread.recorder import SessionRecorder
 
     process, log = writer
     with pytest.raises(SessionLogError, match=f"still running \\(pid {process.pid}\\)"), \

@@ -36,14 +36,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from retrotread import gatt
-from retrotread.errors import GattError, LinkError, MissingExtraError
+from retrotread.errors import BleSimUnavailableError, GattError, LinkError
 from retrotread.extras import install_hint
 
 INSTALL_HINT = install_hint("ble-sim")
-
-
-class BleSimUnavailableError(MissingExtraError):
-    """Bumble, which ``retrotread sim --ble`` needs, is not installed."""
 
 
 try:
