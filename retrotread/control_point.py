@@ -173,10 +173,11 @@ class ControlPoint:
         history = self.history
         while history and now - history[0][0] > window_s:
             history.popleft()
-        recent = [kmh for _, kmh in history]
-        if self.last_sent_kmh is not None:
-            recent.append(self.last_sent_kmh)
-        return max(recent) if recent else None
+        highest = self.last_sent_kmh
+        for _, kmh in history:
+            if highest is None or kmh > highest:
+                highest = kmh
+        return highest
 
     def link_lost(self) -> None:
         """The link dropped (or a new one came up): the new connection must be given

@@ -357,7 +357,8 @@ class SessionMachine(Inputs, PersonCommands, PlanNotices, QuietWindows, View):
 
     def _tick_running(self, now: float, dt: float) -> None:
         plan = self.plan
-        self.plan_time_s = min(self.plan_time_s + dt, float(plan.total_s))
+        total_s = float(plan.total_s)
+        self.plan_time_s = min(self.plan_time_s + dt, total_s)
         if self.facing is Direction.BACKWARD:
             self.backward_s += dt
         target, direction, step = plan.setpoint_at(self.plan_time_s)
@@ -371,7 +372,7 @@ class SessionMachine(Inputs, PersonCommands, PlanNotices, QuietWindows, View):
             # The plan wants the other direction: the belt must be stopped first.
             self._begin_turn_stop(now, direction)
             return
-        finishing = self.plan_time_s >= float(plan.total_s) - 1e-9
+        finishing = self.plan_time_s >= total_s - 1e-9
         if target <= 0 or finishing:
             if finishing:
                 self._begin_finish(now)

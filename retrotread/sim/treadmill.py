@@ -497,8 +497,10 @@ class SimulatedTreadmill(gatt.GattServer):
 
     def subscribed(self, uuid: str) -> bool:
         """Whether a connected central listens to ``uuid`` (no one: nothing to encode)."""
-        return any(not connection.closed and uuid in connection.subscriptions
-                   for connection in self.connections)
+        for connection in self.connections:
+            if not connection.closed and uuid in connection.subscriptions:
+                return True
+        return False
 
     def _broadcast(self, uuid: str, value: bytes) -> None:
         for connection in list(self.connections):
