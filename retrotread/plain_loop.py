@@ -206,6 +206,8 @@ class PlainRun:
             self.stepped.write(self.now, request)
             for happened in self.stepped.advance(self.now):
                 self._observe(happened)
+            if not self._may_write():
+                return True  # (asking would be told "nothing", and change nothing)
 
 
 def plain_run(profile: Any, *, preset: str = "generic",

@@ -361,7 +361,8 @@ class SessionMachine(Inputs, PersonCommands, PlanNotices, QuietWindows, View):
         self.plan_time_s = min(self.plan_time_s + dt, total_s)
         if self.facing is Direction.BACKWARD:
             self.backward_s += dt
-        target, direction, step = plan.setpoint_at(self.plan_time_s)
+        step = plan.step_at(self.plan_time_s)
+        target, direction = step.speed_at(self.plan_time_s), step.direction
         segment = step.segment_index
         if segment != self.segment_index and segment >= 0:
             self._segment_changed(now, segment)
@@ -381,7 +382,7 @@ class SessionMachine(Inputs, PersonCommands, PlanNotices, QuietWindows, View):
             return
         stopping = kind in (TURNAROUND_STOP, FINISH_RAMP)
         wanted = target if stopping else target + self.user_offset_kmh
-        if self._heart_rate_limits(now):
+        if self.heart_rule is not None and self._heart_rate_limits(now):
             wanted = min(wanted, self.floor_kmh)
             if self.state is not State.RUNNING:
                 return
