@@ -136,8 +136,9 @@ class ControlPoint:
     # ------------------------------------------------------------------ the session's side
     def submit(self, now: float, intent: Intent) -> None:
         if intent.kind is IntentKind.SPEED:
-            self._pending = collections.deque(
-                i for i in self._pending if i.kind is not IntentKind.SPEED)
+            if self._pending:  # (usually empty: the last speed already went out)
+                self._pending = collections.deque(
+                    i for i in self._pending if i.kind is not IntentKind.SPEED)
             self.last_sent_kmh = intent.speed_kmh
             self.recent_kmh.append(intent.speed_kmh)
             self.history.append((now, intent.speed_kmh))
