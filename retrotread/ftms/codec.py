@@ -32,8 +32,8 @@ import enum
 import functools
 import operator
 import struct
-from dataclasses import dataclass, field, fields, replace
 from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from retrotread.errors import CodecError, UnsupportedOpCodeError
