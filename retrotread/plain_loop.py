@@ -126,20 +126,14 @@ class PlainRun:
                 self.feed(_TICK)
                 self.steps += 1
                 next_tick = self._next_tick(now, period)
-            elif observed:
-                next_tick = self._sooner_tick(next_tick, now, period)
+            elif observed and next_tick > round(now + period, 9):
+                # something happened: the next tick may be needed sooner (never sooner
+                # than one period from now, so a tick already that close stays)
+                next_tick = min(next_tick, self._next_tick(now, period))
             if self._may_write() and self._write():
-                next_tick = self._sooner_tick(next_tick, self.now, period)
+                next_tick = min(next_tick, self._next_tick(self.now, period))
 
     # ------------------------------------------------------------------ inside
-    def _sooner_tick(self, next_tick: float, now: float, period: float) -> float:
-        """Something happened at ``now``: the next tick may be needed sooner, never sooner
-        than one period from now (:meth:`_next_tick` is never earlier), so a tick
-        already that close stays, and nothing is asked."""
-        if next_tick <= round(now + period, 9):
-            return next_tick
-        return min(next_tick, self._next_tick(now, period))
-
     def _next_tick(self, now: float, period: float) -> float:
         if self.machine.finished:
             return _NEVER
