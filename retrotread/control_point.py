@@ -136,8 +136,9 @@ class ControlPoint:
     # ------------------------------------------------------------------ the session's side
     def submit(self, now: float, intent: Intent) -> None:
         if intent.kind is IntentKind.SPEED:
-            self._pending = collections.deque(
-                i for i in self._pending if i.kind is not IntentKind.SPEED)
+            if self._pending:  # (usually empty: the last speed already went out)
+                self._pending = collections.deque(
+                    i for i in self._pending if i.kind is not IntentKind.SPEED)
             self.last_sent_kmh = intent.speed_kmh
             self.recent_kmh.append(intent.speed_kmh)
             self.history.append((now, intent.speed_kmh))
@@ -173,10 +174,11 @@ class ControlPoint:
         history = self.history
         while history and now - history[0][0] > window_s:
             history.popleft()
-        recent = [kmh for _, kmh in history]
-        if self.last_sent_kmh is not None:
-            recent.append(self.last_sent_kmh)
-        return max(recent) if recent else None
+        highest = self.last_sent_kmh
+        for _, kmh in history:
+            if highest is None or kmh > highest:
+                highest = kmh
+        return highest
 
     def link_lost(self) -> None:
         """The link dropped (or a new one came up): the new connection must be given

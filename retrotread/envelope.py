@@ -94,6 +94,10 @@ class MachineLimits:
             )
 
 
+_CLAMPED_REMEMBERED = 4096
+"""How many clamped speeds an envelope remembers (see :meth:`Envelope.clamp`)."""
+
+
 @dataclass(frozen=True)
 class Envelope:
     """The limits in force for one workout on one machine. Build it with :meth:`build`."""
@@ -207,9 +211,25 @@ class Envelope:
         return min(self.floor_kmh(), START_SPEED_MAX_KMH)
 
     # --- clamping -------------------------------------------------------------------------
+    @functools.cached_property
+    def _clamped(self) -> dict[tuple[Direction, float], float]:
+        """:meth:`clamp`'s answers so far: the control loop clamps the same few speeds on
+        most ticks (a steady segment's setpoint, again and again)."""
+        return {}
+
     def clamp(self, direction: Direction, speed_kmh: float) -> float:
         """``speed_kmh`` made safe for ``direction``: quantized down and inside
         [floor, ceiling]. Zero (stop) stays zero; negative speeds become zero."""
+        remembered = self._clamped
+        key = (direction, speed_kmh)
+        clamped = remembered.get(key)
+        if clamped is None:
+            clamped = self._clamp(direction, speed_kmh)
+            if len(remembered) < _CLAMPED_REMEMBERED:  # (a ramp's speeds are all new)
+                remembered[key] = clamped
+        return clamped
+
+    def _clamp(self, direction: Direction, speed_kmh: float) -> float:
         if speed_kmh <= 0:
             return 0.0
         floor, backward, forward = self._limits_kmh  # (as floor_kmh and ceiling_kmh)

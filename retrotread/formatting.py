@@ -21,6 +21,7 @@ value reads the same everywhere (the terminal, the companion page, ``retrotread 
 from __future__ import annotations
 
 import enum
+import functools
 import math
 
 from retrotread.units import FTMS_SPEED_STEP_KMH, kmh_to_mph
@@ -87,9 +88,11 @@ def mph_text(speed_kmh: float, digits: int = 1, rounding: Rounding = Rounding.NE
     return f"{_fixed(kmh_to_mph(_for_limit(speed_kmh, rounding)), digits, rounding)} mph"
 
 
+@functools.lru_cache(maxsize=1024)
 def kmh_text(speed_kmh: float, digits: int = 1, rounding: Rounding = Rounding.NEAREST
              ) -> str:
-    """``1.6 km/h`` (``1.61 km/h`` with ``digits=2``, the FTMS resolution)."""
+    """``1.6 km/h`` (``1.61 km/h`` with ``digits=2``, the FTMS resolution). Remembered:
+    a session names the same few speeds over and over (each echo of its own setpoint)."""
     return f"{_fixed(_for_limit(speed_kmh, rounding), digits, rounding)} km/h"
 
 

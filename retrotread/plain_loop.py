@@ -41,6 +41,7 @@ from retrotread.quirks import Quirks, match_quirks
 from retrotread.runner import build_envelope, limits_of, segment_infos
 from retrotread.sim.stepped import SteppedTreadmill
 from retrotread.treadmill import CommandOutcome, StatusEvent, Telemetry
+from retrotread.units import TIME_TOLERANCE_S
 
 Action = Callable[["PlainRun"], None]
 """Something that happens at a time: a console press, a fault, a person's command."""
@@ -95,7 +96,8 @@ class PlainRun:
         self._write()
         next_tick = period
         while not machine.finished:
-            due = min(next_tick, stepped.next_due_s(), self._reconnect_at)
+            stepped_due = stepped.next_due_s()
+            due = min(next_tick, stepped_due, self._reconnect_at)
             if self.schedule:
                 due = min(due, self.schedule[0][0])
             write_due = machine.next_due_s()
@@ -106,8 +108,11 @@ class PlainRun:
                                    f"(state {machine.state.value})")
             now = self.now = max(self.now, due)
             observed = False
-            for happened in stepped.advance(now):
-                observed = self._observe(happened) or observed
+            if stepped_due <= now + TIME_TOLERANCE_S:
+                for happened in stepped.advance(now):
+                    observed = self._observe(happened) or observed
+            else:
+                stepped.idle_to(now)
             if machine.finished:
                 break  # (nothing scheduled for later happens to this session)
             while self.schedule and self.schedule[0][0] <= now:
@@ -146,12 +151,14 @@ class PlainRun:
         return control.in_flight is None and not control.idle()
 
     def _take(self, events: list[Event]) -> None:
-        for event in events:
-            if isinstance(event, TurnaroundPhase) and event.phase == "start":
-                self.stepped.sim.person_faces(event.to_direction)
-        if self.keep_events:
-            self.events += events
-        if self._reconnect_at == _NEVER and self.machine.wants_reconnect:
+        if events:
+            for event in events:
+                if isinstance(event, TurnaroundPhase) and event.phase == "start":
+                    self.stepped.sim.person_faces(event.to_direction)
+            if self.keep_events:
+                self.events += events
+        machine = self.machine
+        if self._reconnect_at == _NEVER and not machine.link_ok and machine.wants_reconnect:
             self._backoff_s = self.machine.settings.reconnect_backoff_s
             self._reconnect_at = self.now  # the keeper tries at once
 
@@ -199,6 +206,8 @@ class PlainRun:
             self.stepped.write(self.now, request)
             for happened in self.stepped.advance(self.now):
                 self._observe(happened)
+            if not self._may_write():
+                return True  # (asking would be told "nothing", and change nothing)
 
 
 def plain_run(profile: Any, *, preset: str = "generic",

@@ -32,8 +32,9 @@ import enum
 import functools
 import operator
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from retrotread.errors import CodecError, UnsupportedOpCodeError
 from retrotread.formatting import kmh_text
@@ -173,6 +174,26 @@ class _Field:
         if self.scale == 1:
             return raw
         return raw / self.scale
+
+
+_Decoded = TypeVar("_Decoded")
+
+
+def _remembered(decode: Callable[[bytes], _Decoded]) -> Callable[[bytes], _Decoded]:
+    """``decode`` with its recent answers remembered, by the message's bytes.
+
+    A decoder is a pure function of the bytes (it reads them as ``bytes(data)`` first),
+    and a session meets the same few short messages again and again: its own speeds
+    echoed as statuses, "success" answers, the same requests on a simulator. The
+    decoded messages are frozen, so callers can share one. A message that raises is
+    not remembered: it raises again each time."""
+    remembered = functools.lru_cache(maxsize=256)(decode)
+
+    @functools.wraps(decode)
+    def decode_remembered(data: bytes) -> _Decoded:
+        return remembered(bytes(data))
+
+    return decode_remembered
 
 
 def _encode_fields(message: Any, spec: tuple[_Field, ...], what: str) -> bytes:
@@ -1130,6 +1151,7 @@ def encode_control_point(request: ControlPointRequest) -> bytes:
     return _encode_message(request)
 
 
+@_remembered
 def decode_control_point(data: bytes) -> ControlPointRequest:
     """Decode a control point write (the server side).
 
@@ -1175,6 +1197,7 @@ def encode_control_point_response(response: ControlPointResponse) -> bytes:
             + _pack("u8", int(response.result), what, "result code") + response.parameter)
 
 
+@_remembered
 def decode_control_point_response(data: bytes) -> ControlPointResponse:
     reader = _Reader(data, "Control Point Response")
     code = reader.int("u8", "Response Code op code")
@@ -1462,6 +1485,7 @@ def encode_status(status: MachineStatus) -> bytes:
     return _encode_message(status)
 
 
+@_remembered
 def decode_status(data: bytes) -> MachineStatus:
     """Decode 0x2ADA; only an empty message is an error.
 

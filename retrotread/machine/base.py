@@ -53,6 +53,9 @@ class MachineBase:
             limits=watchdog_limits or WatchdogLimits(reply_timeout_s=self.setup.reply_timeout_s),
         )
         self.control = ControlPoint(envelope, quirks)
+        self._reference_window_s = self.watchdog.limits.overspeed_grace_s + self.period_s
+        """How far back a commanded speed counts for the speed checks (every sample and
+        tick asks)."""
         self.state = State.STARTING
         self.facing = Direction.FORWARD
         self.plan_time_s = 0.0

@@ -357,10 +357,12 @@ class SessionMachine(Inputs, PersonCommands, PlanNotices, QuietWindows, View):
 
     def _tick_running(self, now: float, dt: float) -> None:
         plan = self.plan
-        self.plan_time_s = min(self.plan_time_s + dt, float(plan.total_s))
+        total_s = float(plan.total_s)
+        self.plan_time_s = min(self.plan_time_s + dt, total_s)
         if self.facing is Direction.BACKWARD:
             self.backward_s += dt
-        target, direction, step = plan.setpoint_at(self.plan_time_s)
+        step = plan.step_at(self.plan_time_s)
+        target, direction = step.speed_at(self.plan_time_s), step.direction
         segment = step.segment_index
         if segment != self.segment_index and segment >= 0:
             self._segment_changed(now, segment)
@@ -371,7 +373,7 @@ class SessionMachine(Inputs, PersonCommands, PlanNotices, QuietWindows, View):
             # The plan wants the other direction: the belt must be stopped first.
             self._begin_turn_stop(now, direction)
             return
-        finishing = self.plan_time_s >= float(plan.total_s) - 1e-9
+        finishing = self.plan_time_s >= total_s - 1e-9
         if target <= 0 or finishing:
             if finishing:
                 self._begin_finish(now)
@@ -380,7 +382,7 @@ class SessionMachine(Inputs, PersonCommands, PlanNotices, QuietWindows, View):
             return
         stopping = kind in (TURNAROUND_STOP, FINISH_RAMP)
         wanted = target if stopping else target + self.user_offset_kmh
-        if self._heart_rate_limits(now):
+        if self.heart_rule is not None and self._heart_rate_limits(now):
             wanted = min(wanted, self.floor_kmh)
             if self.state is not State.RUNNING:
                 return

@@ -53,9 +53,9 @@ class Inputs(Ending):
         """Measured against commanded: on every tick and on every telemetry sample."""
         if self.state is not State.RUNNING or not self.belt_should_move:
             return
-        window = self.watchdog.limits.overspeed_grace_s + self.period_s
         trigger = self.watchdog.check(
-            now, commanded_kmh=self.control.reference_kmh(now, window) or self.cmd_kmh,
+            now, commanded_kmh=(self.control.reference_kmh(now, self._reference_window_s)
+                                or self.cmd_kmh),
             facing=self.facing, belt_should_move=True, started_s=self.belt_started_s,
         )
         if trigger is not None:
@@ -144,8 +144,9 @@ class Inputs(Ending):
                     "speed without its value: commanding the plan's speed again"))
                 self.control.force_resend()
             return
-        if any(abs(speed_kmh - sent) < 0.011 for sent in self.control.recent_kmh):
-            return
+        for sent in self.control.recent_kmh:
+            if abs(speed_kmh - sent) < 0.011:
+                return  # our own speed echoed
         if (self._start_sent_s is not None
                 and now - self._start_sent_s <= 2 * self.setup.reply_timeout_s + 1.0
                 and speed_kmh <= self.envelope.start_speed_kmh() + 0.011):

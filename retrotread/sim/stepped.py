@@ -157,6 +157,12 @@ class SteppedTreadmill:
         events, self._events = self._events, []
         return events
 
+    def idle_to(self, now: float) -> None:
+        """:meth:`advance` to ``now`` when :meth:`next_due_s` has just said nothing is
+        due by then (beyond the tolerance): only the clock moves, and nothing is asked
+        again (most of a plain loop's iterations are such: a tick between samples)."""
+        self.clock.now_s = max(now, self.clock.now_s)
+
     def write(self, now: float, request: codec.ControlPointRequest, *,
               timeout_s: float | None = None) -> None:
         """Send ``request`` at ``now`` (after the one outstanding, if any; ``timeout_s``:
@@ -197,7 +203,8 @@ class SteppedTreadmill:
         reply_deadline = self.client.next_due_s()
         if reply_deadline is not None and reply_deadline < due:
             due = reply_deadline
-        return min(due, self._retry_at_s)
+        retry_at = self._retry_at_s
+        return retry_at if retry_at < due else due
 
     def _run_until(self, now: float) -> None:
         clock, sim, client, events = self.clock, self.sim, self.client, self._events

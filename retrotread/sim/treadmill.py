@@ -215,30 +215,32 @@ class SimulatedTreadmill(gatt.GattServer):
 
     def treadmill_data(self) -> codec.TreadmillData:
         now = self.clock.now()
-        self.belt.advance_to(now)
-        speed = round(self.belt.measured_kmh(), 2)
-        moving = self.belt.moving_time_s
-        average = round(self.belt.distance_m * 3.6 / moving, 2) if moving > 0 else 0.0
-        energy = min(int(self.belt.distance_m * 0.06), 0xFFFE)  # ~60 kcal per km walking
+        belt, heart, faults = self.belt, self.heart, self.faults
+        belt.advance_to(now)
+        speed = round(belt.measured_kmh(), 2)
+        moving = belt.moving_time_s
+        distance = belt.distance_m
+        average = round(distance * 3.6 / moving, 2) if moving > 0 else 0.0
+        energy = min(int(distance * 0.06), 0xFFFE)  # ~60 kcal per km walking
         heart_rate = None
-        if self.heart is not None:
-            self.heart.extra_bpm = self.faults.heart_rate_extra_bpm
-            self.heart.advance_to(now, self.belt.speed_kmh)
-            if not self.faults.heart_rate_lost:
-                heart_rate = round(self.heart.bpm)
-        return codec.TreadmillData.from_values(dict(
-            heart_rate_bpm=heart_rate,
-            speed_kmh=speed,
-            average_speed_kmh=min(average, 655.35),
-            total_distance_m=int(self.belt.distance_m),
-            inclination_pct=0.0,
-            ramp_angle_deg=0.0,
-            positive_elevation_gain_m=0.0,
-            negative_elevation_gain_m=0.0,
-            total_energy_kcal=energy,
-            unavailable=_ENERGY_RATES,
-            elapsed_time_s=min(self.elapsed_s(), 0xFFFF),
-        ))
+        if heart is not None:
+            heart.extra_bpm = faults.heart_rate_extra_bpm
+            heart.advance_to(now, belt.speed_kmh)
+            if not faults.heart_rate_lost:
+                heart_rate = round(heart.bpm)
+        return codec.TreadmillData.from_values({
+            "heart_rate_bpm": heart_rate,
+            "speed_kmh": speed,
+            "average_speed_kmh": min(average, 655.35),
+            "total_distance_m": int(distance),
+            "inclination_pct": 0.0,
+            "ramp_angle_deg": 0.0,
+            "positive_elevation_gain_m": 0.0,
+            "negative_elevation_gain_m": 0.0,
+            "total_energy_kcal": energy,
+            "unavailable": _ENERGY_RATES,
+            "elapsed_time_s": min(self.elapsed_s(), 0xFFFF),
+        })
 
     # ------------------------------------------------------------------ GattServer
     def attach(self, connection: gatt.ServerConnection) -> None:
@@ -497,8 +499,10 @@ class SimulatedTreadmill(gatt.GattServer):
 
     def subscribed(self, uuid: str) -> bool:
         """Whether a connected central listens to ``uuid`` (no one: nothing to encode)."""
-        return any(not connection.closed and uuid in connection.subscriptions
-                   for connection in self.connections)
+        for connection in self.connections:
+            if not connection.closed and uuid in connection.subscriptions:
+                return True
+        return False
 
     def _broadcast(self, uuid: str, value: bytes) -> None:
         for connection in list(self.connections):
