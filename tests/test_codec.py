@@ -50,6 +50,8 @@ from retrotread.ftms.codec import (
     TrainingStatusCode,
     TreadmillData,
     TreadmillDataAssembler,
+    control_point,
+    treadmill_data,
 )
 
 
@@ -892,7 +894,7 @@ def test_treadmill_data_round_trip(data: st.DataObject, pace_width: int,
 def check_split(record: TreadmillData, max_len: int, pace_width: int) -> None:
     packets = codec.split_treadmill_data(record, max_len, pace_width)
     assert packets
-    assert packets == codec._split_field_by_field(record, max_len, pace_width)
+    assert packets == treadmill_data._split_field_by_field(record, max_len, pace_width)
     for packet in packets:
         assert len(packet) <= max_len
     for packet in packets[:-1]:
@@ -948,7 +950,7 @@ def test_split_by_shape_gives_the_field_by_field_bytes_or_error(
     record = TreadmillData(speed_kmh=speed, unavailable=frozenset(unavailable), **values)
     fast = _split_outcome(lambda: codec.split_treadmill_data(record, max_len, pace_width))
     general = _split_outcome(
-        lambda: codec._split_field_by_field(record, max_len, pace_width))
+        lambda: treadmill_data._split_field_by_field(record, max_len, pace_width))
     assert fast == general
 
 
@@ -1051,12 +1053,12 @@ def test_messages_encode_to_stable_bytes_or_a_codec_error(cls: type[Any],
     values = st.one_of(message_strategy(cls), st.builds(
         cls, **{f.name: wild for f in cls._fields}))
     message = data.draw(values)
-    encoded = _outcome(lambda: codec._encode_message(message))
+    encoded = _outcome(lambda: control_point._encode_message(message))
     decode = codec.decode_status if cls in STATUS_CLASSES else codec.decode_control_point
     if isinstance(encoded, bytes):
         again = decode(encoded)
         assert type(again) is cls
-        assert codec._encode_message(again) == encoded
+        assert control_point._encode_message(again) == encoded
     size = 1 + sum(KIND_SIZES[f.kind] for f in cls._fields)
     wire = bytes([cls.op]) + data.draw(st.binary(min_size=max(0, size - 2), max_size=size + 1))
     decoded = _outcome(lambda: decode(wire))
