@@ -28,13 +28,13 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from retrotread.errors import VoiceUnavailableError
 from retrotread.events import UserCommand
-from retrotread.voice import EXTRA_HINT, VOICE_COMMANDS
+from retrotread.voice import EXTRA_HINT, VOICE_COMMANDS, stopnet
 
 NOISE_SUPPRESSION = 4
 """WebRTC noise suppression level (0 off .. 4 strongest): the benchmark's noise-robustness
@@ -83,6 +83,16 @@ class Spotted:
     word_start_sample: int = 0
     """Where the recognizer aligned the start of the word, in samples since the start of
     the stream (the verifier's window starts just before it)."""
+
+
+class Spotter(Protocol):
+    """What the listener needs of a spotter: feed blocks of 16-bit audio, get "stop"s."""
+
+    sample_rate_hz: int
+
+    def feed(self, samples: np.ndarray) -> list[Spotted]: ...
+
+    def reset(self) -> None: ...
 
 
 def pocketsphinx_module() -> Any:
@@ -252,6 +262,29 @@ class Verifier:
         return False
 
 
+NET_BEFORE_S = 1.0
+"""The learned verifier hears this much before the aligned word (at least)."""
+
+
+class NetVerifier:
+    """Second stage: the learned classifier (:mod:`~retrotread.voice.stopnet`) scores
+    every 1.96 s window of the candidate's audio; the candidate stands when the best
+    window's P(stop) reaches ``threshold``."""
+
+    def __init__(self, threshold: float, *, model_path: Path | None = None) -> None:
+        self.threshold = float(threshold)
+        self.net = stopnet.StopNet(model_path or stopnet.MODEL_PATH)
+        self.checked = 0
+        self.refused = 0
+
+    def keep(self, spotted: Spotted, audio: np.ndarray) -> bool:
+        self.checked += 1
+        if self.net.best(audio) >= self.threshold:
+            return True
+        self.refused += 1
+        return False
+
+
 class KeywordSpotter:
     """Feed audio, get the keyphrases heard. Not thread-safe: one thread feeds it."""
 
@@ -262,7 +295,9 @@ class KeywordSpotter:
                  end_silence_s: float = END_SILENCE_S,
                  min_word_s: float = MIN_WORD_S,
                  require_speech: bool = REQUIRE_SPEECH,
-                 verify_threshold: float | None = VERIFY_THRESHOLD) -> None:
+                 verify_threshold: float | None = VERIFY_THRESHOLD,
+                 net_threshold: float | None = None,
+                 net_model: Path | None = None) -> None:
         unknown = set(words) - set(VOICE_COMMANDS)
         if unknown or not words:
             raise ValueError(f"the spotter listens only for {sorted(VOICE_COMMANDS)}, "
@@ -293,10 +328,13 @@ class KeywordSpotter:
             # a never-ending stream needs the running estimate.
             self._decoder.config["cmn"] = CMN
             self._decoder.reinit_feat()
-        self.verifier = (Verifier(ps, hmm, dictionary, list(self.words),
-                                  sample_rate_hz=self.sample_rate_hz,
-                                  threshold=verify_threshold)
-                         if verify_threshold is not None else None)
+        self.verifier: Verifier | NetVerifier | None = None
+        if net_threshold is not None:
+            self.verifier = NetVerifier(net_threshold, model_path=net_model)
+        elif verify_threshold is not None:
+            self.verifier = Verifier(ps, hmm, dictionary, list(self.words),
+                                     sample_rate_hz=self.sample_rate_hz,
+                                     threshold=verify_threshold)
         self._history = np.zeros(0, dtype=np.int16)  # the last HISTORY_S of cleaned audio
         self._history_end = 0  # cleaned samples so far (the end of _history)
         self._utt_start = 0  # cleaned samples before the decoder's current utterance
@@ -352,6 +390,14 @@ class KeywordSpotter:
         for candidate in spotted:
             start = candidate.word_start_sample - round(VERIFY_BEFORE_S * self.sample_rate_hz)
             end = min(self._history_end, start + round(VERIFY_SPAN_S * self.sample_rate_hz))
+            if isinstance(self.verifier, NetVerifier):
+                # The classifier hears the word, what came before it and everything up to
+                # the release (its windows are 1.96 s long).
+                end = self._history_end
+                start = min(candidate.word_start_sample - round(NET_BEFORE_S
+                                                                * self.sample_rate_hz),
+                            end - stopnet.WINDOW_SAMPLES - 4 * stopnet.EMBED_STRIDE
+                            * stopnet.HOP)
             offset = self._history_end - len(self._history)
             window = self._history[max(0, start - offset):max(0, end - offset)]
             if self.verifier.keep(candidate, window):
@@ -368,3 +414,96 @@ class KeywordSpotter:
         self._restart()
         if self.gate is not None:
             self.gate.reset()
+
+
+NET_THRESHOLD = 0.9
+NET_REFRACTORY_S = 1.5
+"""After a detection, the sliding detector stays quiet this long (one "stop", one
+command)."""
+
+
+class NetSpotter:
+    """The learned classifier as the detector itself: every new speech-embedding vector
+    (each 80 ms) scores the last 1.96 s window, after the same WebRTC noise suppression as
+    :class:`KeywordSpotter`. A window at ``threshold`` or above is a "stop" if it falls in
+    a short run of voice activity (``UtteranceGate``); with ``hold``, it waits for the run
+    to end as the keyphrase spotter does; without, it is a command at once when the run so
+    far is short, so a command need not wait for the speaker to fall silent. Listens only
+    for "stop". Not thread-safe: one thread feeds it."""
+
+    def __init__(self, sample_rate_hz: int, *, threshold: float = NET_THRESHOLD,
+                 hold: bool = False, model_path: Path | None = None,
+                 noise_suppression: int = NOISE_SUPPRESSION,
+                 max_utterance_s: float = MAX_UTTERANCE_S,
+                 end_silence_s: float = END_SILENCE_S) -> None:
+        if sample_rate_hz != Denoiser.RATE_HZ:
+            raise VoiceUnavailableError(
+                f"the voice stop needs {Denoiser.RATE_HZ} Hz audio, not {sample_rate_hz} Hz")
+        self.sample_rate_hz = int(sample_rate_hz)
+        self.threshold = float(threshold)
+        self.hold = hold
+        self.denoiser = Denoiser(noise_suppression)
+        self.gate = UtteranceGate(sample_rate_hz, max_utterance_s=max_utterance_s,
+                                  end_silence_s=end_silence_s, require_speech=True)
+        self.net = stopnet.StopNet(model_path or stopnet.MODEL_PATH)
+        self._vectors = np.zeros((0, 96), dtype=np.float32)
+        self._quiet_until = 0
+        self.fed_samples = 0
+        self.candidates = 0
+        """Windows at or above the threshold (before the voice-activity checks)."""
+        self.too_short = 0  # the benchmark's counter; no duration check here
+
+    def feed(self, samples: np.ndarray) -> list[Spotted]:
+        block = np.ascontiguousarray(samples, dtype=np.int16)
+        self.fed_samples += len(block)
+        cleaned, speech = self.denoiser.process(block)
+        released = self.gate.chunks(speech, Denoiser.CHUNK)
+        vectors = self.net.embedder.feed(cleaned)
+        hits: list[Spotted] = []
+        if len(vectors):
+            self._vectors = np.concatenate([self._vectors, vectors])[-(stopnet.WINDOW
+                                                                       + len(vectors)):]
+            windows = stopnet.windows_of(self._vectors)[-len(vectors):]
+            scores = self.net.model.scores(windows) if len(windows) else np.zeros(0)
+            best = float(scores.max()) if len(scores) else 0.0
+            if best >= self.threshold and self.fed_samples >= self._quiet_until:
+                self.candidates += 1
+                hits.append(Spotted("stop", VOICE_COMMANDS["stop"], best, 0.0,
+                                    self.fed_samples,
+                                    self.fed_samples - stopnet.WINDOW_SAMPLES))
+        if hits:
+            hits = self.gate.spotted(hits) if self.hold else self._now(hits)
+        out = (released + hits)[:1]
+        if out:
+            self._quiet_until = self.fed_samples + round(NET_REFRACTORY_S
+                                                         * self.sample_rate_hz)
+            self.gate.pending = []
+        return out
+
+    def _now(self, hits: list[Spotted]) -> list[Spotted]:
+        """Without waiting for the run to end: taken if the run so far is short, or if
+        the last run ended a moment ago and was short."""
+        gate = self.gate
+        if gate.start is not None:
+            if gate.last_speech - gate.start <= gate.max_samples:
+                return hits[:1]
+            gate.rejected += 1
+            return []
+        last = gate._last_run
+        if last is not None and gate.position - last[1] <= gate.late \
+                and last[0] <= gate.max_samples:
+            return hits[:1]
+        gate.no_speech += 1
+        return []
+
+    def reset(self) -> None:
+        """Forget held detections (after a gap in the audio). The embeddings stay: the
+        windows need 1.96 s of audio, and what was fed before the gap holds none of the
+        audio that was not fed (the host's speech)."""
+        self.gate.reset()
+        self._quiet_until = 0
+
+
+def default_spotter(sample_rate_hz: int) -> Spotter:
+    """The spotter ``--voice-stop`` listens with (chosen on the benchmark's tuning set)."""
+    return KeywordSpotter(sample_rate_hz)
