@@ -15,7 +15,7 @@ from retrotread.events import UserCommand
 from retrotread.voice import stopnet
 from retrotread.voice.audio import ArraySource
 from retrotread.voice.listener import Detection, VoiceListener
-from retrotread.voice.spotter import Denoiser, KeywordSpotter, NetSpotter
+from retrotread.voice.spotter import Denoiser, KeywordSpotter, NetSpotter, Spotted
 from tests import voice_audio as va
 from tests.test_faults import until
 from tests.test_voice import synth  # noqa: F401  (the session's espeak-ng fixture)
@@ -111,17 +111,16 @@ async def test_the_sliding_detector_runs_on_the_listener_thread_and_only_stops(
         synth: va.Synth) -> None:  # noqa: F811
     audio, _spans = va.sequence([synth.speak("stop")] * 2, snr_db=20, seed=9, gap_s=1.5)
     loop = asyncio.get_running_loop()
-    spotter = NetSpotter(va.RATE_HZ, threshold=0.5)
     fed_on: set[int] = set()
-    feed = spotter.feed
 
-    def watched(block: np.ndarray) -> list:  # type: ignore[type-arg]
-        fed_on.add(threading.get_ident())
-        return feed(block)
+    class Watched(NetSpotter):
+        def feed(self, samples: np.ndarray) -> list[Spotted]:
+            fed_on.add(threading.get_ident())
+            return super().feed(samples)
 
-    spotter.feed = watched  # type: ignore[method-assign]
+    spotter = Watched(va.RATE_HZ, threshold=0.5)
     delivered: list[Detection] = []
-    listener = VoiceListener(ArraySource(audio, va.RATE_HZ), spotter,  # type: ignore[arg-type]
+    listener = VoiceListener(ArraySource(audio, va.RATE_HZ), spotter,
                              loop=loop, on_detection=lambda d, lat: delivered.append(d),
                              on_lost=lambda message: pytest.fail(message))
     listener.start()

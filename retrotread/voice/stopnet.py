@@ -133,10 +133,11 @@ class StopModel:
         return cls(data["mean"], data["scale"], layers)
 
     def save(self, path: Path, **extra: Any) -> None:
-        arrays = {f"{k}{i}": a for i, (w, b) in enumerate(self.layers)
-                  for k, a in (("w", w), ("b", b))}
-        np.savez_compressed(path, mean=self.mean, scale=self.scale,
-                            depth=np.array(len(self.layers)), **arrays, **extra)
+        arrays: dict[str, Any] = {f"{k}{i}": a for i, (w, b) in enumerate(self.layers)
+                                  for k, a in (("w", w), ("b", b))}
+        arrays.update(mean=self.mean, scale=self.scale, depth=np.array(len(self.layers)),
+                      **extra)
+        np.savez_compressed(path, **arrays)
 
     def scores(self, windows: np.ndarray) -> np.ndarray:
         """P(stop) for each (WINDOW, 96) window in ``windows`` (n, WINDOW, 96)."""
