@@ -9,7 +9,12 @@ Speech is synthesized by espeak-ng (4 speeds, random pitch) and mixed with gener
 treadmill noise (tests/voice_audio.py) at a signal-to-noise ratio over the voiced part of
 the speech. A configuration is (stage 1 keyphrase threshold, stage 2 shortest word,
 whether the word must fall in a run of voice activity, the threshold of the re-decoding
-verifier or none).
+verifier or of the learned verifier, or none), or the learned detector alone on a
+sliding window (retrotread/voice/stopnet.py, docs/voice-model.md).
+
+The learned model was trained on the TUNING split (scripts/train-stop-model.py: its
+voices, stop phrases and non-stop texts, other noise seeds), so its tuning rows are
+optimistic (it has heard those voices and texts): only the held-out rows measure it.
 
 Honest split. The configuration is CHOSEN on a tuning set and REPORTED on a held-out set;
 the two share no voice, no stop phrase, no non-stop text and no noise seed (``TUNING``,
@@ -111,9 +116,10 @@ class Config:
                    if self.net_threshold is not None else ""))
 
 
-DEFAULT = Config(1e-25, 0.2, verify_threshold=1e-18)
-"""The keyphrase spotter with the re-decoding verifier: the shipped default."""
-GRID = (DEFAULT,
+PREVIOUS = Config(1e-25, 0.2, verify_threshold=1e-18)
+"""The keyphrase spotter with the re-decoding verifier: the default before the learned
+verifier (chosen by this grid) replaced it."""
+GRID = (PREVIOUS,
         *(Config(1e-30, 0.15, net_threshold=p) for p in (0.9, 0.99)),
         *(Config(0, 0, net_threshold=p) for p in (0.99, 0.999, 0.9999)),
         *(Config(0, 0, net_threshold=p, hold=True) for p in (0.99, 0.999)))
@@ -342,7 +348,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                       announcements=announcements, t0=t0)
     chosen = choose(list(tuning.values())).config
     print("\n".join(rows(tuning, chosen)), file=sys.stderr, flush=True)
-    reported = [chosen, *([DEFAULT] if args.compare and chosen != DEFAULT else [])]
+    reported = [chosen, *([PREVIOUS] if args.compare and chosen != PREVIOUS else [])]
     held_out = evaluate(synth, HELD_OUT, reported, utterances=args.utterances,
                         hours=args.hours, noise_minutes=args.noise_minutes,
                         announcements=announcements, t0=t0)
@@ -586,8 +592,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-words", type=int, default=60,
                         help="words ending in stop for the listener latency (real time)")
     parser.add_argument("--compare", action="store_true",
-                        help="also report the shipped default on the held-out set (never "
-                        "used for the choice)")
+                        help="also report the previous default (re-decoding verifier) on "
+                        "the held-out set (never used for the choice)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.quick:
