@@ -9,7 +9,12 @@ Speech is synthesized by espeak-ng (4 speeds, random pitch) and mixed with gener
 treadmill noise (tests/voice_audio.py) at a signal-to-noise ratio over the voiced part of
 the speech. A configuration is (stage 1 keyphrase threshold, stage 2 shortest word,
 whether the word must fall in a run of voice activity, the threshold of the re-decoding
-verifier or none).
+verifier or of the learned verifier, or none), or the learned detector alone on a
+sliding window (retrotread/voice/stopnet.py, docs/voice-model.md).
+
+The learned model was trained on the TUNING split (scripts/train-stop-model.py: its
+voices, stop phrases and non-stop texts, other noise seeds), so its tuning rows are
+optimistic (it has heard those voices and texts): only the held-out rows measure it.
 
 Honest split. The configuration is CHOSEN on a tuning set and REPORTED on a held-out set;
 the two share no voice, no stop phrase, no non-stop text and no noise seed (``TUNING``,
@@ -67,7 +72,7 @@ from benchmarks.common import percentile
 from retrotread.events import VoiceHeard
 from retrotread.voice.audio import ArraySource
 from retrotread.voice.listener import Detection, VoiceListener
-from retrotread.voice.spotter import KeywordSpotter
+from retrotread.voice.spotter import KeywordSpotter, NetSpotter
 from tests import voice_audio as va
 
 SNRS_DB = (20.0, 10.0, 5.0, 0.0)
@@ -84,26 +89,44 @@ class Config:
     min_word_s: float
     require_speech: bool = True
     verify_threshold: float | None = None
+    net_threshold: float | None = None
+    """The learned classifier (retrotread/voice/stopnet.py) as the verifier, at this P(stop)
+    (instead of the re-decoding); with ``threshold`` 0, the classifier is the detector
+    itself on a sliding window (``NetSpotter``)."""
+    hold: bool = False
+    """Sliding detector only: wait for the run of speech to end."""
 
-    def spotter(self) -> KeywordSpotter:
+    def spotter(self) -> KeywordSpotter | NetSpotter:
+        if self.net_threshold is not None and self.threshold == 0:
+            return NetSpotter(va.RATE_HZ, threshold=self.net_threshold, hold=self.hold)
         return KeywordSpotter(va.RATE_HZ, {"stop": self.threshold}, min_word_s=self.min_word_s,
                               require_speech=self.require_speech,
-                              verify_threshold=self.verify_threshold)
+                              verify_threshold=self.verify_threshold,
+                              net_threshold=self.net_threshold)
 
     def __str__(self) -> str:
+        if self.net_threshold is not None and self.threshold == 0:
+            return (f"learned detector, sliding, P >= {self.net_threshold:g}"
+                    + (", held to the end of the run" if self.hold else ", at once"))
         return (f"{self.threshold:g}, word >= {self.min_word_s:g} s"
                 + (", in speech" if self.require_speech else "")
                 + (f", re-decoded at {self.verify_threshold:g}"
-                   if self.verify_threshold is not None else ""))
+                   if self.verify_threshold is not None else "")
+                + (f", learned verifier P >= {self.net_threshold:g}"
+                   if self.net_threshold is not None else ""))
 
 
-GRID = (Config(1e-25, 0.25),
-        *(Config(t, w, verify_threshold=v) for t, w, v in (
-            (1e-25, 0.15, 1e-20), (1e-25, 0.2, 1e-20), (1e-30, 0.2, 1e-20),
-            (1e-25, 0.2, 1e-18))))
-"""Tried on the tuning set; (1e-25, 0.25 s, no re-decoding) is the configuration shipped
-before the re-decoding verifier. An earlier grid with stricter re-decoding (1e-15, 1e-10)
-cut false stops further but heard at most 86 % at 10 dB (README)."""
+PREVIOUS = Config(1e-25, 0.2, verify_threshold=1e-18)
+"""The keyphrase spotter with the re-decoding verifier: the default before the learned
+verifier (chosen by this grid) replaced it."""
+GRID = (PREVIOUS,
+        *(Config(1e-30, 0.15, net_threshold=p) for p in (0.9, 0.99)),
+        *(Config(0, 0, net_threshold=p) for p in (0.99, 0.999, 0.9999)),
+        *(Config(0, 0, net_threshold=p, hold=True) for p in (0.99, 0.999)))
+"""Tried on the tuning set: the default; the learned verifier behind a looser first
+stage; the learned detector on a sliding window, at once or held to the end of the run.
+Earlier grids (README): (1e-25, 0.25 s, no re-decoding), the configuration shipped before
+the re-decoding verifier, and re-decoding at 1e-20, 1e-15 and 1e-10."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +205,12 @@ class Result:
     noise_minutes: float = 0.0
     candidates: int = 0  # first-stage proposals in the non-stop speech
     too_short: int = 0  # of them, dropped by the second stage
+    cpu_s: float = 0.0  # the spotter's CPU time (its thread's) over detection and speech
+    fed_s: float = 0.0  # audio fed meanwhile
+
+    @property
+    def cpu_per_audio_s(self) -> float:
+        return self.cpu_s / self.fed_s if self.fed_s else math.nan
 
     def rate(self, snr: float) -> float:
         return self.hits.get(snr, 0) / max(1, self.trials.get(snr, 0))
@@ -201,15 +230,21 @@ class Result:
         return max(self.false_per_hour, self.noise_per_hour)
 
 
-def spot(spotter: KeywordSpotter, audio: np.ndarray, *, reset: bool = True) -> list[int]:
-    """End samples (in ``audio``) of the blocks where "stop" was spotted."""
+def spot(spotter: KeywordSpotter | NetSpotter, audio: np.ndarray, *, reset: bool = True,
+         result: Result | None = None) -> list[int]:
+    """End samples (in ``audio``) of the blocks where "stop" was spotted; the CPU time it
+    took is added to ``result``."""
     if reset:
         spotter.reset()
     start = spotter.fed_samples
     found = []
+    cpu0 = time.thread_time()
     for i in range(0, len(audio), BLOCK):
         for hit in spotter.feed(audio[i:i + BLOCK]):
             found.append(hit.end_sample - start)
+    if result is not None:
+        result.cpu_s += time.thread_time() - cpu0
+        result.fed_s += len(audio) / va.RATE_HZ
     return found
 
 
@@ -247,8 +282,8 @@ def evaluate(synth: va.Synth, split: Split, configs: list[Config], *, utterances
                             seed=split.seed_base + int(snr) * 10_000 + k)
             for c, spotter in spotters.items():
                 results[c].trials[snr] = results[c].trials.get(snr, 0) + 1
-                results[c].hits[snr] = results[c].hits.get(snr, 0) + bool(spot(spotter,
-                                                                                clip.audio))
+                results[c].hits[snr] = results[c].hits.get(snr, 0) + bool(
+                    spot(spotter, clip.audio, result=results[c]))
         progress(f"{split.name}: detection at {snr:g} dB done", t0)
 
     # ---- confusables
@@ -285,7 +320,8 @@ def evaluate(synth: va.Synth, split: Split, configs: list[Config], *, utterances
         stream, _spans = va.sequence(chunk, snr_db=snr, seed=split.seed_base + 90_000
                                      + chunk_index, gap_s=float(rng.uniform(0.4, 1.6)))
         for c, spotter in spotters.items():
-            results[c].false_stops += len(spot(spotter, stream, reset=False))
+            results[c].false_stops += len(spot(spotter, stream, reset=False,
+                                               result=results[c]))
         audio_s += len(stream) / va.RATE_HZ
         speech_s += sum(len(c) for c in chunk) / va.RATE_HZ
         chunk = []
@@ -312,7 +348,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                       announcements=announcements, t0=t0)
     chosen = choose(list(tuning.values())).config
     print("\n".join(rows(tuning, chosen)), file=sys.stderr, flush=True)
-    held_out = evaluate(synth, HELD_OUT, [chosen], utterances=args.utterances,
+    reported = [chosen, *([PREVIOUS] if args.compare and chosen != PREVIOUS else [])]
+    held_out = evaluate(synth, HELD_OUT, reported, utterances=args.utterances,
                         hours=args.hours, noise_minutes=args.noise_minutes,
                         announcements=announcements, t0=t0)
     utterances = stop_utterances(HELD_OUT, args.utterances)
@@ -473,8 +510,9 @@ def measure_to_wire(synth: va.Synth, utterances: list[tuple[str, va.Voice]],
 def rows(results: dict[Config, Result], chosen: Config) -> list[str]:
     lines = ["| stage 1 threshold, stage 2 shortest word | "
              + " | ".join(f"stop @ {s:g} dB" for s in SNRS_DB)
-             + " | false stops / h of speech | / h of noise alone | confusables taken for stop |",
-             "|---|" + "---|" * len(SNRS_DB) + "---|---|---|"]
+             + " | false stops / h of speech | / h of noise alone | confusables taken for stop"
+             " | CPU s per audio s |",
+             "|---|" + "---|" * len(SNRS_DB) + "---|---|---|---|"]
     for c, r in results.items():
         mark = " (chosen)" if c == chosen else ""
         rates = " | ".join(f"{100 * r.rate(s):.1f} % ({r.hits.get(s, 0)}/{r.trials.get(s, 0)})"
@@ -482,7 +520,7 @@ def rows(results: dict[Config, Result], chosen: Config) -> list[str]:
         lines.append(f"| {c}{mark} | {rates} | {r.false_per_hour:.1f} ({r.false_stops}) | "
                      f"{r.noise_per_hour:.0f} ({r.noise_false_stops} in "
                      f"{r.noise_minutes:.0f} min) | "
-                     f"{r.confusable_hits}/{r.confusables} |")
+                     f"{r.confusable_hits}/{r.confusables} | {r.cpu_per_audio_s:.3f} |")
     r = next(iter(results.values()))
     lines.append(f"non-stop speech: {r.false_audio_s / 3600:.2f} h of audio "
                  f"({r.speech_s / 3600:.2f} h of speech, {r.texts} texts x 4 speeds x the "
@@ -521,11 +559,15 @@ def table(out: dict[str, Any]) -> str:
 
 
 def parse_config(text: str) -> Config:
-    """THRESHOLD[:MIN_WORD_S[:VERIFY_THRESHOLD|none[:any]]]; ``any``: also outside voice
-    activity; ``none`` (the default): no re-decoding."""
-    threshold, word, verify, anywhere = [*text.split(":"), "", "", ""][:4]
-    return Config(float(threshold), float(word or 0.0), require_speech=anywhere != "any",
-                  verify_threshold=None if verify in ("", "none") else float(verify))
+    """THRESHOLD[:MIN_WORD_S[:VERIFY[:any|hold]]]; VERIFY is a re-decoding threshold,
+    ``netP`` (the learned verifier at P(stop) >= P) or ``none`` (the default); ``any``:
+    also outside voice activity. THRESHOLD 0 with ``netP``: the learned detector on a
+    sliding window, ``hold`` waiting for the end of the run."""
+    threshold, word, verify, flag = [*text.split(":"), "", "", ""][:4]
+    net = float(verify[3:]) if verify.startswith("net") else None
+    return Config(float(threshold), float(word or 0.0), require_speech=flag != "any",
+                  verify_threshold=None if verify in ("", "none") or net is not None
+                  else float(verify), net_threshold=net, hold=flag == "hold")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -549,6 +591,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="treadmill noise without speech (held-out; half for tuning)")
     parser.add_argument("--latency-words", type=int, default=60,
                         help="words ending in stop for the listener latency (real time)")
+    parser.add_argument("--compare", action="store_true",
+                        help="also report the previous default (re-decoding verifier) on "
+                        "the held-out set (never used for the choice)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.quick:
@@ -566,7 +611,10 @@ def main(argv: list[str] | None = None) -> int:
                              "trials": {f"{s:g}": r.trials.get(s) for s in SNRS_DB},
                              "false_stops": r.false_stops, "audio_s": r.false_audio_s,
                              "false_per_hour": r.false_per_hour,
-                             "confusables": r.confusable_words}
+                             "confusables": r.confusable_words,
+                             "noise_false_stops": r.noise_false_stops,
+                             "noise_minutes": r.noise_minutes,
+                             "cpu_per_audio_s": r.cpu_per_audio_s}
                     for c, r in results.items()}
         args.json.write_text(json.dumps({"tuning": dump(out["tuning"]),
                                          "held_out": dump(out["held_out"]),

@@ -28,7 +28,7 @@ from retrotread.clock import Clock
 from retrotread.errors import MicrophoneLostError
 from retrotread.events import Announcement, CommandSource, EventBus, UserCommand, VoiceHeard
 from retrotread.voice.audio import AudioSource
-from retrotread.voice.spotter import KeywordSpotter
+from retrotread.voice.spotter import Spotter, default_spotter
 
 if TYPE_CHECKING:
     from retrotread.session import Session
@@ -81,7 +81,7 @@ class VoiceListener:
     def __init__(
         self,
         source: AudioSource,
-        spotter: KeywordSpotter,
+        spotter: Spotter,
         *,
         loop: asyncio.AbstractEventLoop,
         on_detection: Callable[[Detection, float], None],
@@ -200,7 +200,7 @@ class VoiceStop:
     ``CommandSource.VOICE`` and a ``voice`` record; a lost microphone is announced (level
     warning, so spoken, belled and shown) and the workout goes on."""
 
-    def __init__(self, source: AudioSource, spotter: KeywordSpotter, *, bus: EventBus,
+    def __init__(self, source: AudioSource, spotter: Spotter, *, bus: EventBus,
                  clock: Clock, host_speaking: Callable[[], bool] = never_speaking,
                  hold_off_s: float = HOLD_OFF_S, silent_mic_s: float = SILENT_MIC_S) -> None:
         self.source = source
@@ -285,7 +285,7 @@ def open_voice_stop(mic: str | None, *, bus: EventBus, clock: Clock,
 
     microphone = open_microphone(mic)
     try:
-        spotter = KeywordSpotter(microphone.sample_rate_hz)
+        spotter = default_spotter(microphone.sample_rate_hz)
     except BaseException:
         microphone.close()
         raise
