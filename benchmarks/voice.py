@@ -12,20 +12,28 @@ whether the word must fall in a run of voice activity, the threshold of the re-d
 verifier or of the learned verifier, or none), or the learned detector alone on a
 sliding window (retrotread/voice/stopnet.py, docs/voice-model.md).
 
-The learned model was trained on the TUNING split (scripts/train-stop-model.py: its
-voices, stop phrases and non-stop texts, other noise seeds), so its tuning rows are
-optimistic (it has heard those voices and texts): only the held-out rows measure it.
-
-Honest split. The configuration is CHOSEN on a tuning set and REPORTED on a held-out set;
-the two share no voice, no stop phrase, no non-stop text and no noise seed (``TUNING``,
-``HELD_OUT``):
-* tuning: voices en-us, en-gb-x-rp, en-us+f3, en-029, en+klatt; phrases "stop",
-  "please stop", "stop the belt"; the even-numbered texts of each kind; seeds + 100000;
-  every configuration of ``GRID``, 90 utterances per SNR, 0.34 h of non-stop speech;
-* held-out: voices en, en+m3, en-gb-scotland+f2, en-us+f4, en-us-nyc, en-gb-x-gbcwmd+m2;
-  phrases "stop stop", "okay stop", "stop now", "hey stop", "stop it", "stop, please";
-  the odd-numbered texts; other seeds; the chosen configuration only, 240 utterances per
-  SNR, 1.02 h of non-stop speech, and both latency measurements.
+Three disjoint splits (``TRAINING``, ``VALIDATION``, ``HELD_OUT``): no voice (base voice
+with variant), no multi-word stop phrase, no non-stop text and no noise seed in common,
+and no espeak-ng variant of the validation or held-out voices is heard in training:
+* training (scripts/train-stop-model.py only): en-us and en-gb-x-gbclan, each plain and
+  with 21 variants (m1 m4 m5 m7 m8 f1 f5 klatt2-5 croak Andy Annie Alicia Michael Storm
+  john linda aunty edward), speeds 110-230, pitches 20-85; phrases "stop", "please stop",
+  "stop the belt", "stop the treadmill", "stop there", "all right stop"; every fourth
+  non-stop text of each kind from the first; seeds from 300000;
+* validation (the choice): voices en-029+m6, en-gb-x-rp+klatt6, en-us+grandma,
+  en-029+shelby, en-gb-x-rp+travis (two base voices and five variants the new model never
+  heard; variants the first model never heard either); phrases "stop",
+  "just stop", "stop that"; every fourth text from the third; seeds + 100000; every
+  configuration of ``GRID``, 90 utterances per SNR, 0.34 h of non-stop speech;
+* held-out (the report): voices en, en+m3, en-gb-scotland+f2, en-us+f4, en-us-nyc,
+  en-gb-x-gbcwmd+m2; phrases "stop stop", "okay stop", "stop now", "hey stop", "stop it",
+  "stop, please"; the odd-numbered texts; seeds from 0; the chosen configuration only
+  (``--compare``: and the current default), 240 utterances per SNR, 1.02 h of non-stop
+  speech, and both latency measurements.
+The first learned model (stop_model.npz, the default configuration ``CURRENT``) was
+trained on five voices (en-us, en-gb-x-rp, en-us+f3, en-029, en+klatt) and their texts:
+its validation rows are somewhat optimistic (it heard the two validation base voices and
+"stop" alone, and the texts overlap its training half), which favours keeping it.
 
 Measured on each set:
 * detection: "stop" alone or in a short phrase, each between 0.8 s and 1.2 s of noise;
@@ -45,10 +53,11 @@ Measured on each set:
   microphone once the person walks backward; the first Stop the simulator decodes after
   the word's end.
 
-The choice (``choose``, on the tuning table only): the best 10 dB detection among
-configurations with at most 1 false stop per hour; when none has, the fewest false stops
-among those that hear at least 90 % of the stops at 10 dB. False stops per hour, for
-the choice and the target, are the worse of non-stop speech and noise alone.
+The choice (``choose``, on the validation table only, fixed before any held-out run):
+the best 10 dB detection among configurations with at most 1 false stop per hour; when
+none has, the fewest false stops among those that hear at least 90 % of the stops at
+10 dB. False stops per hour, for the choice and the target, are the worse of non-stop
+speech and noise alone.
 """
 
 from __future__ import annotations
@@ -70,6 +79,7 @@ import numpy as np
 
 from benchmarks.common import percentile
 from retrotread.events import VoiceHeard
+from retrotread.voice import stopnet
 from retrotread.voice.audio import ArraySource
 from retrotread.voice.listener import Detection, VoiceListener
 from retrotread.voice.spotter import KeywordSpotter, NetSpotter
@@ -95,55 +105,86 @@ class Config:
     itself on a sliding window (``NetSpotter``)."""
     hold: bool = False
     """Sliding detector only: wait for the run of speech to end."""
+    model: str = ""
+    """The learned model's file in retrotread/voice/ ("": the default, stopnet.MODEL_PATH)."""
+
+    @property
+    def model_path(self) -> Path | None:
+        return Path(stopnet.__file__).with_name(self.model) if self.model else None
 
     def spotter(self) -> KeywordSpotter | NetSpotter:
         if self.net_threshold is not None and self.threshold == 0:
-            return NetSpotter(va.RATE_HZ, threshold=self.net_threshold, hold=self.hold)
+            return NetSpotter(va.RATE_HZ, threshold=self.net_threshold, hold=self.hold,
+                              model_path=self.model_path)
         return KeywordSpotter(va.RATE_HZ, {"stop": self.threshold}, min_word_s=self.min_word_s,
                               require_speech=self.require_speech,
                               verify_threshold=self.verify_threshold,
-                              net_threshold=self.net_threshold)
+                              net_threshold=self.net_threshold, net_model=self.model_path)
 
     def __str__(self) -> str:
+        model = f" ({self.model})" if self.model else ""
         if self.net_threshold is not None and self.threshold == 0:
-            return (f"learned detector, sliding, P >= {self.net_threshold:g}"
+            return (f"learned detector{model}, sliding, P >= {self.net_threshold:g}"
                     + (", held to the end of the run" if self.hold else ", at once"))
         return (f"{self.threshold:g}, word >= {self.min_word_s:g} s"
                 + (", in speech" if self.require_speech else "")
                 + (f", re-decoded at {self.verify_threshold:g}"
                    if self.verify_threshold is not None else "")
-                + (f", learned verifier P >= {self.net_threshold:g}"
+                + (f", learned verifier{model} P >= {self.net_threshold:g}"
                    if self.net_threshold is not None else ""))
 
 
 PREVIOUS = Config(1e-25, 0.2, verify_threshold=1e-18)
 """The keyphrase spotter with the re-decoding verifier: the default before the learned
 verifier (chosen by this grid) replaced it."""
-GRID = (PREVIOUS,
-        *(Config(1e-30, 0.15, net_threshold=p) for p in (0.9, 0.99)),
-        *(Config(0, 0, net_threshold=p) for p in (0.99, 0.999, 0.9999)),
-        *(Config(0, 0, net_threshold=p, hold=True) for p in (0.99, 0.999)))
-"""Tried on the tuning set: the default; the learned verifier behind a looser first
-stage; the learned detector on a sliding window, at once or held to the end of the run.
-Earlier grids (README): (1e-25, 0.25 s, no re-decoding), the configuration shipped before
-the re-decoding verifier, and re-decoding at 1e-20, 1e-15 and 1e-10."""
+CURRENT = Config(1e-30, 0.15, net_threshold=0.9)
+"""The default before the validation split: the first learned model (stop_model.npz,
+trained on 5 voices) behind a loose first stage."""
+WIDE_MODEL = "stop_model_wide.npz"
+"""The model trained on many voices (scripts/train-stop-model.py, ``TRAINING``)."""
+GRID = (PREVIOUS, CURRENT, Config(1e-30, 0.15, net_threshold=0.99),
+        *(Config(1e-30, 0.15, net_threshold=p, model=WIDE_MODEL) for p in (0.5, 0.9, 0.99)))
+"""Tried on the validation set: the re-decoding verifier; the first learned model at P 0.9
+(the default) and 0.99; the wide model at P 0.5, 0.9 and 0.99. Earlier grids (README):
+(1e-25, 0.25 s, no re-decoding), re-decoding at 1e-20, 1e-15 and 1e-10, the learned
+detector on a sliding window (at once or held to the end of the run)."""
 
 
 @dataclass(frozen=True)
 class Split:
-    """Who speaks what, and over which noise: the tuning and held-out sets share no voice,
-    no stop phrase, no non-stop text and no noise seed."""
+    """Who speaks what, and over which noise: the training, validation and held-out sets
+    share no voice, no multi-word stop phrase, no non-stop text and no noise seed."""
 
     name: str
     voices: tuple[str, ...]
     phrases: tuple[str, ...]
     ends_with_stop: tuple[str, ...]
-    parity: int  # non-stop texts: every other one, from this index
+    texts_from: int  # non-stop texts: every ``texts_every``-th one of each kind, from here
     seed_base: int
+    texts_every: int = 2
 
 
-TUNING = Split("tuning", ("en-us", "en-gb-x-rp", "en-us+f3", "en-029", "en+klatt"),
-               ("stop", "please stop", "stop the belt"), ("stop", "please stop"), 0, 100_000)
+TRAINING_VARIANTS = ("", "+m1", "+m4", "+m5", "+m7", "+m8", "+f1", "+f5", "+klatt2",
+                     "+klatt3", "+klatt4", "+klatt5", "+croak", "+Andy", "+Annie", "+Alicia",
+                     "+Michael", "+Storm", "+john", "+linda", "+aunty", "+edward")
+"""espeak-ng variants the model trains on: none of the validation's (m6, klatt6, grandma,
+shelby, travis) or the held-out's (m3, f2, f4, m2)."""
+TRAINING = Split("training", tuple(f"{base}{variant}" for base in ("en-us", "en-gb-x-gbclan")
+                                   for variant in TRAINING_VARIANTS),
+                 ("stop", "please stop", "stop the belt", "stop the treadmill", "stop there",
+                  "all right stop"), ("stop", "please stop", "all right stop"), 0, 300_000,
+                 texts_every=4)
+"""What scripts/train-stop-model.py hears: 2 base voices x 22 variants (and speeds,
+pitches), a quarter of the
+non-stop texts, noise seeds from 300000."""
+VALIDATION = Split("validation", ("en-029+m6", "en-gb-x-rp+klatt6", "en-us+grandma",
+                                  "en-029+shelby", "en-gb-x-rp+travis"),
+                   ("stop", "just stop", "stop that"), ("stop", "just stop"), 2, 100_000,
+                   texts_every=4)
+"""Where the configuration and the model are chosen: base voices (en-029, en-gb-x-rp) and
+variants (m6, klatt6, grandma, shelby, travis) the new model never heard (the first model
+heard the two base voices, with other variants), phrases other than "stop" alone that
+neither heard, another quarter of the texts, other seeds."""
 HELD_OUT = Split("held-out", ("en", "en+m3", "en-gb-scotland+f2", "en-us+f4", "en-us-nyc",
                               "en-gb-x-gbcwmd+m2"),
                  ("stop stop", "okay stop", "stop now", "hey stop", "stop it", "stop, please"),
@@ -258,9 +299,10 @@ def stop_utterances(split: Split, count: int) -> list[tuple[str, va.Voice]]:
 
 
 def nonstop_texts(announcements: list[str], split: Split) -> list[str]:
-    """The split's half of the non-stop texts (every other one of each kind)."""
+    """The split's share of the non-stop texts (every ``texts_every``-th one of each
+    kind)."""
     return [t for kind in (announcements, EXTRA_CUES, CONVERSATION, NUMBERS)
-            for t in kind[split.parity::2] if not _HAS_STOP.search(t)]
+            for t in kind[split.texts_from::split.texts_every] if not _HAS_STOP.search(t)]
 
 
 def progress(message: str, t0: float) -> None:
@@ -343,12 +385,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     synth = va.Synth(Path(args.cache))
     t0 = time.perf_counter()
     announcements = va.collect_announcements() if not args.quick else []
-    tuning = evaluate(synth, TUNING, args.grid, utterances=args.tuning_utterances,
-                      hours=args.tuning_hours, noise_minutes=args.noise_minutes / 2,
-                      announcements=announcements, t0=t0)
-    chosen = choose(list(tuning.values())).config
-    print("\n".join(rows(tuning, chosen)), file=sys.stderr, flush=True)
-    reported = [chosen, *([PREVIOUS] if args.compare and chosen != PREVIOUS else [])]
+    validation = evaluate(synth, VALIDATION, args.grid,
+                          utterances=args.validation_utterances, hours=args.validation_hours,
+                          noise_minutes=args.noise_minutes / 2, announcements=announcements,
+                          t0=t0)
+    chosen = choose(list(validation.values())).config
+    print("\n".join(rows(validation, chosen)), file=sys.stderr, flush=True)
+    reported = [chosen, *([CURRENT] if args.compare and chosen != CURRENT else [])]
     held_out = evaluate(synth, HELD_OUT, reported, utterances=args.utterances,
                         hours=args.hours, noise_minutes=args.noise_minutes,
                         announcements=announcements, t0=t0)
@@ -356,13 +399,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     latency = measure_latency(synth, utterances, chosen, args.latency_words)
     progress("latency done", t0)
     wire = measure_to_wire(synth, utterances, chosen, args.wire_trials)
-    return {"tuning": tuning, "held_out": held_out, "chosen": chosen, "latency": latency,
-            "wire": wire, "seconds": time.perf_counter() - t0}
+    return {"validation": validation, "held_out": held_out, "chosen": chosen,
+            "latency": latency, "wire": wire, "seconds": time.perf_counter() - t0}
 
 
 def choose(results: list[Result]) -> Result:
-    """On the TUNING set, false stops per hour counted as the worse of non-stop speech and
-    noise alone: the best detection at 10 dB among those with <= 1 false stop per hour.
+    """On the VALIDATION set, false stops per hour counted as the worse of non-stop speech
+    and noise alone: the best detection at 10 dB among those with <= 1 false stop per hour.
     When none qualifies: the fewest false stops per hour among those that still hear at
     least ``USEFUL`` of the stops at 10 dB (a stop missed more than one time in ten is not
     worth saying; a false stop only stops); failing that, the best detection at 10 dB."""
@@ -531,8 +574,9 @@ def rows(results: dict[Config, Result], chosen: Config) -> list[str]:
 def table(out: dict[str, Any]) -> str:
     chosen: Config = out["chosen"]
     held: Result = out["held_out"][chosen]
-    lines = [f"TUNING set ({', '.join(TUNING.voices)}; phrases {TUNING.phrases}):", ""]
-    lines += rows(out["tuning"], chosen)
+    lines = [f"VALIDATION set ({', '.join(VALIDATION.voices)}; "
+             f"phrases {VALIDATION.phrases}):", ""]
+    lines += rows(out["validation"], chosen)
     lines += ["", f"HELD-OUT set, chosen configuration only ({', '.join(HELD_OUT.voices)}; "
               f"phrases {HELD_OUT.phrases}):", ""]
     lines += rows(out["held_out"], chosen)
@@ -560,14 +604,16 @@ def table(out: dict[str, Any]) -> str:
 
 def parse_config(text: str) -> Config:
     """THRESHOLD[:MIN_WORD_S[:VERIFY[:any|hold]]]; VERIFY is a re-decoding threshold,
-    ``netP`` (the learned verifier at P(stop) >= P) or ``none`` (the default); ``any``:
+    ``netP`` (the learned verifier at P(stop) >= P; ``netP@FILE.npz``: with that model
+    from retrotread/voice/) or ``none`` (the default); ``any``:
     also outside voice activity. THRESHOLD 0 with ``netP``: the learned detector on a
     sliding window, ``hold`` waiting for the end of the run."""
     threshold, word, verify, flag = [*text.split(":"), "", "", ""][:4]
+    verify, _, model = verify.partition("@")
     net = float(verify[3:]) if verify.startswith("net") else None
     return Config(float(threshold), float(word or 0.0), require_speech=flag != "any",
                   verify_threshold=None if verify in ("", "none") or net is not None
-                  else float(verify), net_threshold=net, hold=flag == "hold")
+                  else float(verify), net_threshold=net, hold=flag == "hold", model=model)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -576,29 +622,30 @@ def main(argv: list[str] | None = None) -> int:
                         help="a smoke run: few utterances, minutes of non-stop speech")
     parser.add_argument("--grid", type=lambda s: [parse_config(x) for x in s.split(",")],
                         default=list(GRID),
-                        help="configurations to tune over, "
-                        "THRESHOLD:MIN_WORD_S[:VERIFY_THRESHOLD|none[:any]],...")
+                        help="configurations to choose among, "
+                        "THRESHOLD:MIN_WORD_S[:VERIFY_THRESHOLD|none|netP[@MODEL.npz][:any]]"
+                        ",...")
     parser.add_argument("--utterances", type=int, default=240, help="held-out, per SNR")
     parser.add_argument("--hours", type=float, default=1.02,
                         help="held-out non-stop speech")
-    parser.add_argument("--tuning-utterances", type=int, default=90)
-    parser.add_argument("--tuning-hours", type=float, default=0.34)
+    parser.add_argument("--validation-utterances", type=int, default=90)
+    parser.add_argument("--validation-hours", type=float, default=0.34)
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir())
                                               / "retrotread-voice-bench"))
     parser.add_argument("--wire-trials", type=int, default=20,
                         help="real-time workouts for end of word -> Stop on the wire")
     parser.add_argument("--noise-minutes", type=float, default=10.0,
-                        help="treadmill noise without speech (held-out; half for tuning)")
+                        help="treadmill noise without speech (held-out; half for validation)")
     parser.add_argument("--latency-words", type=int, default=60,
                         help="words ending in stop for the listener latency (real time)")
     parser.add_argument("--compare", action="store_true",
-                        help="also report the previous default (re-decoding verifier) on "
-                        "the held-out set (never used for the choice)")
+                        help="also report the current default (the first learned model, "
+                        "CURRENT) on the held-out set (never used for the choice)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.quick:
         args.utterances, args.hours, args.wire_trials, args.latency_words = 30, 4 / 60, 3, 8
-        args.tuning_utterances, args.tuning_hours, args.noise_minutes = 20, 4 / 60, 2
+        args.validation_utterances, args.validation_hours, args.noise_minutes = 20, 4 / 60, 2
     missing = va.tools_missing()
     if missing:
         print(f"benchmarks.voice: {missing}", file=sys.stderr)
@@ -616,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
                              "noise_minutes": r.noise_minutes,
                              "cpu_per_audio_s": r.cpu_per_audio_s}
                     for c, r in results.items()}
-        args.json.write_text(json.dumps({"tuning": dump(out["tuning"]),
+        args.json.write_text(json.dumps({"validation": dump(out["validation"]),
                                          "held_out": dump(out["held_out"]),
                                          "latency": out["latency"], "wire": out["wire"],
                                          "chosen": str(out["chosen"]),

@@ -34,19 +34,25 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.voice import TUNING, nonstop_texts
+from benchmarks.voice import TRAINING, WIDE_MODEL, nonstop_texts
 from retrotread.voice import stopnet
 from retrotread.voice.spotter import Denoiser
 from tests import voice_audio as va
 
 SEED = 20_261_126
-POSITIVES = 900
-SNRS = (None, 20.0, 15.0, 10.0, 5.0, 0.0, -3.0)
-PREFIXED = 400
+POSITIVES = 1200
+SNRS = (None, 20.0, 15.0, 12.0, 10.0, 8.0, 5.0, 3.0, 0.0, -3.0)
+SPEEDS_WPM = (110, 230)
+"""Speeds drawn uniformly between these (the benchmark speaks at 130-200)."""
+PITCHES = (20, 85)
+GAINS_DB = (-12.0, 6.0)
+"""A clip's level, drawn uniformly (after mixing: the microphone's gain)."""
+NEAR_PER_WORD = 15
+PREFIXED = 500
 NEAR_WORDS = (*va.CONFUSABLES, "stuck", "stab", "step", "sock", "dot", "pop", "top up",
               "shopping", "go", "start", "faster", "slower", "wait", "please", "the belt",
               "yes", "no", "hello", "stay", "store")
-NONSTOP_CLIPS = 700
+NONSTOP_CLIPS = 800
 NOISE_MINUTES = 6
 HIDDEN = 32
 EPOCHS = 40
@@ -68,11 +74,22 @@ def denoised(audio: np.ndarray) -> np.ndarray:
     return Denoiser().process(audio)[0]
 
 
+def voice(rng: np.random.Generator, name: str) -> va.Voice:
+    """``name`` at a random speed and pitch."""
+    return va.Voice(name, int(rng.integers(*SPEEDS_WPM)), int(rng.integers(*PITCHES)))
+
+
+def with_gain(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    gain = 10 ** (float(rng.uniform(*GAINS_DB)) / 20)
+    return np.clip(audio * gain, -32768, 32767).astype(np.int16)
+
+
 def clip_windows(embedder: stopnet.Embedder, audio: np.ndarray,
-                 span: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+                 span: tuple[int, int] | None,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Windows of one clip, and their labels (1 holds the span whole, 0 none of it; windows
     that hold part of it are left out)."""
-    windows = stopnet.windows_of(embedder.embed(denoised(audio)))
+    windows = stopnet.windows_of(embedder.embed(denoised(with_gain(audio, rng))))
     starts = np.arange(len(windows)) * stopnet.EMBED_STRIDE * stopnet.HOP
     ends = starts + stopnet.WINDOW_SAMPLES
     if span is None:
@@ -94,57 +111,56 @@ def build(synth: va.Synth, embedder: stopnet.Embedder, rng: np.random.Generator,
         xs.append(np.asarray(windows, dtype=np.float32))
         ys.append(labels)
 
-    combos = list(itertools.product(TUNING.voices, va.SPEEDS_WPM, TUNING.phrases))
+    combos = list(itertools.product(TRAINING.voices, TRAINING.phrases))
+    order = rng.permutation(len(combos))
     for k in range(POSITIVES):
-        name, speed, phrase = combos[k % len(combos)]
-        voice = va.Voice(name, speed, int(rng.integers(30, 75)))
+        name, phrase = combos[order[k % len(combos)]]
         snr = SNRS[int(rng.integers(len(SNRS)))]
-        clip = va.scene(synth.speak(phrase, voice), snr_db=snr, seed=SEED_BASE + k,
+        clip = va.scene(synth.speak(phrase, voice(rng, name)), snr_db=snr, seed=SEED_BASE + k,
                         **margins(rng))
-        add(*clip_windows(embedder, clip.audio, (clip.speech_start, clip.speech_end)))
+        add(*clip_windows(embedder, clip.audio, (clip.speech_start, clip.speech_end), rng))
     print(f"  stop phrases done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
 
-    texts = nonstop_texts(va.collect_announcements(), TUNING)
-    # "stop" after other words: the first one to three words of a tuning text, a short
+    texts = nonstop_texts(va.collect_announcements(), TRAINING)
+    # "stop" after other words: the first one to three words of a training text, a short
     # pause, then "stop" in the same voice
     for k in range(PREFIXED):
-        name, speed, _ = combos[int(rng.integers(len(combos)))]
-        voice = va.Voice(name, speed, int(rng.integers(30, 75)))
+        said = voice(rng, TRAINING.voices[int(rng.integers(len(TRAINING.voices)))])
         words = texts[int(rng.integers(len(texts)))].rstrip(".,?!:").split()
         prefix = " ".join(words[:int(rng.integers(1, 4))])
         gap = np.zeros(round(float(rng.uniform(0.03, 0.3)) * va.RATE_HZ), dtype=np.int16)
-        speech = np.concatenate([synth.speak(prefix, voice), gap, synth.speak("stop", voice)])
+        speech = np.concatenate([synth.speak(prefix, said), gap, synth.speak("stop", said)])
         if len(speech) > 1.5 * va.RATE_HZ:
             continue
         snr = SNRS[int(rng.integers(len(SNRS)))]
         clip = va.scene(speech, snr_db=snr, seed=SEED_BASE + 10_000 + k, **margins(rng))
-        add(*clip_windows(embedder, clip.audio, (clip.speech_start, clip.speech_end)))
+        add(*clip_windows(embedder, clip.audio, (clip.speech_start, clip.speech_end), rng))
     print(f"  prefixed stops done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
 
-    for k, (name, word) in enumerate(itertools.product(TUNING.voices, NEAR_WORDS)):
-        for speed in (130, 175, 200):
+    for k, word in enumerate(NEAR_WORDS):
+        for j in range(NEAR_PER_WORD):
+            name = TRAINING.voices[int(rng.integers(len(TRAINING.voices)))]
             snr = SNRS[int(rng.integers(len(SNRS)))]
-            clip = va.scene(synth.speak(word, va.Voice(name, speed, int(rng.integers(30, 75)))),
-                            snr_db=snr, seed=SEED_BASE + 20_000 + 3 * k + speed,
-                            **margins(rng))
-            add(*clip_windows(embedder, clip.audio, None))
+            clip = va.scene(synth.speak(word, voice(rng, name)), snr_db=snr,
+                            seed=SEED_BASE + 20_000 + NEAR_PER_WORD * k + j, **margins(rng))
+            add(*clip_windows(embedder, clip.audio, None, rng))
     print(f"  near words done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
 
-    talk = [(text, va.Voice(name, speed, int(rng.integers(30, 75))))
-            for text, name, speed in itertools.product(texts, TUNING.voices, va.SPEEDS_WPM)]
+    talk = [(text, name) for text, name in itertools.product(texts, TRAINING.voices)]
     order = rng.permutation(len(talk))[:NONSTOP_CLIPS]
     for k in range(0, len(order), 20):
-        parts = [synth.speak(*talk[i]) for i in order[k:k + 20]]
+        parts = [synth.speak(talk[i][0], voice(rng, talk[i][1])) for i in order[k:k + 20]]
         audio, _ = va.sequence(parts, snr_db=(20.0, 10.0, 5.0)[(k // 20) % 3],
                                seed=SEED_BASE + 40_000 + k, gap_s=float(rng.uniform(0.4, 1.6)))
-        add(*clip_windows(embedder, audio, None))
+        add(*clip_windows(embedder, audio, None, rng))
     print(f"  non-stop speech done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
 
     for k in range(NOISE_MINUTES):
         snr = (20.0, 10.0, 5.0, 0.0)[k % 4]
         noise = va.treadmill_noise(60.0, seed=SEED_BASE + 60_000 + k) * va.SPEECH_LEVEL \
             / 10 ** (snr / 20)
-        add(*clip_windows(embedder, np.clip(noise, -32768, 32767).astype(np.int16), None))
+        add(*clip_windows(embedder, np.clip(noise, -32768, 32767).astype(np.int16), None,
+                         rng))
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -192,7 +208,7 @@ def train(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> stopnet.Sto
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=stopnet.MODEL_PATH)
+    parser.add_argument("--out", type=Path, default=stopnet.MODEL_PATH.with_name(WIDE_MODEL))
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir())
                                               / "retrotread-voice-bench"))
     args = parser.parse_args()
