@@ -395,6 +395,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     held_out = evaluate(synth, HELD_OUT, reported, utterances=args.utterances,
                         hours=args.hours, noise_minutes=args.noise_minutes,
                         announcements=announcements, t0=t0)
+    print("\n".join(rows(held_out, chosen)), file=sys.stderr, flush=True)
     utterances = stop_utterances(HELD_OUT, args.utterances)
     latency = measure_latency(synth, utterances, chosen, args.latency_words)
     progress("latency done", t0)

@@ -1,23 +1,23 @@
 #!/usr/bin/env python3
-"""Train the learned "stop" classifier (retrotread/voice/stop_model.npz), reproducibly.
+"""Train the learned "stop" classifier (retrotread/voice/stop_model_wide.npz), reproducibly.
 
     PYTHONPATH=. .venv/bin/python scripts/train-stop-model.py [--out PATH] [--cache DIR]
 
 Needs espeak-ng and sox (scripts/install-espeak.sh). Speech comes ONLY from the
-benchmark's TUNING split (benchmarks/voice.py ``TUNING``: its voices, its stop phrases,
-its half of the non-stop texts) and noise from seeds no benchmark uses; nothing of the
-held-out split (voices, phrases, texts, seeds) is heard here. Every clip goes through the
-same WebRTC noise suppression as the live stream, then the speech embedding
+benchmark's TRAINING split (benchmarks/voice.py ``TRAINING``: 44 voices, its stop phrases,
+its quarter of the non-stop texts) and noise from seeds no benchmark uses; nothing of the
+validation or held-out splits (voices, espeak-ng variants, phrases, texts, seeds) is heard
+here. Every clip gets a random speed, pitch and level, then goes through the same WebRTC
+noise suppression as the live stream, then the speech embedding
 (retrotread/voice/stopnet.py).
 
 Examples are windows of ``stopnet.WINDOW`` embeddings (1.96 s of audio):
 * positive: the window holds a whole stop phrase, or "stop" after the first words of a
-  tuning non-stop text, mixed with treadmill noise at an SNR drawn from clean, 20, 15,
-  10, 5, 0 and -3 dB;
-* negative: windows of the same clips that hold none of the phrase; every window of
-  words near "stop" and other short words (with the same spread of noise before and
-  after them as the stop phrases); every window of a stream of the tuning
-  non-stop speech over noise; noise alone.
+  training non-stop text, mixed with treadmill noise at an SNR drawn from ``SNRS``;
+* negative: windows of the same clips that hold none of the phrase; windows of words
+  near "stop" and other short words (with the same spread of noise before and after them
+  as the stop phrases); every window of a stream of the training non-stop speech over
+  noise; noise alone.
 
 The classifier: one hidden layer of ``HIDDEN`` rectified units (numpy, Adam, weighted
 cross-entropy, L2), a fixed number of epochs, seeded.

