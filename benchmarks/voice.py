@@ -137,12 +137,13 @@ class Config:
 PREVIOUS = Config(1e-25, 0.2, verify_threshold=1e-18)
 """The keyphrase spotter with the re-decoding verifier: the default before the learned
 verifier (chosen by this grid) replaced it."""
-CURRENT = Config(1e-30, 0.15, net_threshold=0.9)
+FIRST_MODEL = "stop_model.npz"
+CURRENT = Config(1e-30, 0.15, net_threshold=0.9, model=FIRST_MODEL)
 """The default before the validation split: the first learned model (stop_model.npz,
 trained on 5 voices) behind a loose first stage."""
 WIDE_MODEL = "stop_model_wide.npz"
 """The model trained on many voices (scripts/train-stop-model.py, ``TRAINING``)."""
-GRID = (PREVIOUS, CURRENT, Config(1e-30, 0.15, net_threshold=0.99),
+GRID = (PREVIOUS, CURRENT, Config(1e-30, 0.15, net_threshold=0.99, model=FIRST_MODEL),
         *(Config(1e-30, 0.15, net_threshold=p, model=WIDE_MODEL) for p in (0.5, 0.9, 0.99)))
 """Tried on the validation set: the re-decoding verifier; the first learned model at P 0.9
 (the default) and 0.99; the wide model at P 0.5, 0.9 and 0.99. Earlier grids (README):
