@@ -24,7 +24,7 @@ than in clean audio. A long shortest word therefore drops clean stops first (the
 benchmark once heard fewer stops at 20 dB than at 10 dB for that reason).
 
 Only a candidate that passes every check becomes a command. The defaults come from
-``benchmarks/voice.py``, chosen on its tuning set (README, "Hands-free stop").
+``benchmarks/voice.py``, chosen as docs/voice-model.md ("Measured") tells.
 """
 
 from __future__ import annotations
