@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from retrotread.errors import VoiceUnavailableError
 from retrotread.events import UserCommand
 from retrotread.voice import stopnet
 from retrotread.voice.audio import ArraySource
@@ -128,3 +130,14 @@ async def test_the_sliding_detector_runs_on_the_listener_thread_and_only_stops(
     await asyncio.sleep(0.05)
     assert fed_on and threading.get_ident() not in fed_on, "never on the loop's thread"
     assert delivered and all(d.command is UserCommand.STOP for d in delivered)
+
+
+@pytest.mark.parametrize("content", [None, b"not an npz", "no depth"])
+def test_a_missing_or_damaged_model_is_a_clear_error(tmp_path: Path, content: object) -> None:
+    path = tmp_path / "stop_model.npz"
+    if content == "no depth":
+        np.savez(path, mean=np.zeros(3))
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    with pytest.raises(VoiceUnavailableError, match=str(path)):
+        stopnet.StopModel.load(path)

@@ -124,13 +124,16 @@ class StopModel:
     @classmethod
     def load(cls, path: Path = MODEL_PATH) -> StopModel:
         try:
-            data = np.load(path)
+            with np.load(path) as data:  # never pickles (allow_pickle is off)
+                layers = tuple((data[f"w{i}"], data[f"b{i}"])
+                               for i in range(int(data["depth"])))
+                return cls(data["mean"], data["scale"], layers)
         except OSError as exc:
             raise VoiceUnavailableError(f"no stop model at {path} "
                                         "(scripts/train-stop-model.py writes it)") from exc
-        layers = tuple((data[f"w{i}"], data[f"b{i}"])
-                       for i in range(int(data["depth"])))
-        return cls(data["mean"], data["scale"], layers)
+        except (KeyError, ValueError) as exc:  # not an .npz, or one that lacks an array
+            raise VoiceUnavailableError(f"the stop model {path} is damaged ({exc}); "
+                                        f"reinstall retrotread ({EXTRA_HINT})") from exc
 
     def save(self, path: Path, **extra: Any) -> None:
         arrays: dict[str, Any] = {f"{k}{i}": a for i, (w, b) in enumerate(self.layers)
