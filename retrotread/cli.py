@@ -264,6 +264,7 @@ def _add_after_workout(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 def _add_device_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """scan, doctor (bleak) and monitor (aiomqtt): core dependencies, always listed."""
+    from retrotread import doctor as doctor_module
     from retrotread import mqtt as mqtt_module
     from retrotread import scan as scan_module
 
@@ -271,8 +272,8 @@ def _add_device_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     scan_module.add_scan_arguments(p)
     p.set_defaults(handler=scan_module.run_scan)
     p = sub.add_parser("doctor", help="probe a treadmill and suggest a quirk file")
-    scan_module.add_doctor_arguments(p)
-    p.set_defaults(handler=scan_module.run_doctor)
+    doctor_module.add_doctor_arguments(p)
+    p.set_defaults(handler=doctor_module.run_doctor)
     p = sub.add_parser("monitor", help="watch a remote session over MQTT (read-only)",
                        description="Follow a session running on another computer: its state, "
                        "speeds and events as the running session publishes them over MQTT "

@@ -428,8 +428,8 @@ def test_broken_quirk_file_names_file_and_field(tmp_path: Path) -> None:
                                     "walking-pad"])
 async def test_doctor_over_ble_finds_the_quirks_the_files_claim(preset: str,
                                                                 tmp_path: Path) -> None:
+    from retrotread.doctor import doctor, suggested_quirk_yaml
     from retrotread.quirks import Quirks, load_quirk_file, load_quirks, match_quirks
-    from retrotread.scan import doctor, suggested_quirk_yaml
 
     out = io.StringIO()
     async with ble_sim(preset) as (sim, air):
@@ -461,7 +461,7 @@ async def test_doctor_over_ble_finds_the_quirks_the_files_claim(preset: str,
 
 
 async def test_doctor_without_consent_never_moves_the_belt() -> None:
-    from retrotread.scan import doctor
+    from retrotread.doctor import doctor
 
     out = io.StringIO()
     async with ble_sim() as (sim, air):

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from retrotread.doctor import NOT_TESTED, START_SPEED_LIMIT_KMH, doctor, suggested_quirk_yaml
 from retrotread.ftms import codec
 from retrotread.links.loopback import LoopbackLink
 from retrotread.quirks import Quirks, load_quirk_file, load_quirks, match_quirks
 from retrotread.runner import running_simulator
-from retrotread.scan import NOT_TESTED, START_SPEED_LIMIT_KMH, doctor, suggested_quirk_yaml
 from retrotread.sim.presets import PRESETS, MachinePreset, Quirk
 from tests.test_signals import Lines, free_port, spawn
 
