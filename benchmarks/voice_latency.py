@@ -34,8 +34,18 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import percentile
-from benchmarks.voice import (BLOCK, CURRENT, HELD_OUT, VALIDATION, Config, Result, Split,
-                              evaluate, measure_latency, stop_utterances)
+from benchmarks.voice import (
+    BLOCK,
+    CURRENT,
+    HELD_OUT,
+    VALIDATION,
+    Config,
+    Result,
+    Split,
+    evaluate,
+    measure_latency,
+    stop_utterances,
+)
 from retrotread.voice import spotter as sp
 from tests import voice_audio as va
 
@@ -207,6 +217,30 @@ def grid_table(rows: list[dict[str, Any]], chosen: dict[str, Any] | None) -> str
     return "\n".join(lines)
 
 
+def held_out(synth: va.Synth, chosen: GateConfig, part: str, latency_words: int,
+             t0: float) -> dict[str, Any]:
+    """Once, on HELD_OUT: the chosen setting and today's gate; ``part`` "evaluate" (the
+    benchmark's detection and false stops) or "latency" (``measure_latency``, real time)."""
+    configs: list[Config] = [chosen, TODAY]
+    if part == "evaluate":
+        results = evaluate(synth, HELD_OUT, configs, utterances=240, hours=1.02,
+                           noise_minutes=10.0, announcements=va.collect_announcements(),
+                           t0=t0)
+        return {str(c): {"rates": {f"{s:g}": r.rate(s) for s in r.trials},
+                         "false_stops": r.false_stops, "false_per_hour": r.false_per_hour,
+                         "speech_h": r.false_audio_s / 3600,
+                         "noise_false": r.noise_false_stops,
+                         "confusables": f"{r.confusable_hits}/{r.confusables}"}
+                for c, r in results.items()}
+    utterances = stop_utterances(HELD_OUT, 3 * latency_words)
+    out = {}
+    for c in configs:
+        out[str(c)] = measure_latency(synth, utterances, c, latency_words)
+        print(f"  {c}: {out[str(c)]} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr,
+              flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=("breakdown", "grid", "held-out"))
@@ -215,7 +249,12 @@ def main(argv: list[str] | None = None) -> int:
                                               / "retrotread-voice-bench"))
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--part", default="0/1",
-                        help="grid: run the K-th of N parts (K/N), to spread it over cores")
+                        help="grid: run the K-th of N parts (K/N), to spread it over cores; "
+                        "held-out: evaluate or latency")
+    parser.add_argument("--chosen", default=None,
+                        help="held-out: the setting chosen on validation, "
+                        "RELEASE_AFTER_S:MAX_EXTRA_SPEECH_S")
+    parser.add_argument("--latency-words", type=int, default=150)
     parser.add_argument("--merge", type=Path, nargs="*", default=[],
                         help="grid: pick from these parts' JSON files instead of running")
     args = parser.parse_args(argv)
@@ -241,6 +280,15 @@ def main(argv: list[str] | None = None) -> int:
             print(grid_table(rows, None))
             if args.json:
                 args.json.write_text(json.dumps(rows))
+    else:
+        after, extra = (float(x) for x in args.chosen.split(":"))
+        chosen = GateConfig(TODAY.threshold, TODAY.min_word_s,
+                            net_threshold=TODAY.net_threshold, model=TODAY.model,
+                            release_after_s=after, max_extra_speech_s=extra)
+        out = held_out(synth, chosen, args.part, args.latency_words, t0)
+        print(json.dumps(out, indent=1))
+        if args.json:
+            args.json.write_text(json.dumps(out))
     print(f"({(time.perf_counter() - t0) / 60:.1f} min)")
     return 0
 
