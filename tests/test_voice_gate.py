@@ -1,0 +1,73 @@
+"""The utterance gate's early release, on synthetic voice-activity flags (10 ms chunks of
+16 kHz audio): a held "stop" is released a bounded time after its word when little
+speech follows, while a long sentence is still refused (docs/voice-model.md, "Latency")."""
+
+from __future__ import annotations
+
+from retrotread.events import UserCommand
+from retrotread.voice.spotter import Spotted, UtteranceGate
+
+RATE = 16_000
+CHUNK = 160  # 10 ms
+
+
+def word(start_s: float, duration_s: float) -> Spotted:
+    return Spotted("stop", UserCommand.STOP, 0.9, duration_s, 0, round(start_s * RATE))
+
+
+def gate(release_after_s: float | None, max_extra_speech_s: float = 0.1) -> UtteranceGate:
+    return UtteranceGate(RATE, max_utterance_s=2.0, end_silence_s=0.3, require_speech=True,
+                         release_after_s=release_after_s,
+                         max_extra_speech_s=max_extra_speech_s)
+
+
+def blips(seconds: float) -> list[bool]:
+    """Voice activity that noise keeps flickering: 50 ms of "speech" every 250 ms, so the
+    run never sees the 0.3 s of silence that would end it."""
+    return ([False] * 20 + [True] * 5) * round(seconds / 0.25)
+
+
+def test_a_held_stop_is_released_a_bounded_time_after_its_word() -> None:
+    early, today = gate(0.5), gate(None)
+    for g in (early, today):
+        assert g.chunks([False] * 20 + [True] * 50, CHUNK) == []  # speech 0.2-0.7 s
+        assert g.spotted([word(0.3, 0.4)]) == []  # the word ends at 0.7 s: held
+    released = early.chunks(blips(1.0), CHUNK)
+    assert [s.word for s in released] == ["stop"]
+    assert released[0].end_sample == round(1.2 * RATE), "0.5 s after the word's end"
+    # Today's gate waits for the run to end, which the flicker never lets happen, and then
+    # drops the word with the run that grew too long.
+    assert today.chunks(blips(1.0), CHUNK) == []
+    assert today.pending and today.chunks(blips(1.0), CHUNK) == []
+    assert today.rejected == 1
+    # Once released, the word is not released again when the run ends.
+    assert early.chunks([False] * 40, CHUNK) == []
+
+
+def test_a_word_reported_late_is_released_on_the_report() -> None:
+    g = gate(0.5, max_extra_speech_s=0.25)
+    g.chunks([True] * 40 + blips(1.0), CHUNK)  # the word at 0-0.4 s, flicker until 1.4 s
+    released = g.spotted([word(0.0, 0.4)])  # the recognizer reports it 1 s after its end
+    assert [s.end_sample for s in released] == [round(1.4 * RATE)]
+
+
+def test_speech_that_goes_on_after_the_word_holds_it_and_a_long_sentence_is_refused() -> None:
+    g = gate(0.5, max_extra_speech_s=0.25)
+    g.chunks([True] * 30, CHUNK)  # "Stop ..." (0-0.3 s) and the sentence goes on
+    assert g.spotted([word(0.0, 0.3)]) == []
+    assert g.chunks([True] * 150, CHUNK) == [], "1.5 s more speech: not a command"
+    assert g.chunks([True] * 100 + [False] * 30, CHUNK) == []  # a 2.8 s run in all
+    assert g.rejected == 1
+
+
+def test_even_the_bound_alone_refuses_a_stop_late_in_a_long_run() -> None:
+    g = gate(0.5, max_extra_speech_s=0.5)  # released 0.5 s after the word, whatever follows
+    g.chunks([True] * 230, CHUNK)  # "... and then we had to stop" after 2 s of talk
+    assert g.spotted([word(2.0, 0.3)]) == []
+    assert g.chunks([True] * 20 + [False] * 60, CHUNK) == []
+    assert g.rejected == 1
+    # The same word alone, after silence, is released at the bound.
+    g.chunks([False] * 100 + [True] * 30, CHUNK)  # speech at 4.1-4.4 s
+    assert g.spotted([word(4.1, 0.3)]) == []
+    released = g.chunks([True] * 60, CHUNK)  # the voice activity lingers 0.6 s
+    assert [s.end_sample for s in released] == [round(4.9 * RATE)]
