@@ -13,7 +13,10 @@ dictionary, so nothing is downloaded at run time.
    ``net_threshold`` (the default), a small classifier on a pretrained speech embedding
    (``NetVerifier``, :mod:`~retrotread.voice.stopnet`) must score the candidate's audio
    as "stop"; or, with ``verify_threshold`` (the older way), the keyword must be found
-   again when the candidate's own window of audio is decoded on its own (``Verifier``).
+   again when the candidate's own window of audio is decoded on its own (``Verifier``);
+   or, with ``asr_before_s``, Moonshine speech recognition, trained on human speech, must
+   transcribe "stop" in the candidate's window (``AsrVerifier``,
+   :mod:`~retrotread.voice.asr`; measured by the benchmark).
 
 ``NetSpotter`` is the learned classifier used as the detector itself, on a sliding
 window (measured by the benchmark, not the default).
@@ -40,6 +43,7 @@ import numpy as np
 from retrotread.errors import VoiceUnavailableError
 from retrotread.events import UserCommand
 from retrotread.voice import EXTRA_HINT, VOICE_COMMANDS, stopnet
+from retrotread.voice.asr import AsrVerifier
 
 NOISE_SUPPRESSION = 4
 """WebRTC noise suppression level (0 off .. 4 strongest): the benchmark's noise-robustness
@@ -298,6 +302,15 @@ class NetVerifier:
         return False
 
 
+class SecondStage(Protocol):
+    """A verifier: keeps or refuses a first-stage candidate, judged on its audio."""
+
+    checked: int
+    refused: int
+
+    def keep(self, spotted: Spotted, audio: np.ndarray) -> bool: ...
+
+
 class KeywordSpotter:
     """Feed audio, get the keyphrases heard. Not thread-safe: one thread feeds it."""
 
@@ -310,7 +323,8 @@ class KeywordSpotter:
                  require_speech: bool = REQUIRE_SPEECH,
                  verify_threshold: float | None = VERIFY_THRESHOLD,
                  net_threshold: float | None = NET_VERIFY_THRESHOLD,
-                 net_model: Path | None = None) -> None:
+                 net_model: Path | None = None,
+                 asr_before_s: float | None = None) -> None:
         unknown = set(words) - set(VOICE_COMMANDS)
         if unknown or not words:
             raise ValueError(f"the spotter listens only for {sorted(VOICE_COMMANDS)}, "
@@ -341,13 +355,10 @@ class KeywordSpotter:
             # a never-ending stream needs the running estimate.
             self._decoder.config["cmn"] = CMN
             self._decoder.reinit_feat()
-        self.verifier: Verifier | NetVerifier | None = None
-        if verify_threshold is not None:
-            self.verifier = Verifier(ps, hmm, dictionary, list(self.words),
-                                     sample_rate_hz=self.sample_rate_hz,
-                                     threshold=verify_threshold)
-        elif net_threshold is not None:
-            self.verifier = NetVerifier(net_threshold, model_path=net_model)
+        self._model = (ps, hmm, dictionary)
+        self.verifier = self.make_verifier(verify_threshold=verify_threshold,
+                                           net_threshold=net_threshold, net_model=net_model,
+                                           asr_before_s=asr_before_s)
         self._history = np.zeros(0, dtype=np.int16)  # the last HISTORY_S of cleaned audio
         self._history_end = 0  # cleaned samples so far (the end of _history)
         self._utt_start = 0  # cleaned samples before the decoder's current utterance
@@ -394,28 +405,46 @@ class KeywordSpotter:
         self._history = np.concatenate([self._history[-keep:], cleaned])[-keep:]
         self._history_end += len(cleaned)
 
+    def make_verifier(self, *, verify_threshold: float | None = None,
+                      net_threshold: float | None = None, net_model: Path | None = None,
+                      asr_before_s: float | None = None) -> SecondStage | None:
+        """The second stage the arguments ask for (the first that is set, in this order:
+        speech recognition, re-decoding, the learned classifier), or None."""
+        ps, hmm, dictionary = self._model
+        if asr_before_s is not None:
+            return AsrVerifier(before_s=asr_before_s)
+        if verify_threshold is not None:
+            return Verifier(ps, hmm, dictionary, list(self.words),
+                            sample_rate_hz=self.sample_rate_hz, threshold=verify_threshold)
+        if net_threshold is not None:
+            return NetVerifier(net_threshold, model_path=net_model)
+        return None
+
     def _verified(self, spotted: list[Spotted]) -> list[Spotted]:
-        """The candidates the verifier keeps, each judged on its word with
-        ``VERIFY_BEFORE_S`` of audio before it and up to ``VERIFY_SPAN_S`` in all."""
+        """The candidates the verifier keeps."""
         if self.verifier is None or not spotted:
             return spotted
-        kept = []
-        for candidate in spotted:
-            start = candidate.word_start_sample - round(VERIFY_BEFORE_S * self.sample_rate_hz)
-            end = min(self._history_end, start + round(VERIFY_SPAN_S * self.sample_rate_hz))
-            if isinstance(self.verifier, NetVerifier):
-                # The classifier hears the word, what came before it and everything up to
-                # the release (its windows are 1.96 s long).
-                end = self._history_end
-                start = min(candidate.word_start_sample - round(NET_BEFORE_S
-                                                                * self.sample_rate_hz),
-                            end - stopnet.WINDOW_SAMPLES - 4 * stopnet.EMBED_STRIDE
-                            * stopnet.HOP)
-            offset = self._history_end - len(self._history)
-            window = self._history[max(0, start - offset):max(0, end - offset)]
-            if self.verifier.keep(candidate, window):
-                kept.append(candidate)
-        return kept
+        return [c for c in spotted if self.verifier.keep(c, self.window(c, self.verifier))]
+
+    def window(self, candidate: Spotted, verifier: SecondStage) -> np.ndarray:
+        """The cleaned audio ``verifier`` judges ``candidate`` on: the word with
+        ``VERIFY_BEFORE_S`` (the speech recognizer: its own ``before_s``) of audio before
+        it and up to ``VERIFY_SPAN_S`` in all; the classifier hears more (below). Valid
+        right after the ``feed`` that returned the candidate."""
+        before_s = float(getattr(verifier, "before_s", VERIFY_BEFORE_S))
+        start = candidate.word_start_sample - round(before_s * self.sample_rate_hz)
+        end = min(self._history_end, start + round((VERIFY_SPAN_S - VERIFY_BEFORE_S
+                                                    + before_s) * self.sample_rate_hz))
+        if isinstance(verifier, NetVerifier):
+            # The classifier hears the word, what came before it and everything up to
+            # the release (its windows are 1.96 s long).
+            end = self._history_end
+            start = min(candidate.word_start_sample - round(NET_BEFORE_S
+                                                            * self.sample_rate_hz),
+                        end - stopnet.WINDOW_SAMPLES - 4 * stopnet.EMBED_STRIDE
+                        * stopnet.HOP)
+        offset = self._history_end - len(self._history)
+        return self._history[max(0, start - offset):max(0, end - offset)]
 
     def _restart(self) -> None:
         self._decoder.end_utt()
