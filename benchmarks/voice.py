@@ -142,8 +142,9 @@ class Config:
                 + (f", re-decoded at {self.verify_threshold:g}"
                    if self.verify_threshold is not None else "")
                 + (f", learned verifier{model} P >= {self.net_threshold:g}"
-                   if self.net_threshold is not None and self.asr_before_s is None else "")
-                + (f", Moonshine ASR verifier ({self.asr_before_s:g} s before)"
+                   if self.net_threshold is not None else "")
+                + (f"{', then' if self.net_threshold is not None else ','} Moonshine ASR "
+                   f"verifier ({self.asr_before_s:g} s before)"
                    if self.asr_before_s is not None else ""))
 
 
@@ -721,13 +722,18 @@ def parse_config(text: str) -> Config:
     """THRESHOLD[:MIN_WORD_S[:VERIFY[:any|hold]]]; VERIFY is a re-decoding threshold,
     ``netP`` (the learned verifier at P(stop) >= P; ``netP@FILE.npz``: with that model
     from retrotread/voice/), ``asr[BEFORE_S]`` (Moonshine speech recognition, hearing
-    BEFORE_S, default 0.3 s, before the word) or ``none`` (the default); ``any``:
+    BEFORE_S, default 0.3 s, before the word), ``netP[@FILE.npz]+asr[BEFORE_S]`` (the
+    classifier first, then the recognizer on what it lets through) or ``none`` (the default); ``any``:
     also outside voice activity. THRESHOLD 0 with ``netP``: the learned detector on a
     sliding window, ``hold`` waiting for the end of the run."""
     threshold, word, verify, flag = [*text.split(":"), "", "", ""][:4]
     verify, _, model = verify.partition("@")
+    verify, _, then = verify.partition("+")
+    model, _, then2 = model.partition("+")
+    then = then or then2
     net = float(verify[3:]) if verify.startswith("net") else None
-    asr = float(verify[3:] or 0.3) if verify.startswith("asr") else None
+    asr_text = then if then.startswith("asr") else verify if verify.startswith("asr") else ""
+    asr = float(asr_text[3:] or 0.3) if asr_text else None
     return Config(float(threshold), float(word or 0.0), require_speech=flag != "any",
                   verify_threshold=None if verify in ("", "none") or net is not None
                   or asr is not None else float(verify), net_threshold=net,

@@ -311,6 +311,34 @@ class SecondStage(Protocol):
     def keep(self, spotted: Spotted, audio: np.ndarray) -> bool: ...
 
 
+class CascadeVerifier:
+    """Second stage in two steps: the learned classifier at a loose ``threshold`` first
+    (cheap), then speech recognition (``AsrVerifier``, about half a second of CPU) only on
+    what the classifier let through. Judged on the classifier's window; the recognizer
+    hears the part of it from ``before_s`` before the word, ``VERIFY_SPAN_S`` long."""
+
+    def __init__(self, threshold: float, *, model_path: Path | None = None,
+                 before_s: float = VERIFY_BEFORE_S) -> None:
+        self.net = NetVerifier(threshold, model_path=model_path)
+        self.asr = AsrVerifier(before_s=before_s)
+        self.word_at = 0
+        """Where the candidate's word starts in the window ``KeywordSpotter.window`` gave
+        last (samples)."""
+        self.checked = 0
+        self.refused = 0
+
+    def keep(self, spotted: Spotted, audio: np.ndarray) -> bool:
+        self.checked += 1
+        if self.net.keep(spotted, audio):
+            rate = Denoiser.RATE_HZ
+            start = max(0, self.word_at - round(self.asr.before_s * rate))
+            if self.asr.keep(spotted, audio[start:start + round(
+                    (VERIFY_SPAN_S - VERIFY_BEFORE_S + self.asr.before_s) * rate)]):
+                return True
+        self.refused += 1
+        return False
+
+
 class KeywordSpotter:
     """Feed audio, get the keyphrases heard. Not thread-safe: one thread feeds it."""
 
@@ -409,8 +437,11 @@ class KeywordSpotter:
                       net_threshold: float | None = None, net_model: Path | None = None,
                       asr_before_s: float | None = None) -> SecondStage | None:
         """The second stage the arguments ask for (the first that is set, in this order:
-        speech recognition, re-decoding, the learned classifier), or None."""
+        speech recognition (after the learned classifier, when ``net_threshold`` is set
+        too), re-decoding, the learned classifier), or None."""
         ps, hmm, dictionary = self._model
+        if asr_before_s is not None and net_threshold is not None:
+            return CascadeVerifier(net_threshold, model_path=net_model, before_s=asr_before_s)
         if asr_before_s is not None:
             return AsrVerifier(before_s=asr_before_s)
         if verify_threshold is not None:
@@ -435,7 +466,7 @@ class KeywordSpotter:
         start = candidate.word_start_sample - round(before_s * self.sample_rate_hz)
         end = min(self._history_end, start + round((VERIFY_SPAN_S - VERIFY_BEFORE_S
                                                     + before_s) * self.sample_rate_hz))
-        if isinstance(verifier, NetVerifier):
+        if isinstance(verifier, NetVerifier | CascadeVerifier):
             # The classifier hears the word, what came before it and everything up to
             # the release (its windows are 1.96 s long).
             end = self._history_end
@@ -444,6 +475,8 @@ class KeywordSpotter:
                         end - stopnet.WINDOW_SAMPLES - 4 * stopnet.EMBED_STRIDE
                         * stopnet.HOP)
         offset = self._history_end - len(self._history)
+        if isinstance(verifier, CascadeVerifier):
+            verifier.word_at = candidate.word_start_sample - max(start, offset)
         return self._history[max(0, start - offset):max(0, end - offset)]
 
     def _restart(self) -> None:
