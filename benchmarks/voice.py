@@ -723,9 +723,9 @@ def parse_config(text: str) -> Config:
     ``netP`` (the learned verifier at P(stop) >= P; ``netP@FILE.npz``: with that model
     from retrotread/voice/), ``asr[BEFORE_S]`` (Moonshine speech recognition, hearing
     BEFORE_S, default 0.3 s, before the word), ``netP[@FILE.npz]+asr[BEFORE_S]`` (the
-    classifier first, then the recognizer on what it lets through) or ``none`` (the default); ``any``:
-    also outside voice activity. THRESHOLD 0 with ``netP``: the learned detector on a
-    sliding window, ``hold`` waiting for the end of the run."""
+    classifier first, then the recognizer on what it lets through) or ``none`` (the
+    default); ``any``: also outside voice activity. THRESHOLD 0 with ``netP``: the
+    learned detector on a sliding window, ``hold`` waiting for the end of the run."""
     threshold, word, verify, flag = [*text.split(":"), "", "", ""][:4]
     verify, _, model = verify.partition("@")
     verify, _, then = verify.partition("+")

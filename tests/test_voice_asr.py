@@ -91,7 +91,7 @@ async def test_the_recognizer_runs_on_the_listener_thread_and_only_stops(
         verified_on.add(threading.get_ident())
         return keep(spotted, window)
 
-    verifier.keep = watched  # type: ignore[method-assign]
+    verifier.keep = watched  # type: ignore[method-assign,assignment]
     delivered: list[Detection] = []
     listener = VoiceListener(ArraySource(audio, va.RATE_HZ), spotter, loop=loop,
                              on_detection=lambda d, lat: delivered.append(d),
@@ -115,5 +115,5 @@ def test_a_missing_or_damaged_model_is_a_clear_error(tmp_path: Path, damage: str
         encoder.write_bytes(encoder.read_bytes()[:1000])
     else:
         encoder.write_bytes(b"\0" * encoder.stat().st_size)
-    with pytest.raises(VoiceUnavailableError, match="encoder_model.ort"):
+    with pytest.raises(VoiceUnavailableError, match=r"encoder_model\.ort"):
         asr.AsrVerifier(model_dir=model)
