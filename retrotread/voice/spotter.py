@@ -71,8 +71,8 @@ is used instead of the learned verifier."""
 NET_VERIFY_THRESHOLD: float | None = 0.9
 """Second stage: the learned verifier (``NetVerifier``) keeps a candidate whose audio it
 scores at least this P(stop); None turns it off. Chosen on the benchmark's tuning set of
-commit f5367f5; a later choice on a validation split kept it (docs/voice-model.md,
-"Measured"). 0.99 gave about 1 false stop per hour on held-out but heard 40 % at 10 dB."""
+commit f5367f5; two later choices on a validation split (0.34 h, then 2 h of speech)
+kept it (docs/voice-model.md, "Measured"). 0.99 gave about 1 false stop per hour on held-out but heard 40 % at 10 dB."""
 VERIFY_BEFORE_S = 0.3
 """The verifier hears this much audio before the word as the recognizer aligned it..."""
 VERIFY_SPAN_S = 1.2
