@@ -13,7 +13,10 @@ dictionary, so nothing is downloaded at run time.
    ``net_threshold`` (the default), a small classifier on a pretrained speech embedding
    (``NetVerifier``, :mod:`~retrotread.voice.stopnet`) must score the candidate's audio
    as "stop"; or, with ``verify_threshold`` (the older way), the keyword must be found
-   again when the candidate's own window of audio is decoded on its own (``Verifier``).
+   again when the candidate's own window of audio is decoded on its own (``Verifier``);
+   or, with ``asr_before_s``, Moonshine speech recognition, trained on human speech, must
+   transcribe "stop" in the candidate's window (``AsrVerifier``,
+   :mod:`~retrotread.voice.asr`; measured by the benchmark).
 
 ``NetSpotter`` is the learned classifier used as the detector itself, on a sliding
 window (measured by the benchmark, not the default).
@@ -41,6 +44,7 @@ import numpy as np
 from retrotread.errors import VoiceUnavailableError
 from retrotread.events import UserCommand
 from retrotread.voice import EXTRA_HINT, VOICE_COMMANDS, stopnet
+from retrotread.voice.asr import AsrVerifier
 
 NOISE_SUPPRESSION = 4
 """WebRTC noise suppression level (0 off .. 4 strongest): the benchmark's noise-robustness
@@ -77,8 +81,9 @@ is used instead of the learned verifier."""
 NET_VERIFY_THRESHOLD: float | None = 0.9
 """Second stage: the learned verifier (``NetVerifier``) keeps a candidate whose audio it
 scores at least this P(stop); None turns it off. Chosen on the benchmark's tuning set of
-commit f5367f5; a later choice on a validation split kept it (docs/voice-model.md,
-"Measured"). 0.99 gave about 1 false stop per hour on held-out but heard 40 % at 10 dB."""
+commit f5367f5; two later choices on a validation split (0.34 h, then 2 h of speech)
+kept it (docs/voice-model.md, "Measured"). 0.99 gave about 1 false stop per hour on
+held-out but heard 40 % at 10 dB."""
 VERIFY_BEFORE_S = 0.3
 """The verifier hears this much audio before the word as the recognizer aligned it..."""
 VERIFY_SPAN_S = 1.2
@@ -348,6 +353,43 @@ class NetVerifier:
         return False
 
 
+class SecondStage(Protocol):
+    """A verifier: keeps or refuses a first-stage candidate, judged on its audio."""
+
+    checked: int
+    refused: int
+
+    def keep(self, spotted: Spotted, audio: np.ndarray) -> bool: ...
+
+
+class CascadeVerifier:
+    """Second stage in two steps: the learned classifier at a loose ``threshold`` first
+    (cheap), then speech recognition (``AsrVerifier``, about half a second of CPU) only on
+    what the classifier let through. Judged on the classifier's window; the recognizer
+    hears the part of it from ``before_s`` before the word, ``VERIFY_SPAN_S`` long."""
+
+    def __init__(self, threshold: float, *, model_path: Path | None = None,
+                 before_s: float = VERIFY_BEFORE_S) -> None:
+        self.net = NetVerifier(threshold, model_path=model_path)
+        self.asr = AsrVerifier(before_s=before_s)
+        self.word_at = 0
+        """Where the candidate's word starts in the window ``KeywordSpotter.window`` gave
+        last (samples)."""
+        self.checked = 0
+        self.refused = 0
+
+    def keep(self, spotted: Spotted, audio: np.ndarray) -> bool:
+        self.checked += 1
+        if self.net.keep(spotted, audio):
+            rate = Denoiser.RATE_HZ
+            start = max(0, self.word_at - round(self.asr.before_s * rate))
+            if self.asr.keep(spotted, audio[start:start + round(
+                    (VERIFY_SPAN_S - VERIFY_BEFORE_S + self.asr.before_s) * rate)]):
+                return True
+        self.refused += 1
+        return False
+
+
 class KeywordSpotter:
     """Feed audio, get the keyphrases heard. Not thread-safe: one thread feeds it."""
 
@@ -360,7 +402,8 @@ class KeywordSpotter:
                  require_speech: bool = REQUIRE_SPEECH,
                  verify_threshold: float | None = VERIFY_THRESHOLD,
                  net_threshold: float | None = NET_VERIFY_THRESHOLD,
-                 net_model: Path | None = None) -> None:
+                 net_model: Path | None = None,
+                 asr_before_s: float | None = None) -> None:
         unknown = set(words) - set(VOICE_COMMANDS)
         if unknown or not words:
             raise ValueError(f"the spotter listens only for {sorted(VOICE_COMMANDS)}, "
@@ -393,13 +436,10 @@ class KeywordSpotter:
             # a never-ending stream needs the running estimate.
             self._decoder.config["cmn"] = CMN
             self._decoder.reinit_feat()
-        self.verifier: Verifier | NetVerifier | None = None
-        if verify_threshold is not None:
-            self.verifier = Verifier(ps, hmm, dictionary, list(self.words),
-                                     sample_rate_hz=self.sample_rate_hz,
-                                     threshold=verify_threshold)
-        elif net_threshold is not None:
-            self.verifier = NetVerifier(net_threshold, model_path=net_model)
+        self._model = (ps, hmm, dictionary)
+        self.verifier = self.make_verifier(verify_threshold=verify_threshold,
+                                           net_threshold=net_threshold, net_model=net_model,
+                                           asr_before_s=asr_before_s)
         self._history = np.zeros(0, dtype=np.int16)  # the last HISTORY_S of cleaned audio
         self._history_end = 0  # cleaned samples so far (the end of _history)
         self._utt_start = 0  # cleaned samples before the decoder's current utterance
@@ -446,28 +486,51 @@ class KeywordSpotter:
         self._history = np.concatenate([self._history[-keep:], cleaned])[-keep:]
         self._history_end += len(cleaned)
 
+    def make_verifier(self, *, verify_threshold: float | None = None,
+                      net_threshold: float | None = None, net_model: Path | None = None,
+                      asr_before_s: float | None = None) -> SecondStage | None:
+        """The second stage the arguments ask for (the first that is set, in this order:
+        speech recognition (after the learned classifier, when ``net_threshold`` is set
+        too), re-decoding, the learned classifier), or None."""
+        ps, hmm, dictionary = self._model
+        if asr_before_s is not None and net_threshold is not None:
+            return CascadeVerifier(net_threshold, model_path=net_model, before_s=asr_before_s)
+        if asr_before_s is not None:
+            return AsrVerifier(before_s=asr_before_s)
+        if verify_threshold is not None:
+            return Verifier(ps, hmm, dictionary, list(self.words),
+                            sample_rate_hz=self.sample_rate_hz, threshold=verify_threshold)
+        if net_threshold is not None:
+            return NetVerifier(net_threshold, model_path=net_model)
+        return None
+
     def _verified(self, spotted: list[Spotted]) -> list[Spotted]:
-        """The candidates the verifier keeps, each judged on its word with
-        ``VERIFY_BEFORE_S`` of audio before it and up to ``VERIFY_SPAN_S`` in all."""
+        """The candidates the verifier keeps."""
         if self.verifier is None or not spotted:
             return spotted
-        kept = []
-        for candidate in spotted:
-            start = candidate.word_start_sample - round(VERIFY_BEFORE_S * self.sample_rate_hz)
-            end = min(self._history_end, start + round(VERIFY_SPAN_S * self.sample_rate_hz))
-            if isinstance(self.verifier, NetVerifier):
-                # The classifier hears the word, what came before it and everything up to
-                # the release (its windows are 1.96 s long).
-                end = self._history_end
-                start = min(candidate.word_start_sample - round(NET_BEFORE_S
-                                                                * self.sample_rate_hz),
-                            end - stopnet.WINDOW_SAMPLES - 4 * stopnet.EMBED_STRIDE
-                            * stopnet.HOP)
-            offset = self._history_end - len(self._history)
-            window = self._history[max(0, start - offset):max(0, end - offset)]
-            if self.verifier.keep(candidate, window):
-                kept.append(candidate)
-        return kept
+        return [c for c in spotted if self.verifier.keep(c, self.window(c, self.verifier))]
+
+    def window(self, candidate: Spotted, verifier: SecondStage) -> np.ndarray:
+        """The cleaned audio ``verifier`` judges ``candidate`` on: the word with
+        ``VERIFY_BEFORE_S`` (the speech recognizer: its own ``before_s``) of audio before
+        it and up to ``VERIFY_SPAN_S`` in all; the classifier hears more (below). Valid
+        right after the ``feed`` that returned the candidate."""
+        before_s = float(getattr(verifier, "before_s", VERIFY_BEFORE_S))
+        start = candidate.word_start_sample - round(before_s * self.sample_rate_hz)
+        end = min(self._history_end, start + round((VERIFY_SPAN_S - VERIFY_BEFORE_S
+                                                    + before_s) * self.sample_rate_hz))
+        if isinstance(verifier, NetVerifier | CascadeVerifier):
+            # The classifier hears the word, what came before it and everything up to
+            # the release (its windows are 1.96 s long).
+            end = self._history_end
+            start = min(candidate.word_start_sample - round(NET_BEFORE_S
+                                                            * self.sample_rate_hz),
+                        end - stopnet.WINDOW_SAMPLES - 4 * stopnet.EMBED_STRIDE
+                        * stopnet.HOP)
+        offset = self._history_end - len(self._history)
+        if isinstance(verifier, CascadeVerifier):
+            verifier.word_at = candidate.word_start_sample - max(start, offset)
+        return self._history[max(0, start - offset):max(0, end - offset)]
 
     def _restart(self) -> None:
         self._decoder.end_utt()

@@ -1,0 +1,119 @@
+"""The speech-recognition second stage (retrotread/voice/asr.py): the real Moonshine model
+the moonshine-cpp wheel ships, real espeak-ng speech over generated treadmill noise,
+behind the real first stage. Rates are measured by benchmarks/voice.py, not here."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrotread.errors import VoiceUnavailableError
+from retrotread.events import UserCommand
+from retrotread.voice import asr
+from retrotread.voice.audio import ArraySource
+from retrotread.voice.listener import Detection, VoiceListener
+from retrotread.voice.spotter import CascadeVerifier, KeywordSpotter, Spotted
+from tests import voice_audio as va
+from tests.test_faults import until
+from tests.test_voice import synth  # noqa: F401  (the session's espeak-ng fixture)
+from tests.test_voice_net import feed_all
+
+
+@pytest.fixture(scope="module")
+def transcriber() -> asr.Transcriber:
+    return asr.Transcriber()
+
+
+def test_the_transcriber_hears_stop_and_not_its_near_words(
+        synth: va.Synth, transcriber: asr.Transcriber) -> None:  # noqa: F811
+    def text(word: str, voice: str) -> str:
+        clip = va.scene(synth.speak(word, va.Voice(voice, 160)), snr_db=None, seed=1,
+                        before_s=0.2, after_s=0.2)
+        return transcriber.text(clip.audio)
+
+    stops = [text("stop", v) for v in ("en-us", "en-gb-x-rp", "en+m3")]
+    assert sum(bool(asr.STOP_WORD.search(t)) for t in stops) >= 2, stops
+    for word in ("top", "shop"):
+        heard = [text(word, v) for v in ("en-us", "en-gb-x-rp")]
+        assert not any(asr.STOP_WORD.search(t) for t in heard), (word, heard)
+
+
+def test_the_asr_verifier_keeps_stops_and_refuses_top_and_shop(synth: va.Synth) -> None:  # noqa: F811
+    heard = 0
+    for k, voice in enumerate(("en-us", "en-gb-x-rp", "en+m3")):
+        clip = va.scene(synth.speak("stop", va.Voice(voice, 150)), snr_db=10, seed=20 + k)
+        spotter = KeywordSpotter(va.RATE_HZ, {"stop": 1e-30}, min_word_s=0.15,
+                                 net_threshold=None, asr_before_s=0.3)
+        heard += bool(feed_all(spotter, clip.audio))
+        assert isinstance(spotter.verifier, asr.AsrVerifier)
+        assert spotter.verifier.checked >= 1
+    assert heard >= 2, f"heard {heard} of 3"
+    spotter = KeywordSpotter(va.RATE_HZ, {"stop": 1e-30}, min_word_s=0.15, net_threshold=None,
+                             asr_before_s=0.3)
+    for k, word in enumerate(("top", "shop")):
+        clip = va.scene(synth.speak(word, va.Voice("en-us", 150)), snr_db=20, seed=30 + k)
+        spotter.reset()
+        assert feed_all(spotter, clip.audio) == [], (word, spotter.verifier)
+
+
+def test_the_cascade_asks_the_recognizer_only_what_the_classifier_lets_through(
+        synth: va.Synth) -> None:  # noqa: F811
+    clip = va.scene(synth.speak("stop", va.Voice("en-us", 150)), snr_db=10, seed=7,
+                    before_s=2.2)
+    loose = KeywordSpotter(va.RATE_HZ, {"stop": 1e-30}, min_word_s=0.15, net_threshold=0.3,
+                           asr_before_s=0.3)
+    assert feed_all(loose, clip.audio)
+    assert isinstance(loose.verifier, CascadeVerifier) and loose.verifier.asr.checked >= 1
+    closed = KeywordSpotter(va.RATE_HZ, {"stop": 1e-30}, min_word_s=0.15, net_threshold=1.01,
+                            asr_before_s=0.3)
+    assert feed_all(closed, clip.audio) == []
+    assert isinstance(closed.verifier, CascadeVerifier)
+    assert closed.verifier.checked >= 1 and closed.verifier.asr.checked == 0
+
+
+async def test_the_recognizer_runs_on_the_listener_thread_and_only_stops(
+        synth: va.Synth) -> None:  # noqa: F811
+    audio, _spans = va.sequence([synth.speak("stop")] * 2, snr_db=20, seed=9, gap_s=1.5)
+    loop = asyncio.get_running_loop()
+    verified_on: set[int] = set()
+    spotter = KeywordSpotter(va.RATE_HZ, {"stop": 1e-30}, min_word_s=0.15, net_threshold=None,
+                             asr_before_s=0.3)
+    verifier = spotter.verifier
+    assert isinstance(verifier, asr.AsrVerifier)
+    keep = verifier.keep
+
+    def watched(spotted: Spotted, window: np.ndarray) -> bool:
+        verified_on.add(threading.get_ident())
+        return keep(spotted, window)
+
+    verifier.keep = watched  # type: ignore[method-assign,assignment]
+    delivered: list[Detection] = []
+    listener = VoiceListener(ArraySource(audio, va.RATE_HZ), spotter, loop=loop,
+                             on_detection=lambda d, lat: delivered.append(d),
+                             on_lost=lambda message: pytest.fail(message))
+    listener.start()
+    await until(lambda: not listener.alive, timeout_s=60)
+    await asyncio.sleep(0.05)
+    assert verified_on and threading.get_ident() not in verified_on
+    assert delivered and all(d.command is UserCommand.STOP for d in delivered)
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "garbage"])
+def test_a_missing_or_damaged_model_is_a_clear_error(tmp_path: Path, damage: str) -> None:
+    # (the C library would abort the whole process on a damaged file: it must never see one)
+    model = tmp_path / "base-en"
+    shutil.copytree(asr.bundled_model_dir(), model)
+    encoder = model / "encoder_model.ort"
+    if damage == "missing":
+        encoder.unlink()
+    elif damage == "truncated":
+        encoder.write_bytes(encoder.read_bytes()[:1000])
+    else:
+        encoder.write_bytes(b"\0" * encoder.stat().st_size)
+    with pytest.raises(VoiceUnavailableError, match=r"encoder_model\.ort"):
+        asr.AsrVerifier(model_dir=model)
