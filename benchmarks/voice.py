@@ -167,8 +167,9 @@ learned detector on a sliding window."""
 ASR = Config(1e-30, 0.15, asr_before_s=0.3)
 """Moonshine speech recognition (trained on human speech) as the verifier (``--grid
 1e-30:0.15:asr``): not in ``GRID``, it transcribes every candidate the first stage
-proposes in conversation (about half a second of CPU each), too slow for the 2 h of
-validation speech on this machine (docs/voice-model.md, "Other recognizers considered")."""
+proposes in conversation (about a third of a second of CPU each). Run over the 2 h of
+validation speech once (docs/voice-model.md, "A fourth choice"): it hears the most, but
+its p99 latency was 2.7 s, so it is not the default."""
 
 
 @dataclass(frozen=True)
