@@ -71,3 +71,12 @@ def test_even_the_bound_alone_refuses_a_stop_late_in_a_long_run() -> None:
     assert g.spotted([word(4.1, 0.3)]) == []
     released = g.chunks([True] * 60, CHUNK)  # the voice activity lingers 0.6 s
     assert [s.end_sample for s in released] == [round(4.9 * RATE)]
+
+
+def test_the_early_release_remembers_a_bounded_stretch_of_speech() -> None:
+    # An hour of unbroken voice activity with nothing held: what the gate keeps for the
+    # early release stays within 2 x max_utterance_s, however long the stream runs.
+    g = gate(0.7)
+    for _ in range(60):
+        g.chunks([True] * 6000, CHUNK)
+    assert len(g._speech_ends) <= 2 * g.max_samples // CHUNK + 1

@@ -225,6 +225,7 @@ class UtteranceGate:
                 self.last_speech = self.position
                 if self.release_after is not None:
                     self._speech_ends.append(self.position)
+                    self._forget_old_speech()
             elif self.start is not None and self.position - self.last_speech >= self.end_silence:
                 released += self._end_run()
             if self.pending and self.release_after is not None:
@@ -235,13 +236,18 @@ class UtteranceGate:
             self.pending = []
         return released
 
+    def _forget_old_speech(self) -> None:
+        """Keep only the speech of the last 2 x ``max_utterance_s`` (bounded memory on a
+        stream that never ends, whether or not a detection is held)."""
+        horizon = self.position - 2 * self.max_samples
+        while self._speech_ends and self._speech_ends[0] < horizon:
+            self._speech_ends.popleft()
+
     def _early(self) -> list[Spotted]:
         """The first held detection whose word ended ``release_after`` ago with little
         speech since, if the run so far is short."""
         assert self.release_after is not None
-        while self._speech_ends and \
-                self._speech_ends[0] < self.position - 2 * self.max_samples:
-            self._speech_ends.popleft()
+        self._forget_old_speech()
         if self.start is not None and self.last_speech - self.start > self.max_samples:
             return []
         for held in self.pending:
