@@ -105,7 +105,7 @@ async def test_the_recognizer_runs_on_the_listener_thread_and_only_stops(
 
 @pytest.mark.parametrize("damage", ["missing", "truncated", "garbage"])
 def test_a_missing_or_damaged_model_is_a_clear_error(tmp_path: Path, damage: str) -> None:
-    # (the C library would abort the whole process on a damaged file: it must never see one)
+    # (the conversion relies on exactly these files: a damaged one never reaches it)
     model = tmp_path / "base-en"
     shutil.copytree(asr.bundled_model_dir(), model)
     encoder = model / "encoder_model.ort"
@@ -117,3 +117,97 @@ def test_a_missing_or_damaged_model_is_a_clear_error(tmp_path: Path, damage: str
         encoder.write_bytes(b"\0" * encoder.stat().st_size)
     with pytest.raises(VoiceUnavailableError, match=r"encoder_model\.ort"):
         asr.AsrVerifier(model_dir=model)
+
+
+def _ort_session(path: Path):  # type: ignore[no-untyped-def]
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=options,
+                                providers=["CPUExecutionProvider"])
+
+
+def test_the_converted_model_computes_what_the_shipped_file_computes(
+        synth: va.Synth) -> None:  # noqa: F811
+    """ortformat unpacks the weights ahead of time; the numbers must not change (beyond
+    float rounding from onnxruntime's own fusions), for the encoder and for a decoder step
+    with and without its cache."""
+    from retrotread.voice import ortformat
+    model_dir = asr.bundled_model_dir()
+    transcriber = asr.Transcriber()
+    tokens, encoder, decoder = asr._load(model_dir.resolve())
+    shipped_encoder = _ort_session(model_dir / "encoder_model.ort")
+    shipped_decoder = _ort_session(model_dir / "decoder_model_merged.ort")
+    clip = va.scene(synth.speak("please stop", va.Voice("en-us", 150)), snr_db=10, seed=3)
+    audio = (clip.audio[:19_200].astype(np.float32) / 32768.0)[None]
+    hidden = encoder.run(None, {"input_values": audio})[0]
+    expected = shipped_encoder.run(None, {"input_values": audio})[0]
+    np.testing.assert_allclose(hidden, expected, atol=1e-4, rtol=1e-4)
+    feed = {name: transcriber._empty for name in transcriber._past}
+    feed.update(encoder_hidden_states=hidden, input_ids=np.array([[asr.START_TOKEN]]),
+                use_cache_branch=np.array([False]))
+    names = [o.name for o in decoder.get_outputs()]
+    for step in range(2):
+        ours = decoder.run(None, feed)
+        theirs = shipped_decoder.run(None, feed)
+        for name, a, b in zip(names, ours, theirs, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-3, err_msg=name)
+        assert np.argmax(ours[0][0, -1]) == np.argmax(theirs[0][0, -1])
+        for name, value in zip(names[1:], ours[1:], strict=True):
+            if step == 0 or ".decoder." in name:
+                feed[name.replace("present", "past_key_values", 1)] = value
+        feed.update(input_ids=np.array([[int(np.argmax(ours[0][0, -1]))]]),
+                    use_cache_branch=np.array([True]))
+    # and no unpacking is left for the decoder to do on every step
+    model = ortformat.to_onnx((model_dir / "decoder_model_merged.ort").read_bytes())
+
+    def foldable(graph) -> list[str]:  # type: ignore[no-untyped-def]
+        constants = {t.name for t in graph.initializer}
+        found = [n.name for n in graph.node if n.op_type in ortformat.FOLDED
+                 and all(i in constants for i in n.input)]
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    found += foldable(attr.g)
+        return found
+
+    assert not foldable(model.graph)
+    assert len(tokens) == 32_000 and tokens[asr.END_TOKEN] == b"</s>"
+
+
+def test_the_decoding_agrees_with_moonshine_s_own_library_on_stop(
+        synth: va.Synth, transcriber: asr.Transcriber) -> None:  # noqa: F811
+    """The reference: the C library in the same wheel decodes the same files (it lets a
+    transcript run longer: its tails repeat, so only the "stop" decision is compared)."""
+    import ctypes
+
+    from moonshine_cpp import moonshine_cpp
+    lib = moonshine_cpp.moonshine_lib
+    model_dir = asr.bundled_model_dir()
+    handle = lib.moonshine_load_model(*(str(model_dir / name).encode() for name in (
+        "encoder_model.ort", "decoder_model_merged.ort", "tokenizer.bin")), 1)
+    assert handle != -1
+
+    def reference(audio: np.ndarray) -> str:
+        data = np.ascontiguousarray(audio.astype(np.float32) / 32768.0)
+        out = ctypes.c_char_p(0)
+        assert lib.moonshine_transcribe(handle, data.ctypes.data_as(
+            ctypes.POINTER(ctypes.c_float)), ctypes.c_size_t(len(data)), ctypes.byref(out)) == 0
+        text = (out.value or b"").decode()
+        lib.moonshine_free_text(out)
+        return text
+
+    try:
+        decisions = []
+        for k, (phrase, voice) in enumerate([("stop", "en-us"), ("please stop", "en+m3"),
+                                             ("shop", "en-gb-x-rp"), ("the top shelf", "en-us"),
+                                             ("stop the belt", "en-us+f4")]):
+            clip = va.scene(synth.speak(phrase, va.Voice(voice, 160)), snr_db=10, seed=40 + k,
+                            before_s=0.3, after_s=0.3)
+            window = clip.audio[:19_200]
+            ours, theirs = transcriber.text(window), reference(window)
+            decisions.append(bool(asr.STOP_WORD.search(ours)))
+            assert decisions[-1] == bool(asr.STOP_WORD.search(theirs)), (phrase, ours, theirs)
+        assert decisions == [True, True, False, False, True]
+    finally:
+        lib.moonshine_free_model(handle)

@@ -2,24 +2,34 @@
 
 The ``moonshine-cpp`` wheel (PyPI, MIT licence) ships Moonshine AI's English "base"
 speech-to-text model (an ONNX encoder and decoder in ORT format, about 63 MB, in its
-``models/base-en`` folder) with its own onnxruntime and a small C library; nothing is
-downloaded for English. Moonshine was trained on real (human) speech, where our own
-classifier (:mod:`~retrotread.voice.stopnet`) only ever heard espeak-ng voices
-(docs/voice-model.md, "Other recognizers considered").
+``models/base-en`` folder) and a tokenizer file; nothing is downloaded for English.
+Moonshine was trained on real (human) speech, where our own classifier
+(:mod:`~retrotread.voice.stopnet`) only ever heard espeak-ng voices (docs/voice-model.md,
+"Other recognizers considered").
+
+Only the wheel's model files are used, run here by onnxruntime (the one the learned
+classifier already uses), not by the wheel's own C library: the files keep their weights
+as int8 and unpack them on every decoder step (about 120 ms per word piece), so they are
+read once into ordinary ONNX models with the weights unpacked
+(:mod:`~retrotread.voice.ortformat`), which makes a word piece about six times cheaper
+(docs/voice-model.md, "A faster Moonshine"). Decoding is greedy, at most
+``TOKENS_PER_S`` word pieces per second of audio, as Moonshine's own reference code does.
 
 ``AsrVerifier`` transcribes a first-stage candidate's short window of audio and keeps it
 when the transcript has the word "stop" (not "stopped", "top" or "shop"). It runs on the
-caller's thread (the listener's), one candidate at a time.
+caller's thread (the listener's), one candidate at a time, on one core.
 
-The C library aborts the whole process when it is handed a damaged model file, so the
-files are checked against the SHA-256 sums below before they are loaded: a missing or
-damaged model is a :class:`~retrotread.errors.VoiceUnavailableError`, never a crash.
+The model files are checked against the SHA-256 sums below before they are read: the
+conversion relies on exactly these files, and a missing or damaged model is a
+:class:`~retrotread.errors.VoiceUnavailableError` before the belt moves.
 """
 
 from __future__ import annotations
 
-import ctypes
+import functools
 import hashlib
+import importlib.util
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -36,23 +46,25 @@ MODEL_FILES = {
     "tokenizer.bin": "04670d78994d030185c3dd843c60591788fed0a56cc6750747bd326825f13ca9",
 }
 """The English base model as moonshine-cpp 0.1.4 ships it."""
-MODEL_TYPE_BASE = 1  # moonshine-cpp's MOONSHINE_MODEL_TYPE_BASE
 STOP_WORD = re.compile(r"\bstop\b", re.IGNORECASE)
-
-
-def _library() -> Any:
-    try:
-        from moonshine_cpp import moonshine_cpp
-    except (ImportError, OSError) as exc:
-        raise VoiceUnavailableError(
-            f"the speech-recognition verifier needs the moonshine-cpp package ({EXTRA_HINT})"
-        ) from exc
-    return moonshine_cpp
+TOKENS_PER_S = 6
+"""The most word pieces decoded per second of audio (Moonshine's reference decoder uses
+the same bound: a second of speech is never more than a few words)."""
+START_TOKEN, END_TOKEN = 1, 2
+"""Moonshine's decoder starts from ``<s>`` and stops at ``</s>`` (ids 1 and 2 in its
+tokenizer)."""
+SPACE = "\u2581"
+"""The tokenizer's mark for a space before a word piece."""
 
 
 def bundled_model_dir() -> Path:
-    """Where the moonshine-cpp wheel keeps its English model."""
-    return Path(_library().__file__).with_name("models") / "base-en"
+    """Where the moonshine-cpp wheel keeps its English model (found without importing the
+    package, which would load its own C library and onnxruntime)."""
+    spec = importlib.util.find_spec("moonshine_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        raise VoiceUnavailableError(
+            f"the speech-recognition verifier needs the moonshine-cpp package ({EXTRA_HINT})")
+    return Path(next(iter(spec.submodule_search_locations))) / "models" / "base-en"
 
 
 def check_model(model_dir: Path) -> None:
@@ -72,39 +84,95 @@ def check_model(model_dir: Path) -> None:
                 f"version (reinstall moonshine-cpp: {EXTRA_HINT})")
 
 
+def read_tokens(path: Path) -> list[bytes]:
+    """The tokenizer file: for each token id in turn, its length (LEB128) and its bytes."""
+    raw = path.read_bytes()
+    tokens: list[bytes] = []
+    at = 0
+    while at < len(raw):
+        length = shift = 0
+        while True:
+            byte = raw[at]
+            at += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        tokens.append(raw[at:at + length])
+        at += length
+    return tokens
+
+
+def _session(model: bytes) -> Any:
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # one core: the listener's thread
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model, sess_options=options,
+                                providers=["CPUExecutionProvider"])
+
+
+@functools.lru_cache(maxsize=1)
+def _load(model_dir: Path) -> tuple[list[bytes], Any, Any]:
+    """The tokenizer and the two sessions, read once per process (the conversion takes a
+    few seconds; the sessions are safe to share). Only called after ``check_model``."""
+    from retrotread.voice import ortformat
+    encoder, decoder = (
+        _session(ortformat.to_onnx((model_dir / name).read_bytes()).SerializeToString())
+        for name in ("encoder_model.ort", "decoder_model_merged.ort"))
+    return read_tokens(model_dir / "tokenizer.bin"), encoder, decoder
+
+
 class Transcriber:
     """Moonshine base English: 16 kHz audio in, text out."""
 
     def __init__(self, model_dir: Path | None = None) -> None:
-        self._lib = _library().moonshine_lib
+        try:
+            import onnx  # noqa: F401  (ortformat writes the converted models with it)
+            import onnxruntime  # noqa: F401
+        except ImportError as exc:
+            raise VoiceUnavailableError(
+                f"the speech-recognition verifier needs onnx and onnxruntime ({EXTRA_HINT})"
+            ) from exc
         model_dir = Path(model_dir) if model_dir is not None else bundled_model_dir()
         check_model(model_dir)
-        paths = [str(model_dir / name).encode() for name in
-                 ("encoder_model.ort", "decoder_model_merged.ort", "tokenizer.bin")]
-        self._handle = self._lib.moonshine_load_model(*paths, MODEL_TYPE_BASE)
-        if self._handle == -1:
-            raise VoiceUnavailableError(f"the speech-recognition model in {model_dir} "
-                                        "would not load")
+        self.tokens, self._encoder, self._decoder = _load(model_dir.resolve())
+        past = [i for i in self._decoder.get_inputs() if i.name.startswith("past_key_values.")]
+        self._past = [i.name for i in past]
+        heads, width = past[0].shape[1], past[0].shape[3]  # (batch, heads, length, width)
+        self._empty = np.zeros((1, heads, 0, width), np.float32)
+        self._presents = [o.name for o in self._decoder.get_outputs()][1:]
+        self.steps = 0
+        """Decoder steps run so far (one per word piece, and one for the end)."""
 
     def text(self, audio: np.ndarray) -> str:
         """The transcript of ``audio`` (int16 samples, or floats on the same scale)."""
-        data = np.ascontiguousarray(np.asarray(audio, dtype=np.float32) / 32768.0)
-        if not len(data):
+        data = np.asarray(audio, dtype=np.float32)[None] / np.float32(32768.0)
+        if not data.size:
             return ""
-        out = ctypes.c_char_p(0)
-        error = self._lib.moonshine_transcribe(
-            self._handle, data.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
-            ctypes.c_size_t(len(data)), ctypes.byref(out))
-        if error != 0:
-            raise VoiceUnavailableError(f"speech recognition failed (error {error})")
-        text = (out.value or b"").decode("utf-8", "replace")
-        self._lib.moonshine_free_text(out)
-        return text
+        hidden = self._encoder.run(None, {"input_values": data})[0]
+        feed: dict[str, Any] = {name: self._empty for name in self._past}
+        feed["encoder_hidden_states"] = hidden
+        ids: list[int] = []
+        token = START_TOKEN
+        for step in range(max(1, math.ceil(data.size / 16_000 * TOKENS_PER_S))):
+            feed["input_ids"] = np.array([[token]], np.int64)
+            feed["use_cache_branch"] = np.array([step > 0])
+            logits, *presents = self._decoder.run(None, feed)
+            self.steps += 1
+            for name, value in zip(self._presents, presents, strict=True):
+                if step == 0 or ".decoder." in name:  # the encoder's keys never change
+                    feed[name.replace("present", "past_key_values", 1)] = value
+            token = int(np.argmax(logits[0, -1]))
+            if token == END_TOKEN:
+                break
+            ids.append(token)
+        return self.detokenize(ids)
 
-    def __del__(self) -> None:
-        if getattr(self, "_handle", -1) != -1:
-            self._lib.moonshine_free_model(self._handle)
-            self._handle = -1
+    def detokenize(self, ids: list[int]) -> str:
+        pieces = b"".join(self.tokens[i] for i in ids if END_TOKEN < i < len(self.tokens))
+        return pieces.decode("utf-8", "replace").replace(SPACE, " ").strip()
 
 
 class AsrVerifier:
