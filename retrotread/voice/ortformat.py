@@ -89,10 +89,11 @@ def _value_info(info: Any) -> Any:
     return helper.make_tensor_value_info(name, tensor_type.ElemType(), dims)
 
 
-def _attribute(attr: Any, outer: Mapping[str, np.ndarray]) -> Any:
+def _attribute(attr: Any, outer: Mapping[str, np.ndarray], proto: Any) -> None:
+    """Fill ``proto`` (an AttributeProto) from the flatbuffer attribute."""
     from onnx import AttributeProto, numpy_helper
     kind = attr.Type()
-    proto = AttributeProto(name=_text(attr.Name()), type=kind)
+    proto.name, proto.type = _text(attr.Name()), kind
     if kind == AttributeProto.FLOAT:
         proto.f = attr.F()
     elif kind == AttributeProto.INT:
@@ -102,7 +103,7 @@ def _attribute(attr: Any, outer: Mapping[str, np.ndarray]) -> Any:
     elif kind == AttributeProto.TENSOR:
         proto.t.CopyFrom(numpy_helper.from_array(_array(attr.T()), _text(attr.T().Name())))
     elif kind == AttributeProto.GRAPH:
-        proto.g.CopyFrom(_graph(attr.G(), outer))
+        _graph(attr.G(), outer, proto.g)
     elif kind == AttributeProto.FLOATS:
         proto.floats.extend(attr.Floats(i) for i in range(attr.FloatsLength()))
     elif kind == AttributeProto.INTS:
@@ -111,7 +112,6 @@ def _attribute(attr: Any, outer: Mapping[str, np.ndarray]) -> Any:
         proto.strings.extend(attr.Strings(i) for i in range(attr.StringsLength()))
     else:
         raise OrtFormatError(f"attribute {proto.name!r} of type {kind} is not supported")
-    return proto
 
 
 def _plain_attributes(node: Any) -> dict[str, Any] | None:
@@ -129,10 +129,11 @@ def _plain_attributes(node: Any) -> dict[str, Any] | None:
     return values
 
 
-def _graph(graph: Any, outer: Mapping[str, np.ndarray]) -> Any:
-    """One graph (and, through If/Loop attributes, its subgraphs) as an ONNX GraphProto.
-    ``outer``: the constants the enclosing graphs can see (after folding)."""
-    from onnx import helper, numpy_helper
+def _graph(graph: Any, outer: Mapping[str, np.ndarray], out: Any) -> None:
+    """Fill ``out`` (a GraphProto, in place: the weights are large and a protobuf message
+    added to another is copied) from one graph and, through If/Loop attributes, its
+    subgraphs. ``outer``: the constants the enclosing graphs can see (after folding)."""
+    from onnx import helper
     constants = dict(outer)
     own: dict[str, np.ndarray] = {}
     for i in range(graph.InitializersLength()):
@@ -142,7 +143,7 @@ def _graph(graph: Any, outer: Mapping[str, np.ndarray]) -> Any:
     for i in range(graph.NodeArgsLength()):
         info = graph.NodeArgs(i)
         infos[_text(info.Name())] = info
-    nodes = []
+    out.name = "graph"
     order = sorted((graph.Nodes(i) for i in range(graph.NodesLength())),
                    key=lambda n: n.Index())
     for node in order:
@@ -155,19 +156,25 @@ def _graph(graph: Any, outer: Mapping[str, np.ndarray]) -> Any:
             value = FOLDED[op_type](*(constants[n] for n in inputs), **attributes)
             own[outputs[0]] = constants[outputs[0]] = value
             continue
-        proto = helper.make_node(op_type, inputs, outputs, name=_text(node.Name()),
-                                 domain=_text(node.Domain()))
-        proto.attribute.extend(_attribute(node.Attributes(i), constants)
-                               for i in range(node.AttributesLength()))
-        nodes.append(proto)
-    used = _names_used(nodes) | {_text(graph.Outputs(i)) for i in range(graph.OutputsLength())}
-    initializers = [numpy_helper.from_array(value, name) for name, value in own.items()
-                    if name in used]
-    graph_inputs = [_value_info(infos[_text(graph.Inputs(i))])
-                    for i in range(graph.InputsLength()) if _text(graph.Inputs(i)) not in own]
-    graph_outputs = [_value_info(infos[_text(graph.Outputs(i))])
-                     for i in range(graph.OutputsLength())]
-    return helper.make_graph(nodes, "graph", graph_inputs, graph_outputs, initializers)
+        proto = out.node.add()
+        proto.op_type, proto.name, proto.domain = op_type, _text(node.Name()), \
+            _text(node.Domain())
+        proto.input.extend(inputs)
+        proto.output.extend(outputs)
+        for i in range(node.AttributesLength()):
+            _attribute(node.Attributes(i), constants, proto.attribute.add())
+    used = _names_used(out.node) | {_text(graph.Outputs(i))
+                                    for i in range(graph.OutputsLength())}
+    for name, value in own.items():
+        if name in used:
+            tensor = out.initializer.add()
+            tensor.name, tensor.data_type = name, helper.np_dtype_to_tensor_dtype(value.dtype)
+            tensor.dims.extend(value.shape)
+            tensor.raw_data = np.ascontiguousarray(value).tobytes()
+    out.input.extend(_value_info(infos[_text(graph.Inputs(i))])
+                     for i in range(graph.InputsLength()) if _text(graph.Inputs(i)) not in own)
+    out.output.extend(_value_info(infos[_text(graph.Outputs(i))])
+                      for i in range(graph.OutputsLength()))
 
 
 def _names_used(nodes: Iterable[Any]) -> set[str]:
@@ -185,16 +192,16 @@ def _names_used(nodes: Iterable[Any]) -> set[str]:
 def to_onnx(data: bytes) -> Any:
     """The ORT format model in ``data`` as an ``onnx.ModelProto`` with its constant
     arithmetic done."""
-    from onnx import helper
+    from onnx import ModelProto, helper
     fbs = _fbs()
     if not fbs.InferenceSession.InferenceSession.InferenceSessionBufferHasIdentifier(data, 0):
         raise OrtFormatError("not an ORT format model")
     model = fbs.InferenceSession.InferenceSession.GetRootAs(data, 0).Model()
     if model is None or model.Graph() is None:
         raise OrtFormatError("the ORT format file holds no model")
-    opsets = [helper.make_opsetid(_text(model.OpsetImport(i).Domain()),
-                                  model.OpsetImport(i).Version())
-              for i in range(model.OpsetImportLength())]
-    proto = helper.make_model(_graph(model.Graph(), {}), opset_imports=opsets)
-    proto.ir_version = model.IrVersion()
+    proto = ModelProto(ir_version=model.IrVersion(), producer_name="retrotread ortformat")
+    proto.opset_import.extend(helper.make_opsetid(_text(model.OpsetImport(i).Domain()),
+                                                  model.OpsetImport(i).Version())
+                              for i in range(model.OpsetImportLength()))
+    _graph(model.Graph(), {}, proto.graph)
     return proto
