@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ from retrotread.events import (
 from retrotread.profile import Profile, load_profile
 from retrotread.session import Session
 from retrotread.sim.treadmill import SimulatedTreadmill
-from retrotread.voice import VOICE_COMMANDS
+from retrotread.voice import VOICE_COMMANDS, asr, spotter
 from retrotread.voice.audio import ArraySource, InputDevice, find_input, load_wav
 from retrotread.voice.listener import Detection, VoiceListener, VoiceStop
 from retrotread.voice.spotter import KeywordSpotter, UtteranceGate
@@ -177,6 +178,21 @@ def test_a_word_heard_outside_any_run_of_speech_is_dropped_when_speech_is_requir
     assert strict.spotted([hit]) == []
 
 
+def test_the_default_spotter_checks_with_moonshine_where_it_is_installed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spotter, "ASR_BEFORE_S", 0.3)
+    if asr.available():
+        chosen = spotter.default_spotter(va.RATE_HZ)
+        assert isinstance(chosen.verifier, asr.AsrVerifier) and chosen.verifier.before_s == 0.3
+    monkeypatch.setattr(spotter, "asr_available", lambda: False)  # another platform
+    fallback = spotter.default_spotter(va.RATE_HZ)
+    assert isinstance(fallback.verifier, spotter.NetVerifier)
+    assert fallback.verifier.threshold == spotter.NET_VERIFY_THRESHOLD
+    monkeypatch.setattr(spotter, "asr_available", lambda: True)
+    monkeypatch.setattr(spotter, "ASR_BEFORE_S", None)
+    assert isinstance(spotter.default_spotter(va.RATE_HZ).verifier, spotter.NetVerifier)
+
+
 def test_a_spoken_word_can_only_stop_or_pause() -> None:
     assert set(VOICE_COMMANDS.values()) <= {UserCommand.STOP, UserCommand.PAUSE}
     with pytest.raises(ValueError):
@@ -230,6 +246,10 @@ async def test_detections_reach_the_loop_thread_with_their_latency(synth: va.Syn
     assert listener.blocks == -(-len(audio) // 1600)
 
 
+def spotter_name(second_stage: dict[str, object]) -> str:
+    return next(name for name, kwargs in SECOND_STAGES.items() if kwargs == second_stage)
+
+
 def _gated_stream(synth: va.Synth, texts: list[str]) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """The host's announcements as a microphone hears them from a speaker: 150 ms late
     (output and input buffers), over treadmill noise at 20 dB."""
@@ -240,8 +260,21 @@ def _gated_stream(synth: va.Synth, texts: list[str]) -> tuple[np.ndarray, list[t
     return heard, spans
 
 
+SECOND_STAGES: dict[str, dict[str, Any]] = {"classifier": {}, "moonshine": {"net_threshold": None, "asr_before_s": 0.3}}
+"""The two second stages ``--voice-stop`` may listen with (spotter.default_spotter)."""
+
+
+@pytest.fixture(params=sorted(SECOND_STAGES))
+def second_stage(request: pytest.FixtureRequest) -> dict[str, Any]:
+    if request.param == "moonshine" and not asr.available():
+        if in_ci():  # CI installs the voice extra on Linux x86-64: it must be there
+            pytest.fail("Moonshine (moonshine-cpp, onnx) is not installed")
+        pytest.skip("Moonshine (moonshine-cpp) is not installed here")
+    return SECOND_STAGES[request.param]
+
+
 async def _listen(audio: np.ndarray, host_speaking_spans: list[tuple[int, int]] | None,
-                  ) -> list[Detection]:
+                  second_stage: dict[str, object] | None = None) -> list[Detection]:
     source = ArraySource(audio, va.RATE_HZ)
 
     def host_speaking() -> bool:  # what CuePlayer knows: its espeak-ng is running
@@ -249,7 +282,8 @@ async def _listen(audio: np.ndarray, host_speaking_spans: list[tuple[int, int]] 
             start <= source.position < end for start, end in host_speaking_spans)
 
     found: list[Detection] = []
-    listener = VoiceListener(source, KeywordSpotter(va.RATE_HZ),
+    spotter = KeywordSpotter(va.RATE_HZ, **(second_stage or {}))  # type: ignore[arg-type]
+    listener = VoiceListener(source, spotter,
                              loop=asyncio.get_running_loop(),
                              on_detection=lambda d, lat: found.append(d),
                              on_lost=lambda message: pytest.fail(message),
@@ -261,7 +295,8 @@ async def _listen(audio: np.ndarray, host_speaking_spans: list[tuple[int, int]] 
 
 
 async def test_the_sessions_own_announcements_never_stop_it(
-        synth: va.Synth, announcements: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+        synth: va.Synth, announcements: list[str], capsys: pytest.CaptureFixture[str],
+        second_stage: dict[str, object]) -> None:
     assert len(announcements) >= 20
     with_stop = [text for text in announcements if "stop" in text.lower()]
     assert with_stop, "the bundled profiles announce the belt stopping"
@@ -270,17 +305,18 @@ async def test_the_sessions_own_announcements_never_stop_it(
     person = va.scene(synth.speak("stop", va.Voice("en-gb-x-rp", 160)), snr_db=20, seed=22,
                       before_s=1.0, after_s=1.5)
     stream = np.concatenate([audio, person.audio])
-    gated = await _listen(stream, spans)
+    gated = await _listen(stream, spans, second_stage)
     person_at = len(audio) + person.speech_start
     assert [d for d in gated if d.audio_end_s * va.RATE_HZ < person_at] == [], \
         "an announcement was taken for a stop while the host was speaking"
     assert any(d.audio_end_s * va.RATE_HZ >= person_at for d in gated), \
         "the person's stop after the announcements was not heard"
-    ungated = await _listen(audio, None)
+    ungated = await _listen(audio, None, second_stage)
     hit_texts = sorted({announcements[i] for d in ungated for i, (s, e) in enumerate(spans)
                         if s <= d.audio_end_s * va.RATE_HZ <= e + va.RATE_HZ})
     with capsys.disabled():
-        print(f"\n  announcements: {len(announcements)}; detections without the gate: "
+        print(f"\n  announcements: {len(announcements)} ({spotter_name(second_stage)}); "
+              f"detections without the gate: "
               f"{len(ungated)} ({hit_texts}); with the gate: 0")
 
 
@@ -301,14 +337,15 @@ class FailingMicrophone(ArraySource):
 
 @VIRTUAL
 async def test_a_spoken_stop_while_walking_backward_puts_stop_on_the_wire(
-        synth: va.Synth, first_session: Profile) -> None:
+        synth: va.Synth, first_session: Profile, second_stage: dict[str, object]) -> None:
     speech = synth.speak("please stop", va.Voice("en-us", 160))
     clip = va.scene(speech, snr_db=10, seed=31, before_s=2.0, after_s=1.5)
     marks: dict[str, float] = {}
 
     async def scenario(sim: SimulatedTreadmill, session: Session) -> None:
         await walking_backward(session)
-        voice = VoiceStop(ArraySource(clip.audio, va.RATE_HZ), KeywordSpotter(va.RATE_HZ),
+        spotter = KeywordSpotter(va.RATE_HZ, **second_stage)  # type: ignore[arg-type]
+        voice = VoiceStop(ArraySource(clip.audio, va.RATE_HZ), spotter,
                           bus=session.bus, clock=session.clock)
         marks["said"] = session.clock.now()
         voice.start(session)

@@ -57,6 +57,12 @@ SPACE = "\u2581"
 """The tokenizer's mark for a space before a word piece."""
 
 
+def available() -> bool:
+    """Whether Moonshine can be tried here: the moonshine-cpp wheel (Linux x86-64 only) and
+    onnx are installed (found without importing them)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("moonshine_cpp", "onnx"))
+
+
 def bundled_model_dir() -> Path:
     """Where the moonshine-cpp wheel keeps its English model (found without importing the
     package, which would load its own C library and onnxruntime)."""
@@ -177,6 +183,9 @@ class Transcriber:
 class AsrVerifier:
     """Second stage: keep a candidate when Moonshine's transcript of its window of audio
     has the word "stop"."""
+
+    name = "Moonshine speech recognition"
+    """What checks the candidates, as the start-up line says it."""
 
     def __init__(self, *, before_s: float = 0.3, model_dir: Path | None = None) -> None:
         self.before_s = float(before_s)

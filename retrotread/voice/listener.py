@@ -220,6 +220,12 @@ class VoiceStop:
         device = getattr(self.source, "device", None)
         return repr(device.name) if device is not None else "an audio stream"
 
+    @property
+    def checked_by(self) -> str | None:
+        """What checks the spotter's candidates (its second stage's name), if anything."""
+        verifier = getattr(self.spotter, "verifier", None)
+        return getattr(verifier, "name", None)
+
     def start(self, session: Session | None,
               loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Listen for ``session`` (call on the loop's thread, once the session exists)."""

@@ -45,6 +45,7 @@ from retrotread.errors import VoiceUnavailableError
 from retrotread.events import UserCommand
 from retrotread.voice import EXTRA_HINT, VOICE_COMMANDS, stopnet
 from retrotread.voice.asr import AsrVerifier
+from retrotread.voice.asr import available as asr_available
 
 NOISE_SUPPRESSION = 4
 """WebRTC noise suppression level (0 off .. 4 strongest): the benchmark's noise-robustness
@@ -84,6 +85,11 @@ scores at least this P(stop); None turns it off. Chosen on the benchmark's tunin
 commit f5367f5; two later choices on a validation split (0.34 h, then 2 h of speech)
 kept it (docs/voice-model.md, "Measured"). 0.99 gave about 1 false stop per hour on
 held-out but heard 40 % at 10 dB."""
+ASR_BEFORE_S: float | None = None
+"""Second stage of the default spotter where Moonshine speech recognition is installed
+(the moonshine-cpp wheel: Linux x86-64): the recognizer hears this much audio before the
+aligned word (``AsrVerifier``), instead of the learned classifier; None: the classifier
+everywhere. Elsewhere the classifier (``NET_VERIFY_THRESHOLD``) stays."""
 VERIFY_BEFORE_S = 0.3
 """The verifier hears this much audio before the word as the recognizer aligned it..."""
 VERIFY_SPAN_S = 1.2
@@ -304,6 +310,9 @@ class Verifier:
     window itself (batch CMN) instead of the running estimate the stream uses; the
     candidate stands only when the keyword is found again."""
 
+    name = "keyword re-decoding"
+    """What checks the candidates, as the start-up line says it."""
+
     def __init__(self, ps: Any, hmm: Path, dictionary: Path, words: list[str], *,
                  sample_rate_hz: int, threshold: float) -> None:
         self.words = list(words)
@@ -345,6 +354,9 @@ class NetVerifier:
     every 1.96 s window of the candidate's audio; the candidate stands when the best
     window's P(stop) reaches ``threshold``."""
 
+    name = "the learned classifier"
+    """What checks the candidates, as the start-up line says it."""
+
     def __init__(self, threshold: float, *, model_path: Path | None = None) -> None:
         self.threshold = float(threshold)
         self.net = stopnet.StopNet(model_path or stopnet.MODEL_PATH)
@@ -362,6 +374,7 @@ class NetVerifier:
 class SecondStage(Protocol):
     """A verifier: keeps or refuses a first-stage candidate, judged on its audio."""
 
+    name: str
     checked: int
     refused: int
 
@@ -373,6 +386,9 @@ class CascadeVerifier:
     (cheap), then speech recognition (``AsrVerifier``, about half a second of CPU) only on
     what the classifier let through. Judged on the classifier's window; the recognizer
     hears the part of it from ``before_s`` before the word, ``VERIFY_SPAN_S`` long."""
+
+    name = "the learned classifier, then Moonshine speech recognition"
+    """What checks the candidates, as the start-up line says it."""
 
     def __init__(self, threshold: float, *, model_path: Path | None = None,
                  before_s: float = VERIFY_BEFORE_S) -> None:
@@ -638,6 +654,10 @@ class NetSpotter:
         self._quiet_until = 0
 
 
-def default_spotter(sample_rate_hz: int) -> Spotter:
-    """The spotter ``--voice-stop`` listens with (docs/voice-model.md, "Measured")."""
+def default_spotter(sample_rate_hz: int) -> KeywordSpotter:
+    """The spotter ``--voice-stop`` listens with (docs/voice-model.md, "Measured"): the
+    keyword spotter, its candidates checked by Moonshine speech recognition where it is
+    installed (``ASR_BEFORE_S``), by the learned classifier elsewhere."""
+    if ASR_BEFORE_S is not None and asr_available():
+        return KeywordSpotter(sample_rate_hz, net_threshold=None, asr_before_s=ASR_BEFORE_S)
     return KeywordSpotter(sample_rate_hz)
