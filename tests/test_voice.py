@@ -260,7 +260,8 @@ def _gated_stream(synth: va.Synth, texts: list[str]) -> tuple[np.ndarray, list[t
     return heard, spans
 
 
-SECOND_STAGES: dict[str, dict[str, Any]] = {"classifier": {}, "moonshine": {"net_threshold": None, "asr_before_s": 0.3}}
+SECOND_STAGES: dict[str, dict[str, Any]] = {
+    "classifier": {}, "moonshine": {"net_threshold": None, "asr_before_s": 0.3}}
 """The two second stages ``--voice-stop`` may listen with (spotter.default_spotter)."""
 
 
