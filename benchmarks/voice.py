@@ -136,6 +136,17 @@ class Config:
                               net_threshold=self.net_threshold, net_model=self.model_path,
                               asr_before_s=self.asr_before_s)
 
+    def first_stage_key(self) -> tuple[Any, ...]:
+        """Configurations with equal keys get the same first-stage detections (the
+        second stage only filters them), so the benchmark runs that stage once for them."""
+        return (self.threshold, self.min_word_s, self.require_speech)
+
+    def first_stage(self) -> KeywordSpotter:
+        """The keyword spotter of this configuration without a second stage."""
+        return KeywordSpotter(va.RATE_HZ, {"stop": self.threshold}, min_word_s=self.min_word_s,
+                              require_speech=self.require_speech, verify_threshold=None,
+                              net_threshold=None)
+
     def __str__(self) -> str:
         model = f" ({self.model})" if self.model else ""
         if self.net_threshold is not None and self.threshold == 0:
@@ -343,10 +354,7 @@ class Group:
             self.spotter: KeywordSpotter | NetSpotter = first.spotter()
             self.verifiers: dict[Config, Any] = {}
         else:
-            stage1 = KeywordSpotter(va.RATE_HZ, {"stop": first.threshold},
-                                    min_word_s=first.min_word_s,
-                                    require_speech=first.require_speech,
-                                    verify_threshold=None, net_threshold=None)
+            stage1 = first.first_stage()
             self.spotter = stage1
             self.verifiers = {c: stage1.make_verifier(
                 verify_threshold=c.verify_threshold, net_threshold=c.net_threshold,
@@ -356,8 +364,8 @@ class Group:
     def of(configs: list[Config]) -> list[Group]:
         groups: dict[Any, list[Config]] = {}
         for c in configs:
-            key = c if c.net_threshold is not None and c.threshold == 0 else (
-                c.threshold, c.min_word_s, c.require_speech)
+            key = c if c.net_threshold is not None and c.threshold == 0 else \
+                c.first_stage_key()
             groups.setdefault(key, []).append(c)
         return [Group(cs) for cs in groups.values()]
 

@@ -61,7 +61,16 @@ class GateConfig(Config):
     max_extra_speech_s: float = 0.0
 
     def spotter(self) -> Any:
-        spotter = super().spotter()
+        return self._gated(super().spotter())
+
+    def first_stage(self) -> sp.KeywordSpotter:
+        return self._gated(super().first_stage())
+
+    def first_stage_key(self) -> tuple[Any, ...]:
+        # the gate is part of the first stage: another gate, other candidates
+        return (*super().first_stage_key(), self.release_after_s, self.max_extra_speech_s)
+
+    def _gated(self, spotter: Any) -> Any:
         spotter.gate = sp.UtteranceGate(
             va.RATE_HZ, max_utterance_s=sp.MAX_UTTERANCE_S, end_silence_s=sp.END_SILENCE_S,
             require_speech=sp.REQUIRE_SPEECH, release_after_s=self.release_after_s,

@@ -80,3 +80,21 @@ def test_the_early_release_remembers_a_bounded_stretch_of_speech() -> None:
     for _ in range(60):
         g.chunks([True] * 6000, CHUNK)
     assert len(g._speech_ends) <= 2 * g.max_samples // CHUNK + 1
+
+
+def test_the_benchmark_runs_one_first_stage_per_gate() -> None:
+    """benchmarks/voice.py shares a first stage among configurations that differ only in
+    their second stage; a gate setting is part of the first stage (it once was not, and
+    every gate setting would have been measured with the default gate)."""
+    from benchmarks.voice import Group
+    from benchmarks.voice_latency import TODAY, GateConfig
+    early = GateConfig(TODAY.threshold, TODAY.min_word_s, net_threshold=TODAY.net_threshold,
+                       model=TODAY.model, release_after_s=0.7, max_extra_speech_s=0.7)
+    other_verifier = GateConfig(TODAY.threshold, TODAY.min_word_s, net_threshold=0.99,
+                                model=TODAY.model)
+    groups = Group.of([TODAY, early, other_verifier])
+    assert sorted(len(g.configs) for g in groups) == [1, 2]
+    release = {getattr(g.configs[0], "release_after_s", None):
+               getattr(getattr(g.spotter, "gate", None), "release_after", "no gate")
+               for g in groups}
+    assert release == {None: None, 0.7: round(0.7 * 16_000)}
