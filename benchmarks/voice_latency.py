@@ -18,6 +18,12 @@ benchmark's own ``evaluate`` (detection, non-stop speech, noise alone) and the a
 latency above; the choice rule is fixed in ``pick``. ``held-out`` runs the chosen setting
 and today's gate once on HELD_OUT: detection, false stops, and ``measure_latency`` in
 real time.
+
+``grid --asr`` (added after Moonshine became fast, before its run) measures gate settings
+with Moonshine speech recognition as the second stage instead of the classifier, with
+``--validation-hours 2`` (the benchmark's validation length since the third choice) and
+``--settings end,0.7:0.7`` (today's gate and the setting the first grid chose); the rule
+is ``pick``, unchanged.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -187,12 +193,18 @@ def pick(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return min(ok, key=lambda r: (r["p99_s"], r["p50_s"], r is not today))
 
 
+def with_moonshine(config: GateConfig) -> GateConfig:
+    """The same gate setting with Moonshine speech recognition as the second stage."""
+    return replace(config, net_threshold=None, model="", asr_before_s=0.3)
+
+
 def validate(synth: va.Synth, configs: list[GateConfig], words_per_snr: int,
-             t0: float) -> list[dict[str, Any]]:
+             t0: float, hours: float = 0.34) -> list[dict[str, Any]]:
     """Each setting on the validation split: the benchmark's own detection and false-stop
-    measurement (``evaluate``), and the audio-time latency of ``breakdown``."""
+    measurement (``evaluate``, ``hours`` of non-stop audio), and the audio-time latency of
+    ``breakdown``."""
     results: dict[Config, Result] = evaluate(
-        synth, VALIDATION, list(configs), utterances=90, hours=0.34, noise_minutes=5.0,
+        synth, VALIDATION, list(configs), utterances=90, hours=hours, noise_minutes=5.0,
         announcements=va.collect_announcements(), t0=t0)
     rows = []
     for c in configs:
@@ -264,6 +276,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="held-out: the setting chosen on validation, "
                         "RELEASE_AFTER_S:MAX_EXTRA_SPEECH_S")
     parser.add_argument("--latency-words", type=int, default=150)
+    parser.add_argument("--asr", action="store_true",
+                        help="grid: Moonshine speech recognition as the second stage "
+                        "instead of the learned classifier")
+    parser.add_argument("--settings", default=None,
+                        help="grid: only these settings, RELEASE_AFTER_S:MAX_EXTRA_SPEECH_S,"
+                        "... ('end' for today's gate)")
+    parser.add_argument("--validation-hours", type=float, default=0.34,
+                        help="grid: non-stop audio on validation (the first grid used 0.34)")
     parser.add_argument("--merge", type=Path, nargs="*", default=[],
                         help="grid: pick from these parts' JSON files instead of running")
     args = parser.parse_args(argv)
@@ -285,7 +305,16 @@ def main(argv: list[str] | None = None) -> int:
             print(grid_table(rows, pick(rows)))
         else:
             k, n = (int(x) for x in args.part.split("/"))
-            rows = validate(synth, list(GRID[k::n]), args.words, t0)
+            grid = list(GRID)
+            if args.settings:
+                wanted = {None if x == "end" else tuple(float(v) for v in x.split(":"))
+                          for x in args.settings.split(",")}
+                grid = [c for c in grid if (None if c.release_after_s is None else
+                                            (c.release_after_s, c.max_extra_speech_s))
+                        in wanted]
+            if args.asr:
+                grid = [with_moonshine(c) for c in grid]
+            rows = validate(synth, grid[k::n], args.words, t0, args.validation_hours)
             print(grid_table(rows, None))
             if args.json:
                 args.json.write_text(json.dumps(rows))
