@@ -26,6 +26,8 @@ conversion relies on exactly these files, and a missing or damaged model is a
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import hashlib
 import importlib.util
@@ -126,7 +128,16 @@ def _load(model_dir: Path) -> tuple[list[bytes], Any, Any]:
     from retrotread.voice import ortformat
     encoder, decoder = (_session(ortformat.to_onnx(model_dir / name))
                         for name in ("encoder_model.ort", "decoder_model_merged.ort"))
+    _give_back_memory()
     return read_tokens(model_dir / "tokenizer.bin"), encoder, decoder
+
+
+def _give_back_memory() -> None:
+    """Loading passes several copies of the model through the heap (about 280 MB that
+    glibc keeps after they are freed); hand it back to the system. Moonshine's wheel
+    exists only for Linux (glibc); elsewhere this does nothing."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class Transcriber:
