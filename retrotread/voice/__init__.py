@@ -6,9 +6,10 @@ Three thin parts, each replaceable in tests:
 * :mod:`~retrotread.voice.audio`: where sound comes from (a microphone through
   sounddevice/PortAudio, or a WAV file / numpy array), one blocking ``read()`` at a time;
 * :mod:`~retrotread.voice.spotter`: pocketsphinx in keyphrase (KWS) mode, with the English
-  model its wheel ships, proposes "stop"; a learned classifier on a pretrained speech
-  embedding (:mod:`~retrotread.voice.stopnet`) checks each proposal; audio in, spotted
-  words out;
+  model its wheel ships, proposes "stop"; Moonshine speech recognition
+  (:mod:`~retrotread.voice.asr`, where its wheel installs: Linux x86-64) or, elsewhere, a
+  learned classifier on a pretrained speech embedding (:mod:`~retrotread.voice.stopnet`)
+  checks each proposal; audio in, spotted words out;
 * :mod:`~retrotread.voice.listener`: a thread that reads, gates (not while the session
   itself speaks), spots and hands each detection to the asyncio loop with
   ``call_soon_threadsafe``, so listening can never delay a control tick.
