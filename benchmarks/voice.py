@@ -68,7 +68,12 @@ the default and has no more false stops per hour of speech; and (added before th
 choice's run, when a verifier slower than the default's could be chosen) with
 ``--compare`` the default's latency is measured in the same run, and the chosen
 configuration's p99, end of word to the command and to Stop on the wire, must each be at
-most ``LATENCY_SLACK_S`` (0.2 s) above the default's.
+most ``LATENCY_SLACK_S`` (0.2 s) above the default's. Since the fifth choice the
+default is Moonshine (``DEFAULT``), so a switch must beat its held-out row (74.2 % at
+10 dB, 2.8 false stops per hour of speech). The sixth choice (fixed before its run) adds
+"near misses" (``asr0.3pP``: also keep a candidate when the recognizer gave "stop" a
+probability of at least P at some step) at P 0.5, 0.3, 0.2 and 0.1, chosen among
+Moonshine rows only (the classifier rows of the fifth choice all heard less at 10 dB).
 """
 
 from __future__ import annotations
@@ -121,6 +126,9 @@ class Config:
     asr_before_s: float | None = None
     """Moonshine speech recognition (retrotread/voice/asr.py) as the verifier, hearing
     this much audio before the aligned word (instead of any other verifier)."""
+    asr_min_stop_p: float | None = None
+    """With Moonshine: also keep a candidate whose decoder gave "stop" at least this
+    probability at some step (``AsrVerifier.min_stop_p``)."""
 
     @property
     def model_path(self) -> Path | None:
@@ -134,7 +142,8 @@ class Config:
                               require_speech=self.require_speech,
                               verify_threshold=self.verify_threshold,
                               net_threshold=self.net_threshold, net_model=self.model_path,
-                              asr_before_s=self.asr_before_s)
+                              asr_before_s=self.asr_before_s,
+                              asr_min_stop_p=self.asr_min_stop_p)
 
     def first_stage_key(self) -> tuple[Any, ...]:
         """Configurations with equal keys get the same first-stage detections (the
@@ -160,7 +169,9 @@ class Config:
                    if self.net_threshold is not None else "")
                 + (f"{', then' if self.net_threshold is not None else ','} Moonshine ASR "
                    f"verifier ({self.asr_before_s:g} s before)"
-                   if self.asr_before_s is not None else ""))
+                   if self.asr_before_s is not None else "")
+                + (f", or P(stop) >= {self.asr_min_stop_p:g}"
+                   if self.asr_min_stop_p is not None else ""))
 
 
 PREVIOUS = Config(1e-25, 0.2, verify_threshold=1e-18)
@@ -184,7 +195,11 @@ ASR = Config(1e-30, 0.15, asr_before_s=0.3)
 1e-30:0.15:asr``). Run over the 2 h of validation speech with the wheel's C library
 (docs/voice-model.md, "A fourth choice"): it heard the most, but its p99 latency was
 2.7 s; since then it runs about five times faster (retrotread/voice/ortformat.py), and
-the fifth choice measures it again."""
+the fifth choice measured it again and switched the default to it."""
+DEFAULT = ASR
+"""What ``--voice-stop`` listens with where Moonshine installs (retrotread/voice/spotter.py
+``default_spotter``): what ``--compare`` reports next to the chosen configuration, and
+what the switch rule compares against. Until the fifth choice: ``CURRENT``."""
 
 
 @dataclass(frozen=True)
@@ -358,7 +373,8 @@ class Group:
             self.spotter = stage1
             self.verifiers = {c: stage1.make_verifier(
                 verify_threshold=c.verify_threshold, net_threshold=c.net_threshold,
-                net_model=c.model_path, asr_before_s=c.asr_before_s) for c in configs}
+                net_model=c.model_path, asr_before_s=c.asr_before_s,
+                asr_min_stop_p=c.asr_min_stop_p) for c in configs}
 
     @staticmethod
     def of(configs: list[Config]) -> list[Group]:
@@ -511,7 +527,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                           t0=t0)
     chosen = choose(list(validation.values())).config
     print("\n".join(rows(validation, chosen)), file=sys.stderr, flush=True)
-    reported = [chosen, *([CURRENT] if args.compare and chosen != CURRENT else [])]
+    reported = [chosen, *([DEFAULT] if args.compare and chosen != DEFAULT else [])]
     held_out = evaluate(synth, HELD_OUT, reported, utterances=args.utterances,
                         hours=args.hours, noise_minutes=args.noise_minutes,
                         announcements=announcements, t0=t0)
@@ -522,9 +538,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     wire = measure_to_wire(synth, utterances, chosen, args.wire_trials)
     progress("wire done", t0)
     compared: dict[str, Any] = {}
-    if args.compare and chosen != CURRENT:
-        compared = {"latency": measure_latency(synth, utterances, CURRENT, args.latency_words),
-                    "wire": measure_to_wire(synth, utterances, CURRENT, args.wire_trials)}
+    if args.compare and chosen != DEFAULT:
+        compared = {"latency": measure_latency(synth, utterances, DEFAULT, args.latency_words),
+                    "wire": measure_to_wire(synth, utterances, DEFAULT, args.wire_trials)}
         progress("the default's latency done", t0)
     return {"validation": validation, "held_out": held_out, "chosen": chosen,
             "latency": latency, "wire": wire, "compared": compared,
@@ -737,7 +753,7 @@ def table(out: dict[str, Any]) -> str:
     lines += latency_lines(str(chosen), lat, wire)
     if out.get("compared"):
         before = out["compared"]
-        lines += latency_lines(f"{CURRENT}, the default", before["latency"], before["wire"])
+        lines += latency_lines(f"{DEFAULT}, the default", before["latency"], before["wire"])
         slower = max(lat["p99_s"] - before["latency"]["p99_s"],
                      wire["p99_s"] - before["wire"]["p99_s"])
         lines.append(f"p99 against the default's: {slower * 1000:+.0f} ms at most "
@@ -754,7 +770,8 @@ def parse_config(text: str) -> Config:
     """THRESHOLD[:MIN_WORD_S[:VERIFY[:any|hold]]]; VERIFY is a re-decoding threshold,
     ``netP`` (the learned verifier at P(stop) >= P; ``netP@FILE.npz``: with that model
     from retrotread/voice/), ``asr[BEFORE_S]`` (Moonshine speech recognition, hearing
-    BEFORE_S, default 0.3 s, before the word), ``netP[@FILE.npz]+asr[BEFORE_S]`` (the
+    BEFORE_S, default 0.3 s, before the word; ``asr0.3p0.2``: also when the recognizer gave
+    "stop" a probability of at least 0.2), ``netP[@FILE.npz]+asr[BEFORE_S]`` (the
     classifier first, then the recognizer on what it lets through) or ``none`` (the
     default); ``any``: also outside voice activity. THRESHOLD 0 with ``netP``: the
     learned detector on a sliding window, ``hold`` waiting for the end of the run."""
@@ -765,11 +782,13 @@ def parse_config(text: str) -> Config:
     then = then or then2
     net = float(verify[3:]) if verify.startswith("net") else None
     asr_text = then if then.startswith("asr") else verify if verify.startswith("asr") else ""
+    asr_text, _, min_p = asr_text.partition("p")
     asr = float(asr_text[3:] or 0.3) if asr_text else None
     return Config(float(threshold), float(word or 0.0), require_speech=flag != "any",
                   verify_threshold=None if verify in ("", "none") or net is not None
                   or asr is not None else float(verify), net_threshold=net,
-                  hold=flag == "hold", model=model, asr_before_s=asr)
+                  hold=flag == "hold", model=model, asr_before_s=asr,
+                  asr_min_stop_p=float(min_p) if min_p else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -796,8 +815,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-words", type=int, default=60,
                         help="words ending in stop for the listener latency (real time)")
     parser.add_argument("--compare", action="store_true",
-                        help="also report the current default (the first learned model, "
-                        "CURRENT) on the held-out set (never used for the choice)")
+                        help="also report the current default (DEFAULT) on the held-out "
+                        "set, and its latency (never used for the choice)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.quick:

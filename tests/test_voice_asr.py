@@ -218,3 +218,27 @@ def test_the_decoding_agrees_with_moonshine_s_own_library_on_stop(
         assert decisions == [True, True, False, False, True]
     finally:
         lib.moonshine_free_model(handle)
+
+
+def test_how_close_the_decoder_came_to_saying_stop(
+        synth: va.Synth, transcriber: asr.Transcriber) -> None:  # noqa: F811
+    def decode(text: str) -> asr.Transcript:
+        clip = va.scene(synth.speak(text, va.Voice("en-us", 160)), snr_db=20, seed=5,
+                        before_s=0.2, after_s=0.2)
+        return transcriber.decode(clip.audio)
+
+    said = decode("stop")
+    assert asr.STOP_WORD.search(said.text) and said.stop_p > 0.5
+    assert decode("one two three").stop_p < 0.01
+    stomp = decode("stomp")
+    clip = np.zeros(16_000, np.int16)
+    strict = asr.AsrVerifier()
+    loose = asr.AsrVerifier(min_stop_p=stomp.stop_p)
+    strict.transcriber = loose.transcriber = transcriber
+    assert not strict.keep(None, clip) and not loose.keep(None, clip)  # silence
+    for text in ("stop", "stomp", "shop"):
+        window = va.scene(synth.speak(text, va.Voice("en-us", 160)), snr_db=20, seed=5,
+                          before_s=0.2, after_s=0.2).audio
+        # a looser verifier keeps everything the strict one keeps, and the near miss
+        assert loose.keep(None, window) >= strict.keep(None, window)
+    assert loose.checked - loose.refused >= strict.checked - strict.refused

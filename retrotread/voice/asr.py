@@ -33,6 +33,7 @@ import hashlib
 import importlib.util
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,23 @@ def _give_back_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+STOP_PIECES = frozenset({(SPACE + "stop").encode(), (SPACE + "Stop").encode()})
+"""The tokenizer's pieces for the word "stop" starting a word (ids 5040 and 22303)."""
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    stop_p: float
+    """The highest probability the decoder gave a word-initial "stop" piece at any step of
+    its greedy path (a "stop" it nearly said counts, for ``AsrVerifier.min_stop_p``)."""
+
+
+_recent: dict[bytes, Transcript] = {}
+"""The last transcripts, by the audio's digest: the benchmark asks several verifiers about
+the same window, one after the other."""
+
+
 class Transcriber:
     """Moonshine base English: 16 kHz audio in, text out."""
 
@@ -159,14 +177,30 @@ class Transcriber:
         heads, width = past[0].shape[1], past[0].shape[3]  # (batch, heads, length, width)
         self._empty = np.zeros((1, heads, 0, width), np.float32)
         self._presents = [o.name for o in self._decoder.get_outputs()][1:]
+        self._stop_ids = [i for i, piece in enumerate(self.tokens) if piece in STOP_PIECES]
         self.steps = 0
         """Decoder steps run so far (one per word piece, and one for the end)."""
 
     def text(self, audio: np.ndarray) -> str:
         """The transcript of ``audio`` (int16 samples, or floats on the same scale)."""
+        return self.decode(audio).text
+
+    def decode(self, audio: np.ndarray) -> Transcript:
+        """The greedy transcript of ``audio``, and how close it came to saying "stop"."""
+        key = hashlib.blake2b(np.ascontiguousarray(audio).tobytes(), digest_size=16).digest()
+        if key in _recent:
+            return _recent[key]
+        transcript = self._decode(audio)
+        if len(_recent) >= 64:
+            _recent.clear()
+        _recent[key] = transcript
+        return transcript
+
+    def _decode(self, audio: np.ndarray) -> Transcript:
         data = np.asarray(audio, dtype=np.float32)[None] / np.float32(32768.0)
         if not data.size:
-            return ""
+            return Transcript("", 0.0)
+        stop_p = 0.0
         hidden = self._encoder.run(None, {"input_values": data})[0]
         feed: dict[str, Any] = {name: self._empty for name in self._past}
         feed["encoder_hidden_states"] = hidden
@@ -180,11 +214,14 @@ class Transcriber:
             for name, value in zip(self._presents, presents, strict=True):
                 if step == 0 or ".decoder." in name:  # the encoder's keys never change
                     feed[name.replace("present", "past_key_values", 1)] = value
-            token = int(np.argmax(logits[0, -1]))
+            scores = logits[0, -1].astype(np.float64)
+            token = int(np.argmax(scores))
+            odds = np.exp(scores - scores[token])
+            stop_p = max(stop_p, float(odds[self._stop_ids].sum() / odds.sum()))
             if token == END_TOKEN:
                 break
             ids.append(token)
-        return self.detokenize(ids)
+        return Transcript(self.detokenize(ids), stop_p)
 
     def detokenize(self, ids: list[int]) -> str:
         pieces = b"".join(self.tokens[i] for i in ids if END_TOKEN < i < len(self.tokens))
@@ -198,9 +235,13 @@ class AsrVerifier:
     name = "Moonshine speech recognition"
     """What checks the candidates, as the start-up line says it."""
 
-    def __init__(self, *, before_s: float = 0.3, model_dir: Path | None = None) -> None:
+    def __init__(self, *, before_s: float = 0.3, min_stop_p: float | None = None,
+                 model_dir: Path | None = None) -> None:
         self.before_s = float(before_s)
         """How much audio before the aligned word it hears."""
+        self.min_stop_p = min_stop_p
+        """Also keep a candidate whose decoder gave "stop" at least this probability at
+        some step, though it said another word (None: only the transcript counts)."""
         self.transcriber = Transcriber(model_dir)
         self.checked = 0
         self.refused = 0
@@ -208,8 +249,10 @@ class AsrVerifier:
 
     def keep(self, spotted: Any, audio: np.ndarray) -> bool:
         self.checked += 1
-        self.last_text = self.transcriber.text(audio)
-        if STOP_WORD.search(self.last_text):
+        transcript = self.transcriber.decode(audio)
+        self.last_text = transcript.text
+        if STOP_WORD.search(transcript.text) or (
+                self.min_stop_p is not None and transcript.stop_p >= self.min_stop_p):
             return True
         self.refused += 1
         return False

@@ -429,7 +429,8 @@ class KeywordSpotter:
                  verify_threshold: float | None = VERIFY_THRESHOLD,
                  net_threshold: float | None = NET_VERIFY_THRESHOLD,
                  net_model: Path | None = None,
-                 asr_before_s: float | None = None) -> None:
+                 asr_before_s: float | None = None,
+                 asr_min_stop_p: float | None = None) -> None:
         unknown = set(words) - set(VOICE_COMMANDS)
         if unknown or not words:
             raise ValueError(f"the spotter listens only for {sorted(VOICE_COMMANDS)}, "
@@ -465,7 +466,8 @@ class KeywordSpotter:
         self._model = (ps, hmm, dictionary)
         self.verifier = self.make_verifier(verify_threshold=verify_threshold,
                                            net_threshold=net_threshold, net_model=net_model,
-                                           asr_before_s=asr_before_s)
+                                           asr_before_s=asr_before_s,
+                                           asr_min_stop_p=asr_min_stop_p)
         self._history = np.zeros(0, dtype=np.int16)  # the last HISTORY_S of cleaned audio
         self._history_end = 0  # cleaned samples so far (the end of _history)
         self._utt_start = 0  # cleaned samples before the decoder's current utterance
@@ -514,7 +516,8 @@ class KeywordSpotter:
 
     def make_verifier(self, *, verify_threshold: float | None = None,
                       net_threshold: float | None = None, net_model: Path | None = None,
-                      asr_before_s: float | None = None) -> SecondStage | None:
+                      asr_before_s: float | None = None,
+                      asr_min_stop_p: float | None = None) -> SecondStage | None:
         """The second stage the arguments ask for (the first that is set, in this order:
         speech recognition (after the learned classifier, when ``net_threshold`` is set
         too), re-decoding, the learned classifier), or None."""
@@ -522,7 +525,7 @@ class KeywordSpotter:
         if asr_before_s is not None and net_threshold is not None:
             return CascadeVerifier(net_threshold, model_path=net_model, before_s=asr_before_s)
         if asr_before_s is not None:
-            return AsrVerifier(before_s=asr_before_s)
+            return AsrVerifier(before_s=asr_before_s, min_stop_p=asr_min_stop_p)
         if verify_threshold is not None:
             return Verifier(ps, hmm, dictionary, list(self.words),
                             sample_rate_hz=self.sample_rate_hz, threshold=verify_threshold)
