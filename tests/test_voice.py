@@ -421,6 +421,65 @@ async def test_a_microphone_that_goes_silent_is_announced() -> None:
     assert "no sound from the microphone" in said[0].text
 
 
+class FakeSounddevice:
+    """sounddevice as far as ``Microphone`` uses it, at its lowest level: the blocking
+    stream hands out recorded blocks and says when PortAudio's buffer overflowed (the
+    radio of a microphone cannot run here)."""
+
+    class PortAudioError(Exception):
+        pass
+
+    def __init__(self, blocks: list[tuple[np.ndarray, bool]], *, fail: bool = False) -> None:
+        self.blocks = blocks
+        self.fail = fail
+        self.opened: dict[str, object] = {}
+
+    def check_input_settings(self, **settings: object) -> None:
+        if settings["samplerate"] != va.RATE_HZ:
+            raise self.PortAudioError("Invalid sample rate")
+
+    def RawInputStream(self, **settings: object) -> FakeSounddevice:
+        self.opened = settings
+        return self
+
+    def start(self) -> None:
+        pass
+
+    def read(self, frames: int) -> tuple[bytes, bool]:
+        if not self.blocks:
+            raise self.PortAudioError("Stream is stopped: device unavailable")
+        block, overflowed = self.blocks.pop(0)
+        assert len(block) == frames
+        return block.tobytes(), overflowed
+
+    def abort(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_microphone_reads_blocks_and_says_once_when_audio_was_lost(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from retrotread.voice import audio
+    block = (np.arange(1600) % 100).astype(np.int16)
+    fake = FakeSounddevice([(block, False), (block, True), (block, True), (block, False)])
+    monkeypatch.setattr(audio, "sounddevice_module", lambda: fake)
+    microphone = audio.Microphone(InputDevice(4, "USB mic", 1, 48000))
+    assert fake.opened == {"device": 4, "channels": 1, "dtype": "int16",
+                           "samplerate": va.RATE_HZ, "blocksize": 1600}
+    with caplog.at_level("WARNING", logger="retrotread.voice.audio"):
+        reads = [microphone.read() for _ in range(4)]
+    assert all(r is not None and np.array_equal(r, block) for r in reads)
+    assert microphone.overflows == 2
+    warnings = [r for r in caplog.records if "audio was lost" in r.getMessage()]
+    assert len(warnings) == 1 and "'USB mic'" in warnings[0].getMessage()
+    with pytest.raises(MicrophoneLostError, match="USB mic"):
+        microphone.read()  # unplugged: the stream fails
+    microphone.close()
+    assert microphone.read() is None
+
+
 # ------------------------------------------------------------------ command line
 def test_choosing_a_microphone() -> None:
     inputs = [InputDevice(0, "HDA Intel PCH: ALC3246 Analog (hw:0,0)", 2, 44100),

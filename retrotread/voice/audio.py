@@ -11,6 +11,7 @@ of the stream. A microphone that fails while it is read raises
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import wave
@@ -23,6 +24,8 @@ import numpy as np
 
 from retrotread.errors import MicrophoneLostError, VoiceUnavailableError
 from retrotread.voice import EXTRA_HINT
+
+log = logging.getLogger(__name__)
 
 RATE_HZ = 16_000
 """The rate the recognizer's acoustic model and the noise suppressor work at; the
@@ -202,17 +205,25 @@ class Microphone:
             raise VoiceUnavailableError(f"cannot open the microphone {device.name!r}: "
                                         f"{exc}") from exc
         self._closed = False
+        self.overflows = 0
+        """Reads that found PortAudio's buffer overflowed (audio lost before them)."""
 
     def read(self) -> np.ndarray | None:
         if self._closed:
             return None
         try:
-            data, _overflowed = self._stream.read(self.block)
+            data, overflowed = self._stream.read(self.block)
         except Exception as exc:
             if self._closed:
                 return None
             raise MicrophoneLostError(f"the microphone {self.device.name!r} failed: "
                                       f"{exc}") from exc
+        if overflowed:
+            self.overflows += 1
+            if self.overflows == 1:  # once: it says the listener fell behind, not a fault
+                log.warning("microphone %r: audio was lost while the listener was busy "
+                            "(input overflow); it may miss a word said meanwhile",
+                            self.device.name)
         return np.frombuffer(bytes(data), dtype=np.int16)
 
     def close(self) -> None:
