@@ -246,11 +246,14 @@ class AsrVerifier:
         self.checked = 0
         self.refused = 0
         self.last_text = ""
+        self.last_confidence: float | None = None
+        """The decoder's highest probability for "stop" on the last window judged."""
 
     def keep(self, spotted: Any, audio: np.ndarray) -> bool:
         self.checked += 1
         transcript = self.transcriber.decode(audio)
         self.last_text = transcript.text
+        self.last_confidence = transcript.stop_p
         if STOP_WORD.search(transcript.text) or (
                 self.min_stop_p is not None and transcript.stop_p >= self.min_stop_p):
             return True

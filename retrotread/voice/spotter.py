@@ -112,7 +112,9 @@ class Spotted:
     word: str
     command: UserCommand
     confidence: float
-    """pocketsphinx's posterior for the word (0..1)."""
+    """How sure the spotter is that the word was said (0..1): the second stage's
+    probability when it gives one (Moonshine's for the "stop" piece, the classifier's
+    P(stop)), else pocketsphinx's posterior for the word."""
     duration_s: float
     """How long the word lasted, as the recognizer aligned it."""
     end_sample: int
@@ -364,12 +366,15 @@ class NetVerifier:
     def __init__(self, threshold: float, *, model_path: Path | None = None) -> None:
         self.threshold = float(threshold)
         self.net = stopnet.StopNet(model_path or stopnet.MODEL_PATH)
+        self.last_confidence: float | None = None
+        """P(stop) of the last candidate judged."""
         self.checked = 0
         self.refused = 0
 
     def keep(self, spotted: Spotted, audio: np.ndarray) -> bool:
         self.checked += 1
-        if self.net.best(audio) >= self.threshold:
+        self.last_confidence = self.net.best(audio)
+        if self.last_confidence >= self.threshold:
             return True
         self.refused += 1
         return False
@@ -398,6 +403,8 @@ class CascadeVerifier:
                  before_s: float = VERIFY_BEFORE_S) -> None:
         self.net = NetVerifier(threshold, model_path=model_path)
         self.asr = AsrVerifier(before_s=before_s)
+        self.last_confidence: float | None = None
+        """Moonshine's P("stop") for the last candidate it kept."""
         self.word_at = 0
         """Where the candidate's word starts in the window ``KeywordSpotter.window`` gave
         last (samples)."""
@@ -411,6 +418,7 @@ class CascadeVerifier:
             start = max(0, self.word_at - round(self.asr.before_s * rate))
             if self.asr.keep(spotted, audio[start:start + round(
                     (VERIFY_SPAN_S - VERIFY_BEFORE_S + self.asr.before_s) * rate)]):
+                self.last_confidence = self.asr.last_confidence
                 return True
         self.refused += 1
         return False
@@ -537,7 +545,12 @@ class KeywordSpotter:
         """The candidates the verifier keeps."""
         if self.verifier is None or not spotted:
             return spotted
-        return [c for c in spotted if self.verifier.keep(c, self.window(c, self.verifier))]
+        kept = []
+        for candidate in spotted:
+            if self.verifier.keep(candidate, self.window(candidate, self.verifier)):
+                sure = getattr(self.verifier, "last_confidence", None)
+                kept.append(candidate if sure is None else replace(candidate, confidence=sure))
+        return kept
 
     def window(self, candidate: Spotted, verifier: SecondStage) -> np.ndarray:
         """The cleaned audio ``verifier`` judges ``candidate`` on: the word with
