@@ -80,6 +80,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import itertools
 import json
 import math
@@ -96,6 +97,7 @@ import numpy as np
 from benchmarks.common import percentile
 from retrotread.events import VoiceHeard
 from retrotread.voice import stopnet
+from retrotread.voice.asr import AsrVerifier, Transcriber, Transcript
 from retrotread.voice.audio import ArraySource
 from retrotread.voice.listener import Detection, VoiceListener
 from retrotread.voice.spotter import KeywordSpotter, NetSpotter
@@ -352,6 +354,23 @@ class Result:
         return max(self.false_per_hour, self.noise_per_hour)
 
 
+class RememberingTranscriber:
+    """A Moonshine transcriber that remembers its last answers by the audio's digest, so
+    several verifiers asked about one window, one after another, decode it once."""
+
+    def __init__(self, transcriber: Transcriber) -> None:
+        self.transcriber = transcriber
+        self.recent: dict[bytes, Transcript] = {}
+
+    def decode(self, audio: np.ndarray) -> Transcript:
+        key = hashlib.blake2b(np.ascontiguousarray(audio).tobytes(), digest_size=16).digest()
+        if key not in self.recent:
+            if len(self.recent) >= 64:
+                self.recent.clear()
+            self.recent[key] = self.transcriber.decode(audio)
+        return self.recent[key]
+
+
 class Group:
     """Configurations measured together on the same audio. Keyword-spotter configurations
     that differ only in their second stage share one first stage (the second stage only
@@ -375,6 +394,11 @@ class Group:
                 verify_threshold=c.verify_threshold, net_threshold=c.net_threshold,
                 net_model=c.model_path, asr_before_s=c.asr_before_s,
                 asr_min_stop_p=c.asr_min_stop_p) for c in configs}
+            shared = None  # Moonshine verifiers here hear the same windows: decode once
+            for verifier in self.verifiers.values():
+                if isinstance(verifier, AsrVerifier):
+                    shared = shared or RememberingTranscriber(verifier.transcriber)
+                    verifier.transcriber = shared  # type: ignore[assignment]
 
     @staticmethod
     def of(configs: list[Config]) -> list[Group]:

@@ -247,3 +247,18 @@ def test_how_close_the_decoder_came_to_saying_stop(
         # a looser verifier keeps everything the strict one keeps, and the near miss
         assert loose.keep(None, window) >= strict.keep(None, window)
     assert loose.checked - loose.refused >= strict.checked - strict.refused
+
+
+def test_the_benchmark_decodes_a_window_once_for_all_its_moonshine_rows(
+        synth: va.Synth) -> None:  # noqa: F811
+    from benchmarks.voice import Group, parse_config
+    greedy, near = parse_config("1e-30:0.15:asr"), parse_config("1e-30:0.15:asr0.3p0.2")
+    (group,) = Group.of([greedy, near])
+    first, second = (group.verifiers[c] for c in (greedy, near))
+    assert isinstance(first, asr.AsrVerifier) and isinstance(second, asr.AsrVerifier)
+    assert first.transcriber is second.transcriber
+    window = va.scene(synth.speak("stop", va.Voice("en-us", 160)), snr_db=20, seed=5,
+                      before_s=0.2, after_s=0.2).audio
+    assert first.keep(None, window) and second.keep(None, window)
+    assert first.last_confidence == second.last_confidence
+    assert len(first.transcriber.recent) == 1  # type: ignore[attr-defined]

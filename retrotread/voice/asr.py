@@ -153,11 +153,6 @@ class Transcript:
     its greedy path (a "stop" it nearly said counts, for ``AsrVerifier.min_stop_p``)."""
 
 
-_recent: dict[bytes, Transcript] = {}
-"""The last transcripts, by the audio's digest: the benchmark asks several verifiers about
-the same window, one after the other."""
-
-
 class Transcriber:
     """Moonshine base English: 16 kHz audio in, text out."""
 
@@ -178,8 +173,6 @@ class Transcriber:
         self._empty = np.zeros((1, heads, 0, width), np.float32)
         self._presents = [o.name for o in self._decoder.get_outputs()][1:]
         self._stop_ids = [i for i, piece in enumerate(self.tokens) if piece in STOP_PIECES]
-        self.steps = 0
-        """Decoder steps run so far (one per word piece, and one for the end)."""
 
     def text(self, audio: np.ndarray) -> str:
         """The transcript of ``audio`` (int16 samples, or floats on the same scale)."""
@@ -187,16 +180,6 @@ class Transcriber:
 
     def decode(self, audio: np.ndarray) -> Transcript:
         """The greedy transcript of ``audio``, and how close it came to saying "stop"."""
-        key = hashlib.blake2b(np.ascontiguousarray(audio).tobytes(), digest_size=16).digest()
-        if key in _recent:
-            return _recent[key]
-        transcript = self._decode(audio)
-        if len(_recent) >= 64:
-            _recent.clear()
-        _recent[key] = transcript
-        return transcript
-
-    def _decode(self, audio: np.ndarray) -> Transcript:
         data = np.asarray(audio, dtype=np.float32)[None] / np.float32(32768.0)
         if not data.size:
             return Transcript("", 0.0)
@@ -210,7 +193,6 @@ class Transcriber:
             feed["input_ids"] = np.array([[token]], np.int64)
             feed["use_cache_branch"] = np.array([step > 0])
             logits, *presents = self._decoder.run(None, feed)
-            self.steps += 1
             for name, value in zip(self._presents, presents, strict=True):
                 if step == 0 or ".decoder." in name:  # the encoder's keys never change
                     feed[name.replace("present", "past_key_values", 1)] = value
