@@ -71,7 +71,7 @@ def margins(rng: np.random.Generator) -> dict[str, float]:
 
 
 def denoised(audio: np.ndarray) -> np.ndarray:
-    return Denoiser().process(audio)[0]
+    return Denoiser().process(audio).audio
 
 
 def voice(rng: np.random.Generator, name: str) -> va.Voice:

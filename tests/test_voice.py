@@ -193,6 +193,45 @@ def test_the_default_spotter_checks_with_moonshine_where_it_is_installed(
     assert isinstance(spotter.default_spotter(va.RATE_HZ).verifier, spotter.NetVerifier)
 
 
+def test_a_verifier_that_hears_raw_audio_gets_the_samples_as_they_came_in(
+        synth: va.Synth) -> None:
+    from retrotread.voice.spotter import Spotted
+
+    clip = va.scene(synth.speak("please stop", va.Voice("en-us", 160)), snr_db=5, seed=3)
+    audio = clip.audio.astype(np.int16)
+    spotter_ = KeywordSpotter(va.RATE_HZ, net_threshold=None)
+    for i in range(0, len(audio), 1000):  # blocks that are not whole 10 ms chunks
+        spotter_.feed(audio[i:i + 1000])
+    done = spotter_.fed_samples - len(audio) % 160  # the rest waits for a whole chunk
+    word = Spotted("stop", UserCommand.STOP, 0.9, 0.3, done, word_start_sample=done - 20_000)
+
+    class Hears:
+        def __init__(self, raw: bool) -> None:
+            self.before_s, self.hears_raw = 0.3, raw
+
+    raw = spotter_.window(word, Hears(True))  # type: ignore[arg-type]
+    cleaned = spotter_.window(word, Hears(False))  # type: ignore[arg-type]
+    start = done - 20_000 - round(0.3 * va.RATE_HZ)
+    assert len(raw) == len(cleaned) == round(1.2 * va.RATE_HZ)
+    np.testing.assert_array_equal(raw, audio[start:start + len(raw)])
+    # the cleaned window is the same span after noise suppression: quieter, not the same
+    assert not np.array_equal(cleaned, raw)
+    assert np.abs(cleaned.astype(float)).mean() < np.abs(raw.astype(float)).mean()
+
+
+def test_the_default_spotter_s_recognizer_hears_what_the_setting_says(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    if not asr.available():
+        if in_ci():  # CI installs the voice extra on Linux x86-64: it must be there
+            pytest.fail("Moonshine (moonshine-cpp) is missing")
+        pytest.skip("Moonshine installs only on Linux x86-64")
+    for raw in (False, True):
+        monkeypatch.setattr(spotter, "ASR_HEARS_RAW", raw)
+        chosen = spotter.default_spotter(va.RATE_HZ)
+        assert isinstance(chosen.verifier, asr.AsrVerifier)
+        assert chosen.verifier.hears_raw is raw
+
+
 def test_a_spoken_word_can_only_stop_or_pause() -> None:
     assert set(VOICE_COMMANDS.values()) <= {UserCommand.STOP, UserCommand.PAUSE}
     with pytest.raises(ValueError):

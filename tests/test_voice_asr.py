@@ -262,3 +262,13 @@ def test_the_benchmark_decodes_a_window_once_for_all_its_moonshine_rows(
     assert first.keep(None, window) and second.keep(None, window)
     assert first.last_confidence == second.last_confidence
     assert len(first.transcriber.recent) == 1  # type: ignore[attr-defined]
+
+
+def test_the_benchmark_reads_which_audio_the_recognizer_hears() -> None:
+    from benchmarks.voice import parse_config
+    plain, raw = parse_config("1e-30:0.15:asr"), parse_config("1e-30:0.15:asr0.3raw")
+    assert not plain.asr_hears_raw and raw.asr_hears_raw
+    assert raw.asr_before_s == plain.asr_before_s == 0.3 and raw.asr_min_stop_p is None
+    assert parse_config("1e-30:0.15:asr0.3p0.2raw").asr_min_stop_p == 0.2
+    assert raw.first_stage_key() == plain.first_stage_key()  # one first stage for both
+    assert "raw audio" in str(raw) and "raw" not in str(plain)

@@ -58,7 +58,7 @@ def test_the_committed_model_scores_a_probability(net: stopnet.StopNet) -> None:
 def test_the_classifier_scores_stop_above_near_words_and_talk(
         synth: va.Synth, net: stopnet.StopNet) -> None:  # noqa: F811
     def best(clip: va.Scene) -> float:  # heard as the spotters hear it: noise suppressed
-        return net.best(Denoiser().process(clip.audio)[0])
+        return net.best(Denoiser().process(clip.audio).audio)
 
     stops = [best(va.scene(synth.speak(phrase, va.Voice(voice, 160)), snr_db=20,
                                seed=k, before_s=2.2))

@@ -218,9 +218,12 @@ class AsrVerifier:
     """What checks the candidates, as the start-up line says it."""
 
     def __init__(self, *, before_s: float = 0.3, min_stop_p: float | None = None,
-                 model_dir: Path | None = None) -> None:
+                 hears_raw: bool = False, model_dir: Path | None = None) -> None:
         self.before_s = float(before_s)
         """How much audio before the aligned word it hears."""
+        self.hears_raw = hears_raw
+        """Whether it hears the audio as it came in rather than noise-suppressed (the
+        spotter picks the window accordingly)."""
         self.min_stop_p = min_stop_p
         """Also keep a candidate whose decoder gave "stop" at least this probability at
         some step, though it said another word (None: only the transcript counts)."""

@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -94,12 +94,17 @@ validation split and switched to by the benchmark's fixed rule in the fifth choi
 (docs/voice-model.md): on held-out 74.2 % heard at 10 dB and 2.8 false stops per hour of
 speech, against the classifier's 68.3 % and 9.4, with its p99 latency within 0.1 s of the
 classifier's."""
+ASR_HEARS_RAW = False
+"""Whether Moonshine hears the audio as it came in (True) or after WebRTC's noise
+suppression, as the first stage does (False). Moonshine learned from real, noisy
+recordings, not suppressed ones: on the validation split's stops it transcribed more of
+them as "stop" from the raw audio (docs/voice-model.md, "A seventh choice")."""
 VERIFY_BEFORE_S = 0.3
 """The verifier hears this much audio before the word as the recognizer aligned it..."""
 VERIFY_SPAN_S = 1.2
 """...and at most this much in all (the word, what follows it, up to the release)."""
 HISTORY_S = 4.0
-"""Cleaned audio kept for the verifier (a candidate waits at most ~2.5 s for its run to
+"""Audio (cleaned, and raw) kept for the verifier (a candidate waits at most ~2.5 s for its run to
 end)."""
 FRAME_S = 0.01
 """pocketsphinx's frame step (100 frames per second)."""
@@ -173,8 +178,9 @@ class Denoiser:
         self._processor = AudioProcessor(0, level)
         self._pending = np.zeros(0, dtype=np.int16)
 
-    def process(self, samples: np.ndarray) -> tuple[np.ndarray, list[bool]]:
-        """The cleaned audio, and WebRTC's voice activity for each 10 ms chunk of it."""
+    def process(self, samples: np.ndarray) -> Cleaned:
+        """The cleaned audio of the whole 10 ms chunks so far, WebRTC's voice activity for
+        each of them, and the raw samples they were made from."""
         audio = np.concatenate([self._pending, samples.astype(np.int16, copy=False)])
         whole = len(audio) // self.CHUNK * self.CHUNK
         self._pending = audio[whole:]
@@ -183,7 +189,19 @@ class Denoiser:
         results = [self._processor.Process10ms(data[i:i + step])
                    for i in range(0, len(data), step)]
         audio_out = np.frombuffer(b"".join(r.audio for r in results), dtype=np.int16)
-        return audio_out, [bool(r.is_speech) for r in results]
+        return Cleaned(audio_out, [bool(r.is_speech) for r in results], audio[:whole])
+
+
+class Cleaned(NamedTuple):
+    """What ``Denoiser.process`` gives for one block."""
+
+    audio: np.ndarray
+    """After the high-pass filter and noise suppression (about 6 ms behind ``raw``: the
+    suppressor's own delay, measured by cross-correlation)."""
+    speech: list[bool]
+    """WebRTC's voice activity, one flag per 10 ms chunk."""
+    raw: np.ndarray
+    """The same chunks as they came in."""
 
 
 class UtteranceGate:
@@ -438,7 +456,8 @@ class KeywordSpotter:
                  net_threshold: float | None = NET_VERIFY_THRESHOLD,
                  net_model: Path | None = None,
                  asr_before_s: float | None = None,
-                 asr_min_stop_p: float | None = None) -> None:
+                 asr_min_stop_p: float | None = None,
+                 asr_hears_raw: bool = ASR_HEARS_RAW) -> None:
         unknown = set(words) - set(VOICE_COMMANDS)
         if unknown or not words:
             raise ValueError(f"the spotter listens only for {sorted(VOICE_COMMANDS)}, "
@@ -475,8 +494,10 @@ class KeywordSpotter:
         self.verifier = self.make_verifier(verify_threshold=verify_threshold,
                                            net_threshold=net_threshold, net_model=net_model,
                                            asr_before_s=asr_before_s,
-                                           asr_min_stop_p=asr_min_stop_p)
+                                           asr_min_stop_p=asr_min_stop_p,
+                                           asr_hears_raw=asr_hears_raw)
         self._history = np.zeros(0, dtype=np.int16)  # the last HISTORY_S of cleaned audio
+        self._raw_history = np.zeros(0, dtype=np.int16)  # the same span as it came in
         self._history_end = 0  # cleaned samples so far (the end of _history)
         self._utt_start = 0  # cleaned samples before the decoder's current utterance
         self.min_word_s = float(min_word_s)
@@ -491,9 +512,11 @@ class KeywordSpotter:
         """Process one block; the keyphrases completed in it (usually none)."""
         block = np.ascontiguousarray(samples, dtype=np.int16)
         self.fed_samples += len(block)
-        block, speech = self.denoiser.process(block)
-        self._remember(block)
-        released = (self.gate.chunks(speech, Denoiser.CHUNK) if self.gate is not None else [])
+        cleaned = self.denoiser.process(block)
+        self._remember(cleaned)
+        block = cleaned.audio
+        released = (self.gate.chunks(cleaned.speech, Denoiser.CHUNK)
+                    if self.gate is not None else [])
         if len(block):
             self._decoder.process_raw(block.tobytes(), False, False)
         if not len(block) or self._decoder.hyp() is None:
@@ -517,15 +540,17 @@ class KeywordSpotter:
             spotted = self.gate.spotted(spotted)
         return self._verified(released + spotted)
 
-    def _remember(self, cleaned: np.ndarray) -> None:
+    def _remember(self, cleaned: Cleaned) -> None:
         keep = round(HISTORY_S * self.sample_rate_hz)
-        self._history = np.concatenate([self._history[-keep:], cleaned])[-keep:]
-        self._history_end += len(cleaned)
+        self._history = np.concatenate([self._history[-keep:], cleaned.audio])[-keep:]
+        self._raw_history = np.concatenate([self._raw_history[-keep:], cleaned.raw])[-keep:]
+        self._history_end += len(cleaned.audio)
 
     def make_verifier(self, *, verify_threshold: float | None = None,
                       net_threshold: float | None = None, net_model: Path | None = None,
                       asr_before_s: float | None = None,
-                      asr_min_stop_p: float | None = None) -> SecondStage | None:
+                      asr_min_stop_p: float | None = None,
+                      asr_hears_raw: bool = False) -> SecondStage | None:
         """The second stage the arguments ask for (the first that is set, in this order:
         speech recognition (after the learned classifier, when ``net_threshold`` is set
         too), re-decoding, the learned classifier), or None."""
@@ -533,7 +558,8 @@ class KeywordSpotter:
         if asr_before_s is not None and net_threshold is not None:
             return CascadeVerifier(net_threshold, model_path=net_model, before_s=asr_before_s)
         if asr_before_s is not None:
-            return AsrVerifier(before_s=asr_before_s, min_stop_p=asr_min_stop_p)
+            return AsrVerifier(before_s=asr_before_s, min_stop_p=asr_min_stop_p,
+                               hears_raw=asr_hears_raw)
         if verify_threshold is not None:
             return Verifier(ps, hmm, dictionary, list(self.words),
                             sample_rate_hz=self.sample_rate_hz, threshold=verify_threshold)
@@ -572,7 +598,9 @@ class KeywordSpotter:
         offset = self._history_end - len(self._history)
         if isinstance(verifier, CascadeVerifier):
             verifier.word_at = candidate.word_start_sample - max(start, offset)
-        return self._history[max(0, start - offset):max(0, end - offset)]
+        history = self._raw_history if getattr(verifier, "hears_raw", False) else \
+            self._history
+        return history[max(0, start - offset):max(0, end - offset)]
 
     def _restart(self) -> None:
         self._decoder.end_utt()
@@ -626,9 +654,9 @@ class NetSpotter:
     def feed(self, samples: np.ndarray) -> list[Spotted]:
         block = np.ascontiguousarray(samples, dtype=np.int16)
         self.fed_samples += len(block)
-        cleaned, speech = self.denoiser.process(block)
-        released = self.gate.chunks(speech, Denoiser.CHUNK)
-        vectors = self.net.embedder.feed(cleaned)
+        cleaned = self.denoiser.process(block)
+        released = self.gate.chunks(cleaned.speech, Denoiser.CHUNK)
+        vectors = self.net.embedder.feed(cleaned.audio)
         hits: list[Spotted] = []
         if len(vectors):
             self._vectors = np.concatenate([self._vectors, vectors])[-(stopnet.WINDOW
@@ -679,5 +707,6 @@ def default_spotter(sample_rate_hz: int) -> KeywordSpotter:
     keyword spotter, its candidates checked by Moonshine speech recognition where it is
     installed (``ASR_BEFORE_S``), by the learned classifier elsewhere."""
     if ASR_BEFORE_S is not None and asr_available():
-        return KeywordSpotter(sample_rate_hz, net_threshold=None, asr_before_s=ASR_BEFORE_S)
+        return KeywordSpotter(sample_rate_hz, net_threshold=None, asr_before_s=ASR_BEFORE_S,
+                              asr_hears_raw=ASR_HEARS_RAW)
     return KeywordSpotter(sample_rate_hz)
