@@ -75,8 +75,9 @@ default is Moonshine (``DEFAULT``), so a switch must beat its held-out row (74.2
 probability of at least P at some step) at P 0.5, 0.3, 0.2 and 0.1, chosen among
 Moonshine rows only (the classifier rows of the fifth choice all heard less at 10 dB).
 The seventh choice (fixed before its run, the same rules): Moonshine on the
-noise-suppressed audio (the default) against Moonshine on the raw audio (``asr0.3raw``),
-``--grid 1e-30:0.15:asr,1e-30:0.15:asr0.3raw --compare``.
+noise-suppressed audio (the default) against Moonshine on the raw audio (``asr0.3raw``)
+and on the raw audio, then the cleaned (``asr0.3either``), ``--grid
+1e-30:0.15:asr,1e-30:0.15:asr0.3raw,1e-30:0.15:asr0.3either --compare``.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ import numpy as np
 from benchmarks.common import percentile
 from retrotread.events import VoiceHeard
 from retrotread.voice import stopnet
-from retrotread.voice.asr import AsrVerifier, Transcriber, Transcript
+from retrotread.voice.asr import AsrVerifier, Hears, Transcriber, Transcript
 from retrotread.voice.audio import ArraySource
 from retrotread.voice.listener import Detection, VoiceListener
 from retrotread.voice.spotter import KeywordSpotter, NetSpotter
@@ -134,9 +135,8 @@ class Config:
     asr_min_stop_p: float | None = None
     """With Moonshine: also keep a candidate whose decoder gave "stop" at least this
     probability at some step (``AsrVerifier.min_stop_p``)."""
-    asr_hears_raw: bool = False
-    """With Moonshine: it hears the audio as it came in, not noise-suppressed
-    (``AsrVerifier.hears_raw``)."""
+    asr_hears: Hears = Hears.CLEANED
+    """With Moonshine: which audio it transcribes (``AsrVerifier.hears``)."""
 
     @property
     def model_path(self) -> Path | None:
@@ -152,7 +152,7 @@ class Config:
                               net_threshold=self.net_threshold, net_model=self.model_path,
                               asr_before_s=self.asr_before_s,
                               asr_min_stop_p=self.asr_min_stop_p,
-                              asr_hears_raw=self.asr_hears_raw)
+                              asr_hears=self.asr_hears)
 
     def first_stage_key(self) -> tuple[Any, ...]:
         """Configurations with equal keys get the same first-stage detections (the
@@ -181,7 +181,8 @@ class Config:
                    if self.asr_before_s is not None else "")
                 + (f", or P(stop) >= {self.asr_min_stop_p:g}"
                    if self.asr_min_stop_p is not None else "")
-                + (", on raw audio" if self.asr_hears_raw else ""))
+                + (f", on {self.asr_hears.value}"
+                   if self.asr_hears is not Hears.CLEANED else ""))
 
 
 PREVIOUS = Config(1e-25, 0.2, verify_threshold=1e-18)
@@ -401,7 +402,7 @@ class Group:
             self.verifiers = {c: stage1.make_verifier(
                 verify_threshold=c.verify_threshold, net_threshold=c.net_threshold,
                 net_model=c.model_path, asr_before_s=c.asr_before_s,
-                asr_min_stop_p=c.asr_min_stop_p, asr_hears_raw=c.asr_hears_raw)
+                asr_min_stop_p=c.asr_min_stop_p, asr_hears=c.asr_hears)
                 for c in configs}
             shared = None  # Moonshine verifiers here hear the same windows: decode once
             for verifier in self.verifiers.values():
@@ -442,7 +443,7 @@ class Group:
                 cpu0 = time.process_time()
                 found[c] += [h.end_sample - start for h in candidates
                              if verifier is None
-                             or verifier.keep(h, spotter.window(h, verifier))]
+                             or verifier.keep(h, *spotter.windows(h, verifier))]
                 own[c] += time.process_time() - cpu0
         if results is not None:
             for c in self.configs:
@@ -805,7 +806,8 @@ def parse_config(text: str) -> Config:
     from retrotread/voice/), ``asr[BEFORE_S]`` (Moonshine speech recognition, hearing
     BEFORE_S, default 0.3 s, before the word; ``asr0.3p0.2``: also when the recognizer gave
     "stop" a probability of at least 0.2; a trailing ``raw``, as in ``asr0.3raw``: it
-    hears the audio before noise suppression), ``netP[@FILE.npz]+asr[BEFORE_S]`` (the
+    hears the audio before noise suppression; ``either``: the raw audio, then the cleaned),
+    ``netP[@FILE.npz]+asr[BEFORE_S]`` (the
     classifier first, then the recognizer on what it lets through) or ``none`` (the
     default); ``any``: also outside voice activity. THRESHOLD 0 with ``netP``: the
     learned detector on a sliding window, ``hold`` waiting for the end of the run."""
@@ -816,14 +818,17 @@ def parse_config(text: str) -> Config:
     then = then or then2
     net = float(verify[3:]) if verify.startswith("net") else None
     asr_text = then if then.startswith("asr") else verify if verify.startswith("asr") else ""
-    raw = asr_text.endswith("raw")
-    asr_text, _, min_p = asr_text.removesuffix("raw").partition("p")
+    hears = next((h for suffix, h in (("raw", Hears.RAW), ("either", Hears.EITHER))
+                  if asr_text.endswith(suffix)), Hears.CLEANED)
+    for suffix in ("raw", "either"):
+        asr_text = asr_text.removesuffix(suffix)
+    asr_text, _, min_p = asr_text.partition("p")
     asr = float(asr_text[3:] or 0.3) if asr_text else None
     return Config(float(threshold), float(word or 0.0), require_speech=flag != "any",
                   verify_threshold=None if verify in ("", "none") or net is not None
                   or asr is not None else float(verify), net_threshold=net,
                   hold=flag == "hold", model=model, asr_before_s=asr,
-                  asr_min_stop_p=float(min_p) if min_p else None, asr_hears_raw=raw)
+                  asr_min_stop_p=float(min_p) if min_p else None, asr_hears=hears)
 
 
 def main(argv: list[str] | None = None) -> int:

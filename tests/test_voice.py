@@ -193,7 +193,7 @@ def test_the_default_spotter_checks_with_moonshine_where_it_is_installed(
     assert isinstance(spotter.default_spotter(va.RATE_HZ).verifier, spotter.NetVerifier)
 
 
-def test_a_verifier_that_hears_raw_audio_gets_the_samples_as_they_came_in(
+def test_the_recognizer_hears_the_raw_audio_the_cleaned_or_both_as_asked(
         synth: va.Synth) -> None:
     from retrotread.voice.spotter import Spotted
 
@@ -206,17 +206,27 @@ def test_a_verifier_that_hears_raw_audio_gets_the_samples_as_they_came_in(
     word = Spotted("stop", UserCommand.STOP, 0.9, 0.3, done, word_start_sample=done - 20_000)
 
     class Hears:
-        def __init__(self, raw: bool) -> None:
-            self.before_s, self.hears_raw = 0.3, raw
+        before_s = 0.3
 
-    raw = spotter_.window(word, Hears(True))  # type: ignore[arg-type]
-    cleaned = spotter_.window(word, Hears(False))  # type: ignore[arg-type]
+    raw = spotter_.window(word, Hears(), raw=True)  # type: ignore[arg-type]
+    cleaned = spotter_.window(word, Hears())  # type: ignore[arg-type]
     start = done - 20_000 - round(0.3 * va.RATE_HZ)
     assert len(raw) == len(cleaned) == round(1.2 * va.RATE_HZ)
     np.testing.assert_array_equal(raw, audio[start:start + len(raw)])
     # the cleaned window is the same span after noise suppression: quieter, not the same
     assert not np.array_equal(cleaned, raw)
     assert np.abs(cleaned.astype(float)).mean() < np.abs(raw.astype(float)).mean()
+    if not asr.available():
+        if in_ci():  # CI installs the voice extra on Linux x86-64: it must be there
+            pytest.fail("Moonshine (moonshine-cpp) is missing")
+        pytest.skip("Moonshine installs only on Linux x86-64")
+    expected = {asr.Hears.CLEANED: [cleaned], asr.Hears.RAW: [raw],
+                asr.Hears.EITHER: [raw, cleaned]}
+    for hears, windows in expected.items():
+        given = spotter_.windows(word, asr.AsrVerifier(hears=hears))
+        assert len(given) == len(windows)
+        for a, b in zip(given, windows, strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_the_default_spotter_s_recognizer_hears_what_the_setting_says(
@@ -225,11 +235,11 @@ def test_the_default_spotter_s_recognizer_hears_what_the_setting_says(
         if in_ci():  # CI installs the voice extra on Linux x86-64: it must be there
             pytest.fail("Moonshine (moonshine-cpp) is missing")
         pytest.skip("Moonshine installs only on Linux x86-64")
-    for raw in (False, True):
-        monkeypatch.setattr(spotter, "ASR_HEARS_RAW", raw)
+    for hears in asr.Hears:
+        monkeypatch.setattr(spotter, "ASR_HEARS", hears)
         chosen = spotter.default_spotter(va.RATE_HZ)
         assert isinstance(chosen.verifier, asr.AsrVerifier)
-        assert chosen.verifier.hears_raw is raw
+        assert chosen.verifier.hears is hears
 
 
 def test_a_spoken_word_can_only_stop_or_pause() -> None:

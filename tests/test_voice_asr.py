@@ -267,8 +267,34 @@ def test_the_benchmark_decodes_a_window_once_for_all_its_moonshine_rows(
 def test_the_benchmark_reads_which_audio_the_recognizer_hears() -> None:
     from benchmarks.voice import parse_config
     plain, raw = parse_config("1e-30:0.15:asr"), parse_config("1e-30:0.15:asr0.3raw")
-    assert not plain.asr_hears_raw and raw.asr_hears_raw
-    assert raw.asr_before_s == plain.asr_before_s == 0.3 and raw.asr_min_stop_p is None
-    assert parse_config("1e-30:0.15:asr0.3p0.2raw").asr_min_stop_p == 0.2
-    assert raw.first_stage_key() == plain.first_stage_key()  # one first stage for both
+    either = parse_config("1e-30:0.15:asr0.3either")
+    assert (plain.asr_hears, raw.asr_hears, either.asr_hears) == (
+        asr.Hears.CLEANED, asr.Hears.RAW, asr.Hears.EITHER)
+    assert raw.asr_before_s == plain.asr_before_s == either.asr_before_s == 0.3
+    assert raw.asr_min_stop_p is None
+    near = parse_config("1e-30:0.15:asr0.3p0.2raw")
+    assert near.asr_min_stop_p == 0.2 and near.asr_hears is asr.Hears.RAW
+    assert raw.first_stage_key() == plain.first_stage_key()  # one first stage for all
     assert "raw audio" in str(raw) and "raw" not in str(plain)
+
+
+def test_with_two_windows_the_second_is_decoded_only_when_the_first_has_no_stop(
+        synth: va.Synth, transcriber: asr.Transcriber) -> None:  # noqa: F811
+    decoded: list[str] = []
+
+    class Counting:
+        def decode(self, audio: np.ndarray) -> asr.Transcript:
+            transcript = transcriber.decode(audio)
+            decoded.append(transcript.text)
+            return transcript
+
+    verifier = asr.AsrVerifier(hears=asr.Hears.EITHER)
+    verifier.transcriber = Counting()  # type: ignore[assignment]
+    said = va.scene(synth.speak("stop", va.Voice("en-us", 160)), snr_db=20, seed=5,
+                    before_s=0.2, after_s=0.2).audio
+    silence = np.zeros(16_000, np.int16)
+    assert verifier.keep(None, said, silence) and len(decoded) == 1
+    assert verifier.keep(None, silence, said) and len(decoded) == 3
+    assert verifier.last_confidence is not None and verifier.last_confidence > 0.5
+    assert not verifier.keep(None, silence, silence) and len(decoded) == 5
+    assert (verifier.checked, verifier.refused) == (3, 1)

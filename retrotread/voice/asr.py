@@ -34,6 +34,7 @@ import importlib.util
 import math
 import re
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -210,20 +211,30 @@ class Transcriber:
         return pieces.decode("utf-8", "replace").replace(SPACE, " ").strip()
 
 
+class Hears(Enum):
+    """Which audio the recognizer transcribes."""
+
+    CLEANED = "noise-suppressed audio"
+    """After WebRTC's noise suppression, as the first stage hears it."""
+    RAW = "raw audio"
+    """As it came in: Moonshine learned from real, noisy recordings."""
+    EITHER = "raw audio, then noise-suppressed"
+    """The raw window first; if its transcript has no "stop", the cleaned one."""
+
+
 class AsrVerifier:
     """Second stage: keep a candidate when Moonshine's transcript of its window of audio
-    has the word "stop"."""
+    (of one of its windows: ``hears``) has the word "stop"."""
 
     name = "Moonshine speech recognition"
     """What checks the candidates, as the start-up line says it."""
 
     def __init__(self, *, before_s: float = 0.3, min_stop_p: float | None = None,
-                 hears_raw: bool = False, model_dir: Path | None = None) -> None:
+                 hears: Hears = Hears.CLEANED, model_dir: Path | None = None) -> None:
         self.before_s = float(before_s)
         """How much audio before the aligned word it hears."""
-        self.hears_raw = hears_raw
-        """Whether it hears the audio as it came in rather than noise-suppressed (the
-        spotter picks the window accordingly)."""
+        self.hears = hears
+        """Which audio (the spotter gives ``keep`` the windows in this order)."""
         self.min_stop_p = min_stop_p
         """Also keep a candidate whose decoder gave "stop" at least this probability at
         some step, though it said another word (None: only the transcript counts)."""
@@ -234,13 +245,17 @@ class AsrVerifier:
         self.last_confidence: float | None = None
         """The decoder's highest probability for "stop" on the last window judged."""
 
-    def keep(self, spotted: Any, audio: np.ndarray) -> bool:
+    def keep(self, spotted: Any, audio: np.ndarray, *more: np.ndarray) -> bool:
+        """Whether the transcript of ``audio``, or failing that of each of ``more`` in
+        turn (the same span, other audio), has "stop"."""
         self.checked += 1
-        transcript = self.transcriber.decode(audio)
-        self.last_text = transcript.text
-        self.last_confidence = transcript.stop_p
-        if STOP_WORD.search(transcript.text) or (
-                self.min_stop_p is not None and transcript.stop_p >= self.min_stop_p):
-            return True
+        self.last_confidence = 0.0
+        for window in (audio, *more):
+            transcript = self.transcriber.decode(window)
+            self.last_text = transcript.text
+            self.last_confidence = max(self.last_confidence, transcript.stop_p)
+            if STOP_WORD.search(transcript.text) or (
+                    self.min_stop_p is not None and transcript.stop_p >= self.min_stop_p):
+                return True
         self.refused += 1
         return False

@@ -44,7 +44,7 @@ import numpy as np
 from retrotread.errors import VoiceUnavailableError
 from retrotread.events import UserCommand
 from retrotread.voice import EXTRA_HINT, VOICE_COMMANDS, stopnet
-from retrotread.voice.asr import AsrVerifier
+from retrotread.voice.asr import AsrVerifier, Hears
 from retrotread.voice.asr import available as asr_available
 
 NOISE_SUPPRESSION = 4
@@ -94,11 +94,10 @@ validation split and switched to by the benchmark's fixed rule in the fifth choi
 (docs/voice-model.md): on held-out 74.2 % heard at 10 dB and 2.8 false stops per hour of
 speech, against the classifier's 68.3 % and 9.4, with its p99 latency within 0.1 s of the
 classifier's."""
-ASR_HEARS_RAW = False
-"""Whether Moonshine hears the audio as it came in (True) or after WebRTC's noise
-suppression, as the first stage does (False). Moonshine learned from real, noisy
-recordings, not suppressed ones: on the validation split's stops it transcribed more of
-them as "stop" from the raw audio (docs/voice-model.md, "A seventh choice")."""
+ASR_HEARS = Hears.CLEANED
+"""Which audio Moonshine transcribes: after WebRTC's noise suppression, as the first stage
+hears it (the default until now), as it came in, or both (docs/voice-model.md, "A seventh
+choice": Moonshine learned from real, noisy recordings, not suppressed ones)."""
 VERIFY_BEFORE_S = 0.3
 """The verifier hears this much audio before the word as the recognizer aligned it..."""
 VERIFY_SPAN_S = 1.2
@@ -457,7 +456,7 @@ class KeywordSpotter:
                  net_model: Path | None = None,
                  asr_before_s: float | None = None,
                  asr_min_stop_p: float | None = None,
-                 asr_hears_raw: bool = ASR_HEARS_RAW) -> None:
+                 asr_hears: Hears = ASR_HEARS) -> None:
         unknown = set(words) - set(VOICE_COMMANDS)
         if unknown or not words:
             raise ValueError(f"the spotter listens only for {sorted(VOICE_COMMANDS)}, "
@@ -495,7 +494,7 @@ class KeywordSpotter:
                                            net_threshold=net_threshold, net_model=net_model,
                                            asr_before_s=asr_before_s,
                                            asr_min_stop_p=asr_min_stop_p,
-                                           asr_hears_raw=asr_hears_raw)
+                                           asr_hears=asr_hears)
         self._history = np.zeros(0, dtype=np.int16)  # the last HISTORY_S of cleaned audio
         self._raw_history = np.zeros(0, dtype=np.int16)  # the same span as it came in
         self._history_end = 0  # cleaned samples so far (the end of _history)
@@ -550,7 +549,7 @@ class KeywordSpotter:
                       net_threshold: float | None = None, net_model: Path | None = None,
                       asr_before_s: float | None = None,
                       asr_min_stop_p: float | None = None,
-                      asr_hears_raw: bool = False) -> SecondStage | None:
+                      asr_hears: Hears = Hears.CLEANED) -> SecondStage | None:
         """The second stage the arguments ask for (the first that is set, in this order:
         speech recognition (after the learned classifier, when ``net_threshold`` is set
         too), re-decoding, the learned classifier), or None."""
@@ -559,7 +558,7 @@ class KeywordSpotter:
             return CascadeVerifier(net_threshold, model_path=net_model, before_s=asr_before_s)
         if asr_before_s is not None:
             return AsrVerifier(before_s=asr_before_s, min_stop_p=asr_min_stop_p,
-                               hears_raw=asr_hears_raw)
+                               hears=asr_hears)
         if verify_threshold is not None:
             return Verifier(ps, hmm, dictionary, list(self.words),
                             sample_rate_hz=self.sample_rate_hz, threshold=verify_threshold)
@@ -573,16 +572,26 @@ class KeywordSpotter:
             return spotted
         kept = []
         for candidate in spotted:
-            if self.verifier.keep(candidate, self.window(candidate, self.verifier)):
+            if self.verifier.keep(candidate, *self.windows(candidate, self.verifier)):
                 sure = getattr(self.verifier, "last_confidence", None)
                 kept.append(candidate if sure is None else replace(candidate, confidence=sure))
         return kept
 
-    def window(self, candidate: Spotted, verifier: SecondStage) -> np.ndarray:
+    def windows(self, candidate: Spotted, verifier: SecondStage) -> list[np.ndarray]:
+        """The windows ``verifier.keep`` judges ``candidate`` on: the cleaned audio's; for
+        the speech recognizer, the raw audio's, the cleaned audio's, or both (its
+        ``hears``). Valid right after the ``feed`` that returned the candidate."""
+        hears = verifier.hears if isinstance(verifier, AsrVerifier) else Hears.CLEANED
+        return [self.window(candidate, verifier, raw=raw) for raw in {
+            Hears.CLEANED: (False,), Hears.RAW: (True,), Hears.EITHER: (True, False)}[hears]]
+
+    def window(self, candidate: Spotted, verifier: SecondStage, *,
+               raw: bool = False) -> np.ndarray:
         """The cleaned audio ``verifier`` judges ``candidate`` on: the word with
         ``VERIFY_BEFORE_S`` (the speech recognizer: its own ``before_s``) of audio before
         it and up to ``VERIFY_SPAN_S`` in all; the classifier hears more (below). Valid
-        right after the ``feed`` that returned the candidate."""
+        right after the ``feed`` that returned the candidate. ``raw``: the same span of
+        the audio as it came in."""
         before_s = float(getattr(verifier, "before_s", VERIFY_BEFORE_S))
         start = candidate.word_start_sample - round(before_s * self.sample_rate_hz)
         end = min(self._history_end, start + round((VERIFY_SPAN_S - VERIFY_BEFORE_S
@@ -598,8 +607,7 @@ class KeywordSpotter:
         offset = self._history_end - len(self._history)
         if isinstance(verifier, CascadeVerifier):
             verifier.word_at = candidate.word_start_sample - max(start, offset)
-        history = self._raw_history if getattr(verifier, "hears_raw", False) else \
-            self._history
+        history = self._raw_history if raw else self._history
         return history[max(0, start - offset):max(0, end - offset)]
 
     def _restart(self) -> None:
@@ -708,5 +716,5 @@ def default_spotter(sample_rate_hz: int) -> KeywordSpotter:
     installed (``ASR_BEFORE_S``), by the learned classifier elsewhere."""
     if ASR_BEFORE_S is not None and asr_available():
         return KeywordSpotter(sample_rate_hz, net_threshold=None, asr_before_s=ASR_BEFORE_S,
-                              asr_hears_raw=ASR_HEARS_RAW)
+                              asr_hears=ASR_HEARS)
     return KeywordSpotter(sample_rate_hz)
