@@ -78,6 +78,9 @@ The seventh choice (fixed before its run, the same rules): Moonshine on the
 noise-suppressed audio (the default) against Moonshine on the raw audio (``asr0.3raw``)
 and on the raw audio, then the cleaned (``asr0.3either``), ``--grid
 1e-30:0.15:asr,1e-30:0.15:asr0.3raw,1e-30:0.15:asr0.3either --compare``.
+The eighth choice (fixed before its run, the same rules): the utterance gate following
+Silero VAD instead of WebRTC's voice activity (Moonshine checking, as the default), ``--grid
+1e-30:0.15:asr,1e-30:0.15:asr:silero --compare``.
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ import numpy as np
 from benchmarks.common import percentile
 from retrotread.events import VoiceHeard
 from retrotread.voice import stopnet
+from retrotread.voice.activity import Activity
 from retrotread.voice.asr import AsrVerifier, Hears, Transcriber, Transcript
 from retrotread.voice.audio import ArraySource
 from retrotread.voice.listener import Detection, VoiceListener
@@ -137,6 +141,8 @@ class Config:
     probability at some step (``AsrVerifier.min_stop_p``)."""
     asr_hears: Hears = Hears.CLEANED
     """With Moonshine: which audio it transcribes (``AsrVerifier.hears``)."""
+    activity: Activity = Activity.WEBRTC
+    """The voice activity the utterance gate follows (retrotread/voice/activity.py)."""
 
     @property
     def model_path(self) -> Path | None:
@@ -152,18 +158,18 @@ class Config:
                               net_threshold=self.net_threshold, net_model=self.model_path,
                               asr_before_s=self.asr_before_s,
                               asr_min_stop_p=self.asr_min_stop_p,
-                              asr_hears=self.asr_hears)
+                              asr_hears=self.asr_hears, voice_activity=self.activity)
 
     def first_stage_key(self) -> tuple[Any, ...]:
         """Configurations with equal keys get the same first-stage detections (the
         second stage only filters them), so the benchmark runs that stage once for them."""
-        return (self.threshold, self.min_word_s, self.require_speech)
+        return (self.threshold, self.min_word_s, self.require_speech, self.activity)
 
     def first_stage(self) -> KeywordSpotter:
         """The keyword spotter of this configuration without a second stage."""
         return KeywordSpotter(va.RATE_HZ, {"stop": self.threshold}, min_word_s=self.min_word_s,
                               require_speech=self.require_speech, verify_threshold=None,
-                              net_threshold=None)
+                              net_threshold=None, voice_activity=self.activity)
 
     def __str__(self) -> str:
         model = f" ({self.model})" if self.model else ""
@@ -182,7 +188,9 @@ class Config:
                 + (f", or P(stop) >= {self.asr_min_stop_p:g}"
                    if self.asr_min_stop_p is not None else "")
                 + (f", on {self.asr_hears.value}"
-                   if self.asr_hears is not Hears.CLEANED else ""))
+                   if self.asr_hears is not Hears.CLEANED else "")
+                + (f", runs of speech by {self.activity.value}"
+                   if self.activity is not Activity.WEBRTC else ""))
 
 
 PREVIOUS = Config(1e-25, 0.2, verify_threshold=1e-18)
@@ -809,8 +817,9 @@ def parse_config(text: str) -> Config:
     hears the audio before noise suppression; ``either``: the raw audio, then the cleaned),
     ``netP[@FILE.npz]+asr[BEFORE_S]`` (the
     classifier first, then the recognizer on what it lets through) or ``none`` (the
-    default); ``any``: also outside voice activity. THRESHOLD 0 with ``netP``: the
-    learned detector on a sliding window, ``hold`` waiting for the end of the run."""
+    default); ``any``: also outside voice activity; ``silero``: runs of speech by Silero
+    VAD instead of WebRTC's voice activity. THRESHOLD 0 with ``netP``: the learned
+    detector on a sliding window, ``hold`` waiting for the end of the run."""
     threshold, word, verify, flag = [*text.split(":"), "", "", ""][:4]
     verify, _, model = verify.partition("@")
     verify, _, then = verify.partition("+")
@@ -828,6 +837,7 @@ def parse_config(text: str) -> Config:
                   verify_threshold=None if verify in ("", "none") or net is not None
                   or asr is not None else float(verify), net_threshold=net,
                   hold=flag == "hold", model=model, asr_before_s=asr,
+                  activity=Activity.SILERO if flag == "silero" else Activity.WEBRTC,
                   asr_min_stop_p=float(min_p) if min_p else None, asr_hears=hears)
 
 

@@ -44,6 +44,7 @@ import numpy as np
 from retrotread.errors import VoiceUnavailableError
 from retrotread.events import UserCommand
 from retrotread.voice import EXTRA_HINT, VOICE_COMMANDS, stopnet
+from retrotread.voice.activity import Activity, SileroActivity
 from retrotread.voice.asr import AsrVerifier, Hears
 from retrotread.voice.asr import available as asr_available
 
@@ -72,6 +73,8 @@ MIN_WORD_S = 0.15
 """Second stage: a keyphrase candidate whose aligned word lasts less than this is dropped
 (pocketsphinx aligns "stop" onto short bursts of other speech; a spoken "stop" lasts
 0.15-0.5 s). Chosen with the threshold on the benchmark's tuning set of commit f5367f5."""
+VOICE_ACTIVITY = Activity.WEBRTC
+"""Which voice activity the utterance gate follows (retrotread/voice/activity.py)."""
 REQUIRE_SPEECH = True
 """Drop a keyphrase heard outside any run of voice activity (footsteps, belt noise)
 instead of trusting the recognizer over voice activity."""
@@ -456,7 +459,8 @@ class KeywordSpotter:
                  net_model: Path | None = None,
                  asr_before_s: float | None = None,
                  asr_min_stop_p: float | None = None,
-                 asr_hears: Hears = ASR_HEARS) -> None:
+                 asr_hears: Hears = ASR_HEARS,
+                 voice_activity: Activity = VOICE_ACTIVITY) -> None:
         unknown = set(words) - set(VOICE_COMMANDS)
         if unknown or not words:
             raise ValueError(f"the spotter listens only for {sorted(VOICE_COMMANDS)}, "
@@ -465,6 +469,9 @@ class KeywordSpotter:
             raise VoiceUnavailableError(
                 f"the voice stop needs {Denoiser.RATE_HZ} Hz audio, not {sample_rate_hz} Hz")
         self.denoiser = Denoiser(noise_suppression)
+        self.activity = SileroActivity() if voice_activity is Activity.SILERO else None
+        """Where the gate's runs of speech come from: Silero VAD, or (None) the
+        denoiser's WebRTC voice activity."""
         self.gate = (UtteranceGate(sample_rate_hz, max_utterance_s=max_utterance_s,
                                    end_silence_s=end_silence_s,
                                    require_speech=require_speech,
@@ -514,8 +521,12 @@ class KeywordSpotter:
         cleaned = self.denoiser.process(block)
         self._remember(cleaned)
         block = cleaned.audio
-        released = (self.gate.chunks(cleaned.speech, Denoiser.CHUNK)
-                    if self.gate is not None else [])
+        released = []
+        if self.gate is not None:
+            released = (self.gate.chunks(cleaned.speech, Denoiser.CHUNK)
+                        if self.activity is None else
+                        self.gate.chunks(self.activity.process(cleaned.raw),
+                                         SileroActivity.CHUNK))
         if len(block):
             self._decoder.process_raw(block.tobytes(), False, False)
         if not len(block) or self._decoder.hyp() is None:
@@ -620,6 +631,8 @@ class KeywordSpotter:
         self._restart()
         if self.gate is not None:
             self.gate.reset()
+        if self.activity is not None:
+            self.activity.reset()
 
 
 NET_THRESHOLD = 0.9
@@ -716,5 +729,5 @@ def default_spotter(sample_rate_hz: int) -> KeywordSpotter:
     installed (``ASR_BEFORE_S``), by the learned classifier elsewhere."""
     if ASR_BEFORE_S is not None and asr_available():
         return KeywordSpotter(sample_rate_hz, net_threshold=None, asr_before_s=ASR_BEFORE_S,
-                              asr_hears=ASR_HEARS)
-    return KeywordSpotter(sample_rate_hz)
+                              asr_hears=ASR_HEARS, voice_activity=VOICE_ACTIVITY)
+    return KeywordSpotter(sample_rate_hz, voice_activity=VOICE_ACTIVITY)
