@@ -78,9 +78,14 @@ The seventh choice (fixed before its run, the same rules): Moonshine on the
 noise-suppressed audio (the default) against Moonshine on the raw audio (``asr0.3raw``)
 and on the raw audio, then the cleaned (``asr0.3either``), ``--grid
 1e-30:0.15:asr,1e-30:0.15:asr0.3raw,1e-30:0.15:asr0.3either --compare``.
-The eighth choice (fixed before its run, the same rules): the utterance gate following
-Silero VAD instead of WebRTC's voice activity (Moonshine checking, as the default), ``--grid
-1e-30:0.15:asr,1e-30:0.15:asr:silero --compare``.
+The eighth choice (the utterance gate following Silero VAD instead of WebRTC's voice
+activity, ``--grid 1e-30:0.15:asr,1e-30:0.15:asr:silero --compare``) was stopped before
+its validation table and folded into the ninth, so that one rule chooses among all of
+them. The ninth choice (fixed before its run, the same rules): the default; the default
+with the gate following Silero VAD; no keyword spotting, Silero's short runs of speech
+each transcribed by Moonshine on the raw audio (``runs``) or on the cleaned audio
+(``runs:clean``); ``--grid 1e-30:0.15:asr,1e-30:0.15:asr:silero,runs,runs:clean
+--compare``.
 """
 
 from __future__ import annotations
@@ -108,6 +113,7 @@ from retrotread.voice.activity import Activity
 from retrotread.voice.asr import AsrVerifier, Hears, Transcriber, Transcript
 from retrotread.voice.audio import ArraySource
 from retrotread.voice.listener import Detection, VoiceListener
+from retrotread.voice.runs import RunSpotter
 from retrotread.voice.spotter import KeywordSpotter, NetSpotter
 from tests import voice_audio as va
 
@@ -143,12 +149,22 @@ class Config:
     """With Moonshine: which audio it transcribes (``AsrVerifier.hears``)."""
     activity: Activity = Activity.WEBRTC
     """The voice activity the utterance gate follows (retrotread/voice/activity.py)."""
+    runs: bool = False
+    """No keyword spotting: Silero VAD's short runs of speech, each transcribed by
+    Moonshine hearing ``asr_hears`` (retrotread/voice/runs.py ``RunSpotter``)."""
+
+    @property
+    def whole(self) -> bool:
+        """Whether the spotter gives its detections itself (no shared first stage)."""
+        return self.runs or (self.net_threshold is not None and self.threshold == 0)
 
     @property
     def model_path(self) -> Path | None:
         return Path(stopnet.__file__).with_name(self.model) if self.model else None
 
-    def spotter(self) -> KeywordSpotter | NetSpotter:
+    def spotter(self) -> KeywordSpotter | NetSpotter | RunSpotter:
+        if self.runs:
+            return RunSpotter(va.RATE_HZ, hears=self.asr_hears)
         if self.net_threshold is not None and self.threshold == 0:
             return NetSpotter(va.RATE_HZ, threshold=self.net_threshold, hold=self.hold,
                               model_path=self.model_path)
@@ -172,6 +188,9 @@ class Config:
                               net_threshold=None, voice_activity=self.activity)
 
     def __str__(self) -> str:
+        if self.runs:
+            return ("Silero VAD's short runs of speech, each transcribed by Moonshine "
+                    f"(hearing {self.asr_hears.value})")
         model = f" ({self.model})" if self.model else ""
         if self.net_threshold is not None and self.threshold == 0:
             return (f"learned detector{model}, sliding, P >= {self.net_threshold:g}"
@@ -399,10 +418,10 @@ class Group:
     def __init__(self, configs: list[Config]) -> None:
         self.configs = configs
         first = configs[0]
-        self.net_spotter = first.net_threshold is not None and first.threshold == 0
-        if self.net_spotter:
+        self.whole = first.whole
+        if self.whole:
             assert len(configs) == 1
-            self.spotter: KeywordSpotter | NetSpotter = first.spotter()
+            self.spotter: KeywordSpotter | NetSpotter | RunSpotter = first.spotter()
             self.verifiers: dict[Config, Any] = {}
         else:
             stage1 = first.first_stage()
@@ -422,8 +441,7 @@ class Group:
     def of(configs: list[Config]) -> list[Group]:
         groups: dict[Any, list[Config]] = {}
         for c in configs:
-            key = c if c.net_threshold is not None and c.threshold == 0 else \
-                c.first_stage_key()
+            key = c if c.whole else c.first_stage_key()
             groups.setdefault(key, []).append(c)
         return [Group(cs) for cs in groups.values()]
 
@@ -443,7 +461,7 @@ class Group:
             shared += time.process_time() - cpu0
             if not candidates:
                 continue
-            if self.net_spotter:
+            if self.whole:
                 found[self.configs[0]] += [h.end_sample - start for h in candidates]
                 continue
             assert isinstance(spotter, KeywordSpotter)
@@ -819,7 +837,13 @@ def parse_config(text: str) -> Config:
     classifier first, then the recognizer on what it lets through) or ``none`` (the
     default); ``any``: also outside voice activity; ``silero``: runs of speech by Silero
     VAD instead of WebRTC's voice activity. THRESHOLD 0 with ``netP``: the learned
-    detector on a sliding window, ``hold`` waiting for the end of the run."""
+    detector on a sliding window, ``hold`` waiting for the end of the run. ``runs``,
+    ``runs:clean``, ``runs:either``: no keyword spotting, Silero's short runs of speech
+    transcribed by Moonshine (hearing the raw audio, the cleaned, or both)."""
+    if text.startswith("runs"):
+        hears = {"": Hears.RAW, "clean": Hears.CLEANED, "either": Hears.EITHER}[
+            text.removeprefix("runs").lstrip(":")]
+        return Config(0.0, 0.0, runs=True, asr_hears=hears, activity=Activity.SILERO)
     threshold, word, verify, flag = [*text.split(":"), "", "", ""][:4]
     verify, _, model = verify.partition("@")
     verify, _, then = verify.partition("+")

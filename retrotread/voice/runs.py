@@ -1,0 +1,107 @@
+"""A spotter without keyword spotting: Silero VAD finds each short run of speech, and
+Moonshine speech recognition transcribes the whole run; a run whose transcript has the
+word "stop" is a command.
+
+The keyword spotter (:class:`~retrotread.voice.spotter.KeywordSpotter`) asks pocketsphinx
+to propose "stop" first and misses a few in noise before any check; here every short run
+is heard whole ("just stop", "okay stop"), and treadmill noise, which Silero does not call
+speech, costs no recognition at all. A run is released when ``end_silence_s`` of no
+speech follows it, and only if it lasted at most ``max_utterance_s``: "stop" inside a
+long sentence is not a command, as with the keyword spotter's gate.
+
+Measured against the keyword spotter in docs/voice-model.md ("A ninth choice").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from retrotread.voice import VOICE_COMMANDS
+from retrotread.voice.activity import SileroActivity
+from retrotread.voice.asr import AsrVerifier, Hears
+from retrotread.voice.spotter import (
+    END_SILENCE_S,
+    MAX_UTTERANCE_S,
+    NOISE_SUPPRESSION,
+    Denoiser,
+    Spotted,
+)
+
+PAD_S = 0.3
+"""Audio the recognizer hears before and after the run (Silero marks speech a little
+late and ends it a little early)."""
+
+
+class RunSpotter:
+    """Feed 16 kHz audio, get "stop"s. Not thread-safe: one thread feeds it."""
+
+    def __init__(self, sample_rate_hz: int, *, hears: Hears = Hears.RAW,
+                 max_utterance_s: float = MAX_UTTERANCE_S,
+                 end_silence_s: float = END_SILENCE_S,
+                 noise_suppression: int = NOISE_SUPPRESSION) -> None:
+        self.sample_rate_hz = int(sample_rate_hz)
+        self.denoiser = Denoiser(noise_suppression)
+        self.activity = SileroActivity()
+        self.verifier = AsrVerifier(before_s=PAD_S, hears=hears)
+        self.max_samples = round(max_utterance_s * sample_rate_hz)
+        self.end_silence = round(end_silence_s * sample_rate_hz)
+        self.pad = round(PAD_S * sample_rate_hz)
+        self._keep = (self.max_samples + 2 * self.pad + self.end_silence
+                      + 2 * SileroActivity.CHUNK)
+        self._raw = np.zeros(0, dtype=np.int16)  # the last ``_keep`` samples, as they came
+        self._cleaned = np.zeros(0, dtype=np.int16)  # the same, noise-suppressed
+        self._kept_end = 0  # samples through the denoiser so far (the end of both)
+        self._judged_end = 0  # samples the voice activity has judged so far
+        self._start: int | None = None  # where the current run of speech began
+        self._last_speech = 0
+        self.fed_samples = 0
+        self.candidates = 0
+        """Short runs of speech the recognizer transcribed."""
+        self.too_short = 0  # the benchmark's counter; no duration check here
+        self.too_long = 0
+        """Runs longer than ``max_utterance_s`` (not transcribed)."""
+
+    def feed(self, samples: np.ndarray) -> list[Spotted]:
+        block = np.ascontiguousarray(samples, dtype=np.int16)
+        self.fed_samples += len(block)
+        cleaned = self.denoiser.process(block)
+        self._remember(cleaned.raw, cleaned.audio)
+        found: list[Spotted] = []
+        chunk = SileroActivity.CHUNK
+        for speech in self.activity.process(cleaned.raw):
+            self._judged_end += chunk
+            if speech:
+                if self._start is None:
+                    self._start = self._judged_end - chunk
+                self._last_speech = self._judged_end
+            elif self._start is not None and \
+                    self._judged_end - self._last_speech >= self.end_silence:
+                found += self._judge(self._start, self._last_speech)
+                self._start = None
+        return found[:1]
+
+    def _remember(self, raw: np.ndarray, cleaned: np.ndarray) -> None:
+        self._raw = np.concatenate([self._raw, raw])[-self._keep:]
+        self._cleaned = np.concatenate([self._cleaned, cleaned])[-self._keep:]
+        self._kept_end += len(raw)
+
+    def _judge(self, start: int, end: int) -> list[Spotted]:
+        length = end - start
+        if length > self.max_samples:
+            self.too_long += 1
+            return []
+        self.candidates += 1
+        offset = self._kept_end - len(self._raw)
+        lo, hi = max(0, start - self.pad - offset), max(0, end + self.pad - offset)
+        raw, cleaned = self._raw[lo:hi], self._cleaned[lo:hi]
+        windows = {Hears.RAW: (raw,), Hears.CLEANED: (cleaned,),
+                   Hears.EITHER: (raw, cleaned)}[self.verifier.hears]
+        if not self.verifier.keep(None, *windows):
+            return []
+        return [Spotted("stop", VOICE_COMMANDS["stop"], self.verifier.last_confidence or 0.0,
+                        length / self.sample_rate_hz, self.fed_samples, start)]
+
+    def reset(self) -> None:
+        """Forget the current run (after a gap in the audio)."""
+        self._start = None
+        self.activity.reset()
