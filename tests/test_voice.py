@@ -11,8 +11,9 @@ import asyncio
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -33,7 +34,8 @@ from retrotread.sim.treadmill import SimulatedTreadmill
 from retrotread.voice import VOICE_COMMANDS, asr, spotter
 from retrotread.voice.audio import ArraySource, InputDevice, find_input, load_wav
 from retrotread.voice.listener import Detection, VoiceListener, VoiceStop
-from retrotread.voice.spotter import KeywordSpotter, UtteranceGate
+from retrotread.voice.runs import RunSpotter
+from retrotread.voice.spotter import KeywordSpotter, Spotter, UtteranceGate
 from tests import voice_audio as va
 from tests.mosquitto import in_ci
 from tests.test_faults import stops_after, until, walking_backward
@@ -295,10 +297,6 @@ async def test_detections_reach_the_loop_thread_with_their_latency(synth: va.Syn
     assert listener.blocks == -(-len(audio) // 1600)
 
 
-def spotter_name(second_stage: dict[str, object]) -> str:
-    return next(name for name, kwargs in SECOND_STAGES.items() if kwargs == second_stage)
-
-
 def _gated_stream(synth: va.Synth, texts: list[str]) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """The host's announcements as a microphone hears them from a speaker: 150 ms late
     (output and input buffers), over treadmill noise at 20 dB."""
@@ -309,22 +307,33 @@ def _gated_stream(synth: va.Synth, texts: list[str]) -> tuple[np.ndarray, list[t
     return heard, spans
 
 
-SECOND_STAGES: dict[str, dict[str, Any]] = {
-    "classifier": {}, "moonshine": {"net_threshold": None, "asr_before_s": 0.3}}
-"""The two second stages ``--voice-stop`` may listen with (spotter.default_spotter)."""
+SECOND_STAGES: dict[str, Callable[[], Spotter]] = {
+    "classifier": lambda: KeywordSpotter(va.RATE_HZ),
+    "moonshine": lambda: KeywordSpotter(va.RATE_HZ, net_threshold=None, asr_before_s=0.3),
+    "runs": lambda: RunSpotter(va.RATE_HZ),
+}
+"""The spotters ``--voice-stop`` may listen with (spotter.default_spotter): the keyword
+spotter checked by the classifier or by Moonshine; and the run spotter (runs.py), which
+the benchmark measures against them."""
+
+
+@dataclass(frozen=True)
+class SecondStage:
+    name: str
+    make: Callable[[], Spotter]
 
 
 @pytest.fixture(params=sorted(SECOND_STAGES))
-def second_stage(request: pytest.FixtureRequest) -> dict[str, Any]:
-    if request.param == "moonshine" and not asr.available():
+def second_stage(request: pytest.FixtureRequest) -> SecondStage:
+    if request.param != "classifier" and not asr.available():
         if in_ci():  # CI installs the voice extra on Linux x86-64: it must be there
             pytest.fail("Moonshine (moonshine-cpp, onnx) is not installed")
         pytest.skip("Moonshine (moonshine-cpp) is not installed here")
-    return SECOND_STAGES[request.param]
+    return SecondStage(request.param, SECOND_STAGES[request.param])
 
 
 async def _listen(audio: np.ndarray, host_speaking_spans: list[tuple[int, int]] | None,
-                  second_stage: dict[str, object] | None = None) -> list[Detection]:
+                  second_stage: SecondStage | None = None) -> list[Detection]:
     source = ArraySource(audio, va.RATE_HZ)
 
     def host_speaking() -> bool:  # what CuePlayer knows: its espeak-ng is running
@@ -332,7 +341,7 @@ async def _listen(audio: np.ndarray, host_speaking_spans: list[tuple[int, int]] 
             start <= source.position < end for start, end in host_speaking_spans)
 
     found: list[Detection] = []
-    spotter = KeywordSpotter(va.RATE_HZ, **(second_stage or {}))  # type: ignore[arg-type]
+    spotter = second_stage.make() if second_stage else KeywordSpotter(va.RATE_HZ)
     listener = VoiceListener(source, spotter,
                              loop=asyncio.get_running_loop(),
                              on_detection=lambda d, lat: found.append(d),
@@ -346,7 +355,7 @@ async def _listen(audio: np.ndarray, host_speaking_spans: list[tuple[int, int]] 
 
 async def test_the_sessions_own_announcements_never_stop_it(
         synth: va.Synth, announcements: list[str], capsys: pytest.CaptureFixture[str],
-        second_stage: dict[str, object]) -> None:
+        second_stage: SecondStage) -> None:
     assert len(announcements) >= 20
     with_stop = [text for text in announcements if "stop" in text.lower()]
     assert with_stop, "the bundled profiles announce the belt stopping"
@@ -365,7 +374,7 @@ async def test_the_sessions_own_announcements_never_stop_it(
     hit_texts = sorted({announcements[i] for d in ungated for i, (s, e) in enumerate(spans)
                         if s <= d.audio_end_s * va.RATE_HZ <= e + va.RATE_HZ})
     with capsys.disabled():
-        print(f"\n  announcements: {len(announcements)} ({spotter_name(second_stage)}); "
+        print(f"\n  announcements: {len(announcements)} ({second_stage.name}); "
               f"detections without the gate: "
               f"{len(ungated)} ({hit_texts}); with the gate: 0")
 
@@ -387,14 +396,14 @@ class FailingMicrophone(ArraySource):
 
 @VIRTUAL
 async def test_a_spoken_stop_while_walking_backward_puts_stop_on_the_wire(
-        synth: va.Synth, first_session: Profile, second_stage: dict[str, object]) -> None:
+        synth: va.Synth, first_session: Profile, second_stage: SecondStage) -> None:
     speech = synth.speak("please stop", va.Voice("en-us", 160))
     clip = va.scene(speech, snr_db=10, seed=31, before_s=2.0, after_s=1.5)
     marks: dict[str, float] = {}
 
     async def scenario(sim: SimulatedTreadmill, session: Session) -> None:
         await walking_backward(session)
-        spotter = KeywordSpotter(va.RATE_HZ, **second_stage)  # type: ignore[arg-type]
+        spotter = second_stage.make()
         voice = VoiceStop(ArraySource(clip.audio, va.RATE_HZ), spotter,
                           bus=session.bus, clock=session.clock)
         marks["said"] = session.clock.now()
