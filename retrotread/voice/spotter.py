@@ -44,7 +44,7 @@ import numpy as np
 from retrotread.errors import VoiceUnavailableError
 from retrotread.events import UserCommand
 from retrotread.voice import EXTRA_HINT, VOICE_COMMANDS, stopnet
-from retrotread.voice.activity import Activity, SileroActivity
+from retrotread.voice.activity import Activity, Chunker, SileroActivity
 from retrotread.voice.asr import AsrVerifier, Hears
 from retrotread.voice.asr import available as asr_available
 
@@ -178,20 +178,18 @@ class Denoiser:
             raise VoiceUnavailableError(
                 f"the voice stop needs the webrtc-noise-gain package ({EXTRA_HINT})") from exc
         self._processor = AudioProcessor(0, level)
-        self._pending = np.zeros(0, dtype=np.int16)
+        self._chunker = Chunker(self.CHUNK)
 
     def process(self, samples: np.ndarray) -> Cleaned:
         """The cleaned audio of the whole 10 ms chunks so far, WebRTC's voice activity for
         each of them, and the raw samples they were made from."""
-        audio = np.concatenate([self._pending, samples.astype(np.int16, copy=False)])
-        whole = len(audio) // self.CHUNK * self.CHUNK
-        self._pending = audio[whole:]
-        data = audio[:whole].tobytes()
+        raw = self._chunker.take(samples)
+        data = raw.tobytes()
         step = self.CHUNK * 2
         results = [self._processor.Process10ms(data[i:i + step])
                    for i in range(0, len(data), step)]
         audio_out = np.frombuffer(b"".join(r.audio for r in results), dtype=np.int16)
-        return Cleaned(audio_out, [bool(r.is_speech) for r in results], audio[:whole])
+        return Cleaned(audio_out, [bool(r.is_speech) for r in results], raw)
 
 
 class Cleaned(NamedTuple):
