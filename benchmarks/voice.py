@@ -69,8 +69,9 @@ choice's run, when a verifier slower than the default's could be chosen) with
 ``--compare`` the default's latency is measured in the same run, and the chosen
 configuration's p99, end of word to the command and to Stop on the wire, must each be at
 most ``LATENCY_SLACK_S`` (0.2 s) above the default's. Since the fifth choice the
-default is Moonshine (``DEFAULT``), so a switch must beat its held-out row (74.2 % at
-10 dB, 2.8 false stops per hour of speech). The sixth choice (fixed before its run) adds
+default was Moonshine checking the keyword spotter (``ASR``: held-out 74.2 % at 10 dB,
+2.8 false stops per hour of speech); since the ninth, the run spotter (``DEFAULT``), and a
+switch must beat its held-out row. The sixth choice (fixed before its run) adds
 "near misses" (``asr0.3pP``: also keep a candidate when the recognizer gave "stop" a
 probability of at least P at some step) at P 0.5, 0.3, 0.2 and 0.1, chosen among
 Moonshine rows only (the classifier rows of the fifth choice all heard less at 10 dB).
@@ -234,10 +235,14 @@ ASR = Config(1e-30, 0.15, asr_before_s=0.3)
 (docs/voice-model.md, "A fourth choice"): it heard the most, but its p99 latency was
 2.7 s; since then it runs about five times faster (retrotread/voice/ortformat.py), and
 the fifth choice measured it again and switched the default to it."""
-DEFAULT = ASR
-"""What ``--voice-stop`` listens with where Moonshine installs (retrotread/voice/spotter.py
+RUNS = Config(0.0, 0.0, runs=True, asr_hears=Hears.RAW, activity=Activity.SILERO)
+"""No keyword spotting: Silero VAD's short runs of speech, each transcribed by Moonshine on
+the raw audio (``--grid runs``; retrotread/voice/runs.py). Chosen in the ninth choice."""
+DEFAULT = RUNS
+"""What ``--voice-stop`` listens with where Moonshine installs (retrotread/voice/default.py
 ``default_spotter``): what ``--compare`` reports next to the chosen configuration, and
-what the switch rule compares against. Until the fifth choice: ``CURRENT``."""
+what the switch rule compares against. Until the fifth choice: ``CURRENT``; from the
+fifth to the ninth: ``ASR``."""
 
 
 @dataclass(frozen=True)

@@ -124,8 +124,9 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "ble:ADDRESS_OR_NAME, or sim (a simulated strap, with --device sim); "
                    "it replaces the treadmill's own heart rate")
     p.add_argument("--voice-stop", action="store_true",
-                   help="also stop the belt when you say \"stop\" (offline keyword spotting, "
-                   "each word checked by speech recognition; needs pip install "
+                   help="also stop the belt when you say \"stop\" (offline: each short "
+                   "utterance is transcribed by speech recognition, or where that does not "
+                   "install, keyword spotting checks each word; needs pip install "
                    "'retrotread[voice]' and a microphone; about 2 s to load). It adds to the "
                    "safety key and the stop key, never replaces them")
     p.add_argument("--mic", default=None, metavar="NAME|INDEX",

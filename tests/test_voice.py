@@ -180,19 +180,30 @@ def test_a_word_heard_outside_any_run_of_speech_is_dropped_when_speech_is_requir
     assert strict.spotted([hit]) == []
 
 
-def test_the_default_spotter_checks_with_moonshine_where_it_is_installed(
+def test_the_default_spotter_is_the_run_spotter_where_moonshine_is_installed(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(spotter, "ASR_BEFORE_S", 0.3)
+    from retrotread.voice import default
+    from retrotread.voice.runs import RunSpotter
+
     if asr.available():
-        chosen = spotter.default_spotter(va.RATE_HZ)
-        assert isinstance(chosen.verifier, asr.AsrVerifier) and chosen.verifier.before_s == 0.3
-    monkeypatch.setattr(spotter, "asr_available", lambda: False)  # another platform
-    fallback = spotter.default_spotter(va.RATE_HZ)
+        chosen = default.default_spotter(va.RATE_HZ)
+        assert isinstance(chosen, RunSpotter) and chosen.verifier.hears is default.RUNS_HEAR
+        monkeypatch.setattr(default, "RUNS_HEAR", None)  # the keyword spotter, Moonshine
+        keyword = default.default_spotter(va.RATE_HZ)
+        assert isinstance(keyword, KeywordSpotter)
+        assert isinstance(keyword.verifier, asr.AsrVerifier)
+        assert keyword.verifier.before_s == spotter.ASR_BEFORE_S
+    monkeypatch.setattr(default, "asr_available", lambda: False)  # another platform
+    fallback = default.default_spotter(va.RATE_HZ)
+    assert isinstance(fallback, KeywordSpotter)
     assert isinstance(fallback.verifier, spotter.NetVerifier)
     assert fallback.verifier.threshold == spotter.NET_VERIFY_THRESHOLD
-    monkeypatch.setattr(spotter, "asr_available", lambda: True)
+    monkeypatch.setattr(default, "asr_available", lambda: True)
+    monkeypatch.setattr(default, "RUNS_HEAR", None)
     monkeypatch.setattr(spotter, "ASR_BEFORE_S", None)
-    assert isinstance(spotter.default_spotter(va.RATE_HZ).verifier, spotter.NetVerifier)
+    chosen = default.default_spotter(va.RATE_HZ)
+    assert isinstance(chosen, KeywordSpotter)
+    assert isinstance(chosen.verifier, spotter.NetVerifier)
 
 
 def test_the_recognizer_hears_the_raw_audio_the_cleaned_or_both_as_asked(
@@ -231,17 +242,24 @@ def test_the_recognizer_hears_the_raw_audio_the_cleaned_or_both_as_asked(
             np.testing.assert_array_equal(a, b)
 
 
-def test_the_default_spotter_s_recognizer_hears_what_the_setting_says(
+def test_the_default_spotter_s_recognizer_hears_what_the_settings_say(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    from retrotread.voice import default
+
     if not asr.available():
         if in_ci():  # CI installs the voice extra on Linux x86-64: it must be there
             pytest.fail("Moonshine (moonshine-cpp) is missing")
         pytest.skip("Moonshine installs only on Linux x86-64")
     for hears in asr.Hears:
+        monkeypatch.setattr(default, "RUNS_HEAR", hears)
+        runs = default.default_spotter(va.RATE_HZ)
+        assert runs.verifier.hears is hears  # type: ignore[attr-defined]
+        monkeypatch.setattr(default, "RUNS_HEAR", None)
         monkeypatch.setattr(spotter, "ASR_HEARS", hears)
-        chosen = spotter.default_spotter(va.RATE_HZ)
-        assert isinstance(chosen.verifier, asr.AsrVerifier)
-        assert chosen.verifier.hears is hears
+        keyword = default.default_spotter(va.RATE_HZ)
+        assert isinstance(keyword, KeywordSpotter)
+        assert isinstance(keyword.verifier, asr.AsrVerifier)
+        assert keyword.verifier.hears is hears
 
 
 def test_a_spoken_word_can_only_stop_or_pause() -> None:

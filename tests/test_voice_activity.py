@@ -69,8 +69,12 @@ def test_the_gate_follows_silero_when_asked(synth: va.Synth,  # noqa: F811
         assert spotter_.gate._chunk == (SileroActivity.CHUNK if activity is Activity.SILERO
                                         else Denoiser.CHUNK)
     assert found[Activity.SILERO] == ["stop"]
+    from retrotread.voice import default
+
     monkeypatch.setattr(spotter, "VOICE_ACTIVITY", Activity.SILERO)
-    chosen = spotter.default_spotter(va.RATE_HZ)
+    monkeypatch.setattr(default, "RUNS_HEAR", None)
+    chosen = default.default_spotter(va.RATE_HZ)
+    assert isinstance(chosen, KeywordSpotter)
     assert isinstance(chosen.activity, SileroActivity)
 
 

@@ -66,3 +66,11 @@ def test_treadmill_noise_alone_costs_no_recognition() -> None:
         noise = va.treadmill_noise(20.0, seed=40 + k) * va.SPEECH_LEVEL / 10 ** (snr / 20)
         assert spot(spotter, np.clip(noise, -32768, 32767).astype(np.int16)) == []
     assert spotter.candidates == 0 and spotter.verifier.checked == 0
+
+
+def test_the_benchmark_s_default_is_what_voice_stop_listens_with() -> None:
+    from benchmarks.voice import DEFAULT
+    from retrotread.voice import default
+
+    assert DEFAULT.runs and DEFAULT.asr_hears is default.RUNS_HEAR
+    assert isinstance(default.default_spotter(va.RATE_HZ), RunSpotter)

@@ -5,11 +5,13 @@ Three thin parts, each replaceable in tests:
 
 * :mod:`~retrotread.voice.audio`: where sound comes from (a microphone through
   sounddevice/PortAudio, or a WAV file / numpy array), one blocking ``read()`` at a time;
-* :mod:`~retrotread.voice.spotter`: pocketsphinx in keyphrase (KWS) mode, with the English
-  model its wheel ships, proposes "stop"; Moonshine speech recognition
-  (:mod:`~retrotread.voice.asr`, where its wheel installs: Linux x86-64) or, elsewhere, a
-  learned classifier on a pretrained speech embedding (:mod:`~retrotread.voice.stopnet`)
-  checks each proposal; audio in, spotted words out;
+* the spotter, audio in, spotted words out (:mod:`~retrotread.voice.default` picks it):
+  where Moonshine speech recognition installs (Linux x86-64), :mod:`~retrotread.voice.runs`:
+  Silero VAD (:mod:`~retrotread.voice.activity`) finds each short run of speech and
+  Moonshine (:mod:`~retrotread.voice.asr`) transcribes it; elsewhere
+  :mod:`~retrotread.voice.spotter`: pocketsphinx in keyphrase (KWS) mode, with the English
+  model its wheel ships, proposes "stop" and a learned classifier on a pretrained speech
+  embedding (:mod:`~retrotread.voice.stopnet`) checks each proposal;
 * :mod:`~retrotread.voice.listener`: a thread that reads, gates (not while the session
   itself speaks), spots and hands each detection to the asyncio loop with
   ``call_soon_threadsafe``, so listening can never delay a control tick.

@@ -28,7 +28,8 @@ from retrotread.clock import Clock
 from retrotread.errors import MicrophoneLostError
 from retrotread.events import Announcement, CommandSource, EventBus, UserCommand, VoiceHeard
 from retrotread.voice.audio import AudioSource
-from retrotread.voice.spotter import Spotter, default_spotter
+from retrotread.voice.default import default_spotter
+from retrotread.voice.spotter import Spotter
 
 if TYPE_CHECKING:
     from retrotread.session import Session

@@ -16,7 +16,11 @@ dictionary, so nothing is downloaded at run time.
    again when the candidate's own window of audio is decoded on its own (``Verifier``);
    or, with ``asr_before_s``, Moonshine speech recognition, trained on human speech, must
    transcribe "stop" in the candidate's window (``AsrVerifier``,
-   :mod:`~retrotread.voice.asr`): ``default_spotter`` uses it wherever it is installed.
+   :mod:`~retrotread.voice.asr`).
+
+Where Moonshine installs, ``--voice-stop`` listens with the run spotter instead
+(:mod:`~retrotread.voice.runs`, :mod:`~retrotread.voice.default`); elsewhere with this
+keyword spotter and the learned classifier.
 
 ``NetSpotter`` is the learned classifier used as the detector itself, on a sliding
 window (measured by the benchmark, not the default).
@@ -46,7 +50,6 @@ from retrotread.events import UserCommand
 from retrotread.voice import EXTRA_HINT, VOICE_COMMANDS, stopnet
 from retrotread.voice.activity import Activity, Chunker, SileroActivity
 from retrotread.voice.asr import AsrVerifier, Hears
-from retrotread.voice.asr import available as asr_available
 
 NOISE_SUPPRESSION = 4
 """WebRTC noise suppression level (0 off .. 4 strongest): the benchmark's noise-robustness
@@ -719,13 +722,3 @@ class NetSpotter:
         audio that was not fed (the host's speech)."""
         self.gate.reset()
         self._quiet_until = 0
-
-
-def default_spotter(sample_rate_hz: int) -> KeywordSpotter:
-    """The spotter ``--voice-stop`` listens with (docs/voice-model.md, "Measured"): the
-    keyword spotter, its candidates checked by Moonshine speech recognition where it is
-    installed (``ASR_BEFORE_S``), by the learned classifier elsewhere."""
-    if ASR_BEFORE_S is not None and asr_available():
-        return KeywordSpotter(sample_rate_hz, net_threshold=None, asr_before_s=ASR_BEFORE_S,
-                              asr_hears=ASR_HEARS, voice_activity=VOICE_ACTIVITY)
-    return KeywordSpotter(sample_rate_hz, voice_activity=VOICE_ACTIVITY)
