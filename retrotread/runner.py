@@ -396,8 +396,7 @@ async def run_workout(profile_path: Path, options: RunOptions) -> int:
         print(f"heart rate: strap {'(simulated)' if strap_spec.simulated else strap_spec}",
               file=out)
     if voice_stop is not None:
-        checked = (f", each \"stop\" checked by {voice_stop.checked_by}"
-                   if voice_stop.checked_by else "")
+        checked = f", {voice_stop.how}" if voice_stop.how else ""
         print(f"voice stop: listening on {voice_stop.description}{checked} "
               "(say \"stop\"; it adds to the safety key, never replaces it)", file=out)
     print(f"session log: {log_path}", file=out)

@@ -631,8 +631,9 @@ async def test_run_voice_stop_wires_the_microphone_to_the_session(
                                               options), 45) == 0
     assert opened == ["5"]
     assert "voice stop: listening on 'Test microphone'" in out.getvalue()
-    checker = "Moonshine speech recognition" if asr.available() else "the learned classifier"
-    assert f'each "stop" checked by {checker}' in out.getvalue()
+    how = ("each short run of speech (Silero VAD) transcribed by Moonshine speech "
+           "recognition" if asr.available() else 'each "stop" checked by the learned classifier')
+    assert f"listening on 'Test microphone', {how} (say" in out.getvalue()
     records = read_session(log_path)
     users = [r for r in records if r["type"] == "user" and r["source"] == "voice"]
     assert users and users[0]["command"] == "stop" and users[0]["accepted"]

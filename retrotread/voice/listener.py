@@ -222,10 +222,14 @@ class VoiceStop:
         return repr(device.name) if device is not None else "an audio stream"
 
     @property
-    def checked_by(self) -> str | None:
-        """What checks the spotter's candidates (its second stage's name), if anything."""
-        verifier = getattr(self.spotter, "verifier", None)
-        return getattr(verifier, "name", None)
+    def how(self) -> str | None:
+        """How the spotter listens, as the start-up line says it: its own ``name``, or
+        what checks its candidates (its second stage's name), if anything."""
+        named = getattr(self.spotter, "name", None)
+        if named:
+            return str(named)
+        checker = getattr(getattr(self.spotter, "verifier", None), "name", None)
+        return f'each "stop" checked by {checker}' if checker else None
 
     def start(self, session: Session | None,
               loop: asyncio.AbstractEventLoop | None = None) -> None:

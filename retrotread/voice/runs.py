@@ -35,6 +35,10 @@ late and ends it a little early)."""
 class RunSpotter:
     """Feed 16 kHz audio, get "stop"s. Not thread-safe: one thread feeds it."""
 
+    name = ("each short run of speech (Silero VAD) transcribed by Moonshine speech "
+            "recognition")
+    """How it listens, as the start-up line says it."""
+
     def __init__(self, sample_rate_hz: int, *, hears: Hears = Hears.RAW,
                  max_utterance_s: float = MAX_UTTERANCE_S,
                  end_silence_s: float = END_SILENCE_S,
