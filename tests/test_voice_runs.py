@@ -44,6 +44,10 @@ def test_a_short_stop_is_heard_whole(synth: va.Synth, hears: asr.Hears) -> None:
     assert abs(hit.word_start_sample - clip.speech_start) < 0.3 * va.RATE_HZ
     assert hit.confidence > 0.5 and spotter.candidates == 1
     assert spotter.verifier.hears is hears
+    # the noise suppressor runs only when the recognizer hears its output
+    assert (spotter.denoiser is not None) is hears.needs_cleaned
+    assert [h is asr.Hears.RAW for h in asr.Hears if not h.needs_cleaned] == [True]
+    assert asr.Hears.EITHER.raw_first == (True, False)
 
 
 def test_stop_inside_a_long_sentence_and_other_words_are_not_commands(

@@ -14,7 +14,7 @@ Two sources, a closed set (:class:`Activity`):
   time and gives P(speech); a chunk is speech at ``SPEECH_P`` or above, Silero's own
   default. On the benchmark's treadmill noise alone it called no chunk speech at 20, 10,
   5 or 0 dB, and 90-95 % of the chunks of a spoken phrase speech; it costs about 30 ms of
-  CPU per second of audio (docs/voice-model.md, "An eighth choice").
+  CPU per second of audio (docs/voice-model.md, "A ninth choice").
 
 Silero hears the audio as it came in (it learned from noisy recordings), not the
 noise-suppressed audio.

@@ -221,6 +221,16 @@ class Hears(Enum):
     EITHER = "raw audio, then noise-suppressed"
     """The raw window first; if its transcript has no "stop", the cleaned one."""
 
+    @property
+    def raw_first(self) -> tuple[bool, ...]:
+        """For each window the recognizer hears, in order: whether it is the raw audio."""
+        return {Hears.CLEANED: (False,), Hears.RAW: (True,), Hears.EITHER: (True, False)}[self]
+
+    @property
+    def needs_cleaned(self) -> bool:
+        """Whether any window is the noise-suppressed audio."""
+        return False in self.raw_first
+
 
 class AsrVerifier:
     """Second stage: keep a candidate when Moonshine's transcript of its window of audio

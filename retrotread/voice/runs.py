@@ -44,7 +44,9 @@ class RunSpotter:
                  end_silence_s: float = END_SILENCE_S,
                  noise_suppression: int = NOISE_SUPPRESSION) -> None:
         self.sample_rate_hz = int(sample_rate_hz)
-        self.denoiser = Denoiser(noise_suppression)
+        self.denoiser = Denoiser(noise_suppression) if hears.needs_cleaned else None
+        """WebRTC's noise suppression, only when the recognizer hears the cleaned audio
+        (Silero hears the raw audio either way)."""
         self.activity = SileroActivity()
         self.verifier = AsrVerifier(before_s=PAD_S, hears=hears)
         self.max_samples = round(max_utterance_s * sample_rate_hz)
@@ -53,8 +55,8 @@ class RunSpotter:
         self._keep = (self.max_samples + 2 * self.pad + self.end_silence
                       + 2 * SileroActivity.CHUNK)
         self._raw = np.zeros(0, dtype=np.int16)  # the last ``_keep`` samples, as they came
-        self._cleaned = np.zeros(0, dtype=np.int16)  # the same, noise-suppressed
-        self._kept_end = 0  # samples through the denoiser so far (the end of both)
+        self._cleaned = np.zeros(0, dtype=np.int16)  # the same, noise-suppressed (if used)
+        self._kept_end = 0  # the end of ``_raw``, in samples since the start
         self._judged_end = 0  # samples the voice activity has judged so far
         self._start: int | None = None  # where the current run of speech began
         self._last_speech = 0
@@ -68,11 +70,16 @@ class RunSpotter:
     def feed(self, samples: np.ndarray) -> list[Spotted]:
         block = np.ascontiguousarray(samples, dtype=np.int16)
         self.fed_samples += len(block)
-        cleaned = self.denoiser.process(block)
-        self._remember(cleaned.raw, cleaned.audio)
+        raw = block
+        if self.denoiser is not None:  # the same samples, in whole 10 ms chunks
+            cleaned = self.denoiser.process(block)
+            raw = cleaned.raw
+            self._cleaned = np.concatenate([self._cleaned, cleaned.audio])[-self._keep:]
+        self._raw = np.concatenate([self._raw, raw])[-self._keep:]
+        self._kept_end += len(raw)
         found: list[Spotted] = []
         chunk = SileroActivity.CHUNK
-        for speech in self.activity.process(cleaned.raw):
+        for speech in self.activity.process(raw):
             self._judged_end += chunk
             if speech:
                 if self._start is None:
@@ -84,11 +91,6 @@ class RunSpotter:
                 self._start = None
         return found[:1]
 
-    def _remember(self, raw: np.ndarray, cleaned: np.ndarray) -> None:
-        self._raw = np.concatenate([self._raw, raw])[-self._keep:]
-        self._cleaned = np.concatenate([self._cleaned, cleaned])[-self._keep:]
-        self._kept_end += len(raw)
-
     def _judge(self, start: int, end: int) -> list[Spotted]:
         length = end - start
         if length > self.max_samples:
@@ -97,9 +99,8 @@ class RunSpotter:
         self.candidates += 1
         offset = self._kept_end - len(self._raw)
         lo, hi = max(0, start - self.pad - offset), max(0, end + self.pad - offset)
-        raw, cleaned = self._raw[lo:hi], self._cleaned[lo:hi]
-        windows = {Hears.RAW: (raw,), Hears.CLEANED: (cleaned,),
-                   Hears.EITHER: (raw, cleaned)}[self.verifier.hears]
+        windows = [(self._raw if raw else self._cleaned)[lo:hi]
+                   for raw in self.verifier.hears.raw_first]
         if not self.verifier.keep(None, *windows):
             return []
         return [Spotted("stop", VOICE_COMMANDS["stop"], self.verifier.last_confidence or 0.0,

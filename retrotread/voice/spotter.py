@@ -594,8 +594,7 @@ class KeywordSpotter:
         the speech recognizer, the raw audio's, the cleaned audio's, or both (its
         ``hears``). Valid right after the ``feed`` that returned the candidate."""
         hears = verifier.hears if isinstance(verifier, AsrVerifier) else Hears.CLEANED
-        return [self.window(candidate, verifier, raw=raw) for raw in {
-            Hears.CLEANED: (False,), Hears.RAW: (True,), Hears.EITHER: (True, False)}[hears]]
+        return [self.window(candidate, verifier, raw=raw) for raw in hears.raw_first]
 
     def window(self, candidate: Spotted, verifier: SecondStage, *,
                raw: bool = False) -> np.ndarray:
