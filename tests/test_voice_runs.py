@@ -8,7 +8,7 @@ import pytest
 
 from retrotread.events import UserCommand
 from retrotread.voice import asr
-from retrotread.voice.runs import RunSpotter
+from retrotread.voice.runs import PAD_S, RunSpotter
 from tests import voice_audio as va
 from tests.mosquitto import in_ci
 from tests.test_voice import synth  # noqa: F401  (the session's espeak-ng fixture)
@@ -77,4 +77,78 @@ def test_the_benchmark_s_default_is_what_voice_stop_listens_with() -> None:
     from retrotread.voice import default
 
     assert DEFAULT.runs and DEFAULT.asr_hears is default.RUNS_HEAR
-    assert isinstance(default.default_spotter(va.RATE_HZ), RunSpotter)
+    assert DEFAULT.asr_min_stop_p == default.RUNS_MIN_STOP_P
+    listening = default.default_spotter(va.RATE_HZ)
+    assert isinstance(listening, RunSpotter) and listening.verifier is not None
+    assert listening.verifier.hears is default.RUNS_HEAR
+    assert listening.verifier.min_stop_p == default.RUNS_MIN_STOP_P
+
+
+
+def test_unjudged_runs_give_the_windows_the_spotter_itself_would_judge(
+        synth: va.Synth) -> None:  # noqa: F811
+    clip = va.scene(synth.speak("just stop", va.Voice("en-us", 160)), snr_db=10, seed=34,
+                    after_s=1.0)
+    whole = RunSpotter(va.RATE_HZ, hears=asr.Hears.EITHER)
+    runs = RunSpotter(va.RATE_HZ, hears=asr.Hears.EITHER, verify=False)
+    assert whole.verifier is not None and runs.verifier is None
+    judged: list[list[np.ndarray]] = []
+    keep = whole.verifier.keep
+    whole.verifier.keep = (  # type: ignore[method-assign]
+        lambda run, *windows: judged.append(list(windows)) is None and keep(run, *windows))
+    heard, found, windows = [], [], []
+    for i in range(0, len(clip.audio), 1600):
+        heard += whole.feed(clip.audio[i:i + 1600])
+        new = runs.feed(clip.audio[i:i + 1600])
+        found += new
+        windows += [runs.windows(run, asr.Hears.EITHER) for run in new]
+    (run,) = found
+    (hit,) = heard  # the same run, judged
+    assert (run.end_sample, run.word_start_sample) == (hit.end_sample, hit.word_start_sample)
+    assert run.confidence == 0.0 < hit.confidence
+    ((raw, cleaned),) = windows
+    assert len(judged) == 1 and len(judged[0]) in (1, 2)  # the cleaned only if raw missed
+    assert all(np.array_equal(a, b) for a, b in zip(judged[0], (raw, cleaned), strict=False))
+    assert not np.array_equal(raw, cleaned)  # the noise suppressor's output
+    assert len(raw) == round(run.duration_s * va.RATE_HZ) + 2 * round(PAD_S * va.RATE_HZ)
+    with pytest.raises(ValueError, match="noise-suppressed"):
+        RunSpotter(va.RATE_HZ, verify=False).windows(run, asr.Hears.EITHER)
+
+
+def test_a_near_miss_counts_only_when_asked_for() -> None:
+    assert RunSpotter(va.RATE_HZ).verifier.min_stop_p is None  # type: ignore[union-attr]
+    near = RunSpotter(va.RATE_HZ, min_stop_p=0.1)
+    assert near.verifier is not None and near.verifier.min_stop_p == 0.1
+
+
+def test_the_benchmark_judges_silero_s_runs_once_for_all_its_run_rows(
+        synth: va.Synth) -> None:  # noqa: F811
+    """benchmarks/voice.py shares Silero's runs (and each window's transcript) among
+    run-spotter configurations; each gets exactly the detections its own spotter gets."""
+    from benchmarks.voice import Group, parse_config
+    configs = [parse_config(code) for code in ("runs", "runs:either", "runs:p0.05",
+                                               "runs:either:p0.05")]
+    assert configs[3].asr_hears is asr.Hears.EITHER and configs[3].asr_min_stop_p == 0.05
+    assert configs[0].asr_min_stop_p is None and "P(stop) >= 0.05" in str(configs[2])
+    (group,) = Group.of(configs)
+    assert isinstance(group.spotter, RunSpotter) and group.spotter.verifier is None
+    assert group.spotter.denoiser is not None  # a row hears the cleaned audio
+    assert len({id(v.transcriber) for v in group.verifiers.values()}) == 1
+    alone = {c: c.spotter() for c in configs}
+    detections = {c: 0 for c in configs}
+    for k, (phrase, snr) in enumerate((("stop", 5.0), ("hey stop", 0.0), ("shop", 10.0),
+                                       ("stop it", 10.0), ("okay stop", 0.0))):
+        clip = va.scene(synth.speak(phrase, va.Voice("en-gb-scotland+f2", 175)),
+                        snr_db=snr, seed=70 + k, after_s=1.0)
+        shared = group.spot(clip.audio)
+        for config, spotter in alone.items():
+            assert isinstance(spotter, RunSpotter)
+            spotter.reset()
+            start = spotter.fed_samples
+            own = [end - start for end in spot(spotter, clip.audio)]
+            assert own == shared[config], (phrase, snr, str(config))
+            detections[config] += len(own)
+    assert detections[configs[0]] >= 2  # the stops heard, not only silence compared
+    # each looser row hears at least what the stricter one hears
+    assert detections[configs[0]] <= detections[configs[1]] <= detections[configs[3]]
+    assert detections[configs[0]] <= detections[configs[2]] <= detections[configs[3]]

@@ -22,13 +22,18 @@ audio, as chosen); None: the keyword spotter with Moonshine checking its candida
 the ninth choice's fixed rules: on held-out 88.3 % of the stops heard at 10 dB, no
 false stop in 0.77 h of speech, p99 0.60 s from the end of the word to the command,
 against 74.2 %, 2.8 per hour and 1.27 s."""
+RUNS_MIN_STOP_P: float | None = None
+"""The run spotter also takes a run for "stop" when Moonshine gave "stop" at least this
+probability at some step though it wrote another word (``AsrVerifier.min_stop_p``);
+None: only the transcript counts."""
 
 
 def default_spotter(sample_rate_hz: int) -> Spotter:
     """The spotter ``--voice-stop`` listens with."""
     if asr_available():
         if RUNS_HEAR is not None:
-            return RunSpotter(sample_rate_hz, hears=RUNS_HEAR)
+            return RunSpotter(sample_rate_hz, hears=RUNS_HEAR,
+                              min_stop_p=RUNS_MIN_STOP_P)
         if spotter.ASR_BEFORE_S is not None:
             return KeywordSpotter(sample_rate_hz, net_threshold=None,
                                   asr_before_s=spotter.ASR_BEFORE_S,

@@ -14,6 +14,8 @@ Measured against the keyword spotter in docs/voice-model.md ("A ninth choice").
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from retrotread.voice import VOICE_COMMANDS
@@ -40,6 +42,7 @@ class RunSpotter:
     """How it listens, as the start-up line says it."""
 
     def __init__(self, sample_rate_hz: int, *, hears: Hears = Hears.RAW,
+                 min_stop_p: float | None = None, verify: bool = True,
                  max_utterance_s: float = MAX_UTTERANCE_S,
                  end_silence_s: float = END_SILENCE_S,
                  noise_suppression: int = NOISE_SUPPRESSION) -> None:
@@ -48,7 +51,10 @@ class RunSpotter:
         """WebRTC's noise suppression, only when the recognizer hears the cleaned audio
         (Silero hears the raw audio either way)."""
         self.activity = SileroActivity()
-        self.verifier = AsrVerifier(before_s=PAD_S, hears=hears)
+        self.verifier = self.make_verifier(hears=hears, min_stop_p=min_stop_p) \
+            if verify else None
+        """Moonshine, judging each short run; None (``verify=False``): every short run is
+        a candidate, for a caller that judges them itself (``windows``)."""
         self.max_samples = round(max_utterance_s * sample_rate_hz)
         self.end_silence = round(end_silence_s * sample_rate_hz)
         self.pad = round(PAD_S * sample_rate_hz)
@@ -66,6 +72,13 @@ class RunSpotter:
         self.too_short = 0  # the benchmark's counter; no duration check here
         self.too_long = 0
         """Runs longer than ``max_utterance_s`` (not transcribed)."""
+
+    @staticmethod
+    def make_verifier(*, hears: Hears = Hears.RAW,
+                      min_stop_p: float | None = None) -> AsrVerifier:
+        """Moonshine as this spotter uses it: it hears each run with ``PAD_S`` either
+        side."""
+        return AsrVerifier(before_s=PAD_S, hears=hears, min_stop_p=min_stop_p)
 
     def feed(self, samples: np.ndarray) -> list[Spotted]:
         block = np.ascontiguousarray(samples, dtype=np.int16)
@@ -97,14 +110,25 @@ class RunSpotter:
             self.too_long += 1
             return []
         self.candidates += 1
+        run = Spotted("stop", VOICE_COMMANDS["stop"], 0.0, length / self.sample_rate_hz,
+                      self.fed_samples, start)
+        if self.verifier is None:
+            return [run]
+        if not self.verifier.keep(run, *self.windows(run, self.verifier.hears)):
+            return []
+        return [dataclasses.replace(run, confidence=self.verifier.last_confidence or 0.0)]
+
+    def windows(self, run: Spotted, hears: Hears) -> list[np.ndarray]:
+        """The audio of ``run`` with ``PAD_S`` either side, once for each window ``hears``
+        asks for (raw or noise-suppressed, in its order). Valid right after the ``feed``
+        that returned the run."""
+        start = run.word_start_sample
+        end = start + round(run.duration_s * self.sample_rate_hz)
         offset = self._kept_end - len(self._raw)
         lo, hi = max(0, start - self.pad - offset), max(0, end + self.pad - offset)
-        windows = [(self._raw if raw else self._cleaned)[lo:hi]
-                   for raw in self.verifier.hears.raw_first]
-        if not self.verifier.keep(None, *windows):
-            return []
-        return [Spotted("stop", VOICE_COMMANDS["stop"], self.verifier.last_confidence or 0.0,
-                        length / self.sample_rate_hz, self.fed_samples, start)]
+        if hears.needs_cleaned and self.denoiser is None:
+            raise ValueError("this spotter keeps no noise-suppressed audio")
+        return [(self._raw if raw else self._cleaned)[lo:hi] for raw in hears.raw_first]
 
     def reset(self) -> None:
         """Forget the current run (after a gap in the audio)."""
