@@ -25,7 +25,9 @@ against 74.2 %, 2.8 per hour and 1.27 s."""
 RUNS_MIN_STOP_P: float | None = None
 """The run spotter also takes a run for "stop" when Moonshine gave "stop" at least this
 probability at some step though it wrote another word (``AsrVerifier.min_stop_p``);
-None: only the transcript counts."""
+None: only the transcript counts. The tenth choice measured ``RUNS_HEAR = Hears.EITHER``
+with 0.2 here: on held-out 93.3 % at 10 dB, but 4 false stops in 1.43 h of audio where
+these settings had none (docs/voice-model.md, "A tenth choice"); not switched."""
 
 
 def default_spotter(sample_rate_hz: int) -> Spotter:
