@@ -78,10 +78,12 @@ def test_the_benchmark_s_default_is_what_voice_stop_listens_with() -> None:
 
     assert DEFAULT.runs and DEFAULT.asr_hears is default.RUNS_HEAR
     assert DEFAULT.asr_min_stop_p == default.RUNS_MIN_STOP_P
+    assert DEFAULT.asr_max_words == default.RUNS_MAX_WORDS
     listening = default.default_spotter(va.RATE_HZ)
     assert isinstance(listening, RunSpotter) and listening.verifier is not None
     assert listening.verifier.hears is default.RUNS_HEAR
     assert listening.verifier.min_stop_p == default.RUNS_MIN_STOP_P
+    assert listening.verifier.max_words == default.RUNS_MAX_WORDS
 
 
 
@@ -152,3 +154,38 @@ def test_the_benchmark_judges_silero_s_runs_once_for_all_its_run_rows(
     # each looser row hears at least what the stricter one hears
     assert detections[configs[0]] <= detections[configs[1]] <= detections[configs[3]]
     assert detections[configs[0]] <= detections[configs[2]] <= detections[configs[3]]
+
+
+def test_a_long_transcript_is_no_command() -> None:
+    """``max_words``: "stop" in a transcript of more words is not taken (a command is a
+    short phrase), near miss or not."""
+    texts: list[str] = []
+
+    class Scripted:
+        def decode(self, audio: np.ndarray) -> asr.Transcript:
+            return asr.Transcript(texts.pop(0), 0.3)
+
+    quiet = np.zeros(1600, np.int16)
+    capped = RunSpotter.make_verifier(max_words=4, min_stop_p=0.2)
+    capped.transcriber = Scripted()  # type: ignore[assignment]
+    free = RunSpotter.make_verifier()
+    free.transcriber = Scripted()  # type: ignore[assignment]
+    for text, words in (("Stop.", 1), ("Please stop the belt.", 4), ("Okay, it's stop", 3),
+                        ("The stop package was opened in", 6), ("Stopped at 2.4 miles", 5)):
+        assert len(asr.WORD.findall(text)) == words, text
+        texts[:] = [text, text]
+        assert capped.keep(None, quiet) is (words <= 4), text
+        assert free.keep(None, quiet) is bool(asr.STOP_WORD.search(text)), text
+    # the cap applies to each hearing: a long raw transcript, then a short cleaned one
+    either = RunSpotter.make_verifier(hears=asr.Hears.EITHER, max_words=4)
+    either.transcriber = Scripted()  # type: ignore[assignment]
+    texts[:] = ["The stop package was opened in", "stop now"]
+    assert either.keep(None, quiet, quiet) and not texts
+    from benchmarks.voice import parse_config
+    config = parse_config("runs:either:p0.1:w4")
+    assert (config.asr_hears, config.asr_min_stop_p, config.asr_max_words) == (
+        asr.Hears.EITHER, 0.1, 4)
+    assert "at most 4 words" in str(config) and parse_config("runs").asr_max_words is None
+    spotter = config.spotter()
+    assert isinstance(spotter, RunSpotter) and spotter.verifier is not None
+    assert spotter.verifier.max_words == 4

@@ -51,6 +51,8 @@ MODEL_FILES = {
 }
 """The English base model as moonshine-cpp 0.1.4 ships it."""
 STOP_WORD = re.compile(r"\bstop\b", re.IGNORECASE)
+WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
+"""A word of a transcript, for counting ("it's" is one word, "2.4" two)."""
 TOKENS_PER_S = 6
 """The most word pieces decoded per second of audio (Moonshine's reference decoder uses
 the same bound: a second of speech is never more than a few words)."""
@@ -240,7 +242,8 @@ class AsrVerifier:
     """What checks the candidates, as the start-up line says it."""
 
     def __init__(self, *, before_s: float = 0.3, min_stop_p: float | None = None,
-                 hears: Hears = Hears.CLEANED, model_dir: Path | None = None) -> None:
+                 hears: Hears = Hears.CLEANED, max_words: int | None = None,
+                 model_dir: Path | None = None) -> None:
         self.before_s = float(before_s)
         """How much audio before the aligned word it hears."""
         self.hears = hears
@@ -248,6 +251,9 @@ class AsrVerifier:
         self.min_stop_p = min_stop_p
         """Also keep a candidate whose decoder gave "stop" at least this probability at
         some step, though it said another word (None: only the transcript counts)."""
+        self.max_words = max_words
+        """A transcript of more words than this is not a command, "stop" or not (a
+        command is a short phrase; None: any length)."""
         self.transcriber = Transcriber(model_dir)
         self.checked = 0
         self.refused = 0
@@ -264,6 +270,9 @@ class AsrVerifier:
             transcript = self.transcriber.decode(window)
             self.last_text = transcript.text
             self.last_confidence = max(self.last_confidence, transcript.stop_p)
+            if self.max_words is not None and \
+                    len(WORD.findall(transcript.text)) > self.max_words:
+                continue
             if STOP_WORD.search(transcript.text) or (
                     self.min_stop_p is not None and transcript.stop_p >= self.min_stop_p):
                 return True

@@ -28,14 +28,17 @@ probability at some step though it wrote another word (``AsrVerifier.min_stop_p`
 None: only the transcript counts. The tenth choice measured ``RUNS_HEAR = Hears.EITHER``
 with 0.2 here: on held-out 93.3 % at 10 dB, but 4 false stops in 1.43 h of audio where
 these settings had none (docs/voice-model.md, "A tenth choice"); not switched."""
+RUNS_MAX_WORDS: int | None = None
+"""A transcript of more words than this is not a command (``AsrVerifier.max_words``);
+None: any length."""
 
 
 def default_spotter(sample_rate_hz: int) -> Spotter:
     """The spotter ``--voice-stop`` listens with."""
     if asr_available():
         if RUNS_HEAR is not None:
-            return RunSpotter(sample_rate_hz, hears=RUNS_HEAR,
-                              min_stop_p=RUNS_MIN_STOP_P)
+            return RunSpotter(sample_rate_hz, hears=RUNS_HEAR, min_stop_p=RUNS_MIN_STOP_P,
+                              max_words=RUNS_MAX_WORDS)
         if spotter.ASR_BEFORE_S is not None:
             return KeywordSpotter(sample_rate_hz, net_threshold=None,
                                   asr_before_s=spotter.ASR_BEFORE_S,

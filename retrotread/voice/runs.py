@@ -42,7 +42,8 @@ class RunSpotter:
     """How it listens, as the start-up line says it."""
 
     def __init__(self, sample_rate_hz: int, *, hears: Hears = Hears.RAW,
-                 min_stop_p: float | None = None, verify: bool = True,
+                 min_stop_p: float | None = None, max_words: int | None = None,
+                 verify: bool = True,
                  max_utterance_s: float = MAX_UTTERANCE_S,
                  end_silence_s: float = END_SILENCE_S,
                  noise_suppression: int = NOISE_SUPPRESSION) -> None:
@@ -51,8 +52,8 @@ class RunSpotter:
         """WebRTC's noise suppression, only when the recognizer hears the cleaned audio
         (Silero hears the raw audio either way)."""
         self.activity = SileroActivity()
-        self.verifier = self.make_verifier(hears=hears, min_stop_p=min_stop_p) \
-            if verify else None
+        self.verifier = self.make_verifier(hears=hears, min_stop_p=min_stop_p,
+                                           max_words=max_words) if verify else None
         """Moonshine, judging each short run; None (``verify=False``): every short run is
         a candidate, for a caller that judges them itself (``windows``)."""
         self.max_samples = round(max_utterance_s * sample_rate_hz)
@@ -74,11 +75,12 @@ class RunSpotter:
         """Runs longer than ``max_utterance_s`` (not transcribed)."""
 
     @staticmethod
-    def make_verifier(*, hears: Hears = Hears.RAW,
-                      min_stop_p: float | None = None) -> AsrVerifier:
+    def make_verifier(*, hears: Hears = Hears.RAW, min_stop_p: float | None = None,
+                      max_words: int | None = None) -> AsrVerifier:
         """Moonshine as this spotter uses it: it hears each run with ``PAD_S`` either
         side."""
-        return AsrVerifier(before_s=PAD_S, hears=hears, min_stop_p=min_stop_p)
+        return AsrVerifier(before_s=PAD_S, hears=hears, min_stop_p=min_stop_p,
+                           max_words=max_words)
 
     def feed(self, samples: np.ndarray) -> list[Spotted]:
         block = np.ascontiguousarray(samples, dtype=np.int16)
