@@ -31,7 +31,7 @@ from retrotread.events import (
 from retrotread.profile import Profile, load_profile
 from retrotread.session import Session
 from retrotread.sim.treadmill import SimulatedTreadmill
-from retrotread.voice import VOICE_COMMANDS, asr, spotter
+from retrotread.voice import VOICE_COMMANDS, asr, default, spotter
 from retrotread.voice.audio import ArraySource, InputDevice, find_input, load_wav
 from retrotread.voice.listener import Detection, VoiceListener, VoiceStop
 from retrotread.voice.runs import RunSpotter
@@ -182,9 +182,6 @@ def test_a_word_heard_outside_any_run_of_speech_is_dropped_when_speech_is_requir
 
 def test_the_default_spotter_is_the_run_spotter_where_moonshine_is_installed(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from retrotread.voice import default
-    from retrotread.voice.runs import RunSpotter
-
     if asr.available():
         chosen = default.default_spotter(va.RATE_HZ)
         assert isinstance(chosen, RunSpotter) and chosen.verifier.hears is default.RUNS_HEAR
@@ -328,11 +325,11 @@ def _gated_stream(synth: va.Synth, texts: list[str]) -> tuple[np.ndarray, list[t
 SECOND_STAGES: dict[str, Callable[[], Spotter]] = {
     "classifier": lambda: KeywordSpotter(va.RATE_HZ),
     "moonshine": lambda: KeywordSpotter(va.RATE_HZ, net_threshold=None, asr_before_s=0.3),
-    "runs": lambda: RunSpotter(va.RATE_HZ),
+    "runs": lambda: default.run_spotter(va.RATE_HZ),
 }
-"""The spotters ``--voice-stop`` may listen with (spotter.default_spotter): the keyword
-spotter checked by the classifier or by Moonshine; and the run spotter (runs.py), which
-the benchmark measures against them."""
+"""The spotters ``--voice-stop`` may listen with (default.default_spotter): the keyword
+spotter checked by the classifier or by Moonshine; and the run spotter (runs.py) as it
+is set up to listen (default.run_spotter)."""
 
 
 @dataclass(frozen=True)

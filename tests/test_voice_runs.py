@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from retrotread.events import UserCommand
-from retrotread.voice import asr
+from retrotread.voice import asr, default
 from retrotread.voice.runs import PAD_S, RunSpotter
 from tests import voice_audio as va
 from tests.mosquitto import in_ci
@@ -52,7 +52,7 @@ def test_a_short_stop_is_heard_whole(synth: va.Synth, hears: asr.Hears) -> None:
 
 def test_stop_inside_a_long_sentence_and_other_words_are_not_commands(
         synth: va.Synth) -> None:  # noqa: F811
-    spotter = RunSpotter(va.RATE_HZ)
+    spotter = default.run_spotter(va.RATE_HZ)  # as --voice-stop listens
     sentence = synth.speak("When the timer runs out the belt will slow down and stop, "
                            "then turn around", va.Voice("en-us", 175))
     clip = va.scene(sentence, snr_db=20, seed=32, after_s=1.0)
@@ -65,7 +65,7 @@ def test_stop_inside_a_long_sentence_and_other_words_are_not_commands(
 
 
 def test_treadmill_noise_alone_costs_no_recognition() -> None:
-    spotter = RunSpotter(va.RATE_HZ)
+    spotter = default.run_spotter(va.RATE_HZ)
     for k, snr in enumerate((10.0, 5.0, 0.0)):
         noise = va.treadmill_noise(20.0, seed=40 + k) * va.SPEECH_LEVEL / 10 ** (snr / 20)
         assert spot(spotter, np.clip(noise, -32768, 32767).astype(np.int16)) == []
@@ -74,7 +74,6 @@ def test_treadmill_noise_alone_costs_no_recognition() -> None:
 
 def test_the_benchmark_s_default_is_what_voice_stop_listens_with() -> None:
     from benchmarks.voice import DEFAULT
-    from retrotread.voice import default
 
     assert DEFAULT.runs and DEFAULT.asr_hears is default.RUNS_HEAR
     assert DEFAULT.asr_min_stop_p == default.RUNS_MIN_STOP_P
