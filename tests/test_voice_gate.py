@@ -4,7 +4,11 @@ speech follows, while a long sentence is still refused (docs/voice-model.md, "La
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from retrotread.events import UserCommand
+from retrotread.voice.activity import SpeechRuns
 from retrotread.voice.spotter import Spotted, UtteranceGate
 
 RATE = 16_000
@@ -98,3 +102,37 @@ def test_the_benchmark_runs_one_first_stage_per_gate() -> None:
                getattr(getattr(g.spotter, "gate", None), "release_after", "no gate")
                for g in groups}
     assert release == {None: None, 0.7: round(0.7 * 16_000)}
+
+
+def runs_by_hand(flags: list[bool], chunk: int, end_silence: int) -> list[tuple[int, int]]:
+    """The ended runs of ``flags``, found another way: group the chunks of speech whose
+    gaps are too short to end a run; a group counts once enough silence follows it."""
+    quiet_chunks = -(-end_silence // chunk)  # a run ends after this many silent chunks
+    speech = [i for i, s in enumerate(flags) if s]
+    groups: list[list[int]] = []
+    for i in speech:
+        if groups and i - groups[-1][-1] - 1 < quiet_chunks:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return [(g[0] * chunk, (g[-1] + 1) * chunk) for g in groups
+            if len(flags) - g[-1] - 1 >= quiet_chunks]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(flags=st.lists(st.booleans(), max_size=300), chunk=st.sampled_from([160, 512]),
+       end_silence_s=st.sampled_from([0.05, 0.3, 0.5]))
+def test_speech_runs_begin_and_end_where_the_flags_say(
+        flags: list[bool], chunk: int, end_silence_s: float) -> None:
+    """The one account of where runs of speech are, which the utterance gate and the run
+    spotter share, against a count by hand."""
+    end_silence = round(end_silence_s * RATE)
+    runs = SpeechRuns(end_silence)
+    ended = [run for flag in flags if (run := runs.step(flag, chunk)) is not None]
+    assert ended == runs_by_hand(flags, chunk, end_silence)
+    assert runs.position == len(flags) * chunk
+    assert all(0 < end - start <= len(flags) * chunk for start, end in ended)
+    so_far = runs.so_far()
+    assert (so_far is None) == (runs.start is None)
+    if so_far is not None:
+        assert 0 < so_far <= runs.position and runs.position - runs.last_speech < end_silence

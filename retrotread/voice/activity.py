@@ -18,6 +18,9 @@ Two sources, a closed set (:class:`Activity`):
 
 Silero hears the audio as it came in (it learned from noisy recordings), not the
 noise-suppressed audio.
+
+Either way, :class:`SpeechRuns` turns the flags into runs of speech, for the utterance
+gate and for the run spotter (``runs.RunSpotter``) alike.
 """
 
 from __future__ import annotations
@@ -85,3 +88,41 @@ class SileroActivity:
     def reset(self) -> None:
         """Forget what was heard (after a gap in the audio)."""
         self._vad.reset()
+
+
+class SpeechRuns:
+    """Where runs of speech begin and end, from one voice-activity flag per chunk: a run
+    begins with a chunk of speech and ends once ``end_silence`` samples without speech
+    follow its last chunk of speech. Positions count samples from the first flag; a reset
+    forgets the current run, not the count."""
+
+    def __init__(self, end_silence: int) -> None:
+        self.end_silence = end_silence
+        self.position = 0
+        """The end of the last chunk judged."""
+        self.start: int | None = None
+        """Where the current run began (None: between runs)."""
+        self.last_speech = 0
+        """The end of the last chunk of speech."""
+
+    def step(self, speech: bool, chunk: int) -> tuple[int, int] | None:
+        """Judge the next ``chunk`` samples; the run this ends, as (its start, the end of
+        its last speech), if it ends one."""
+        self.position += chunk
+        if speech:
+            if self.start is None:
+                self.start = self.position - chunk
+            self.last_speech = self.position
+        elif self.start is not None and self.position - self.last_speech >= self.end_silence:
+            run, self.start = (self.start, self.last_speech), None
+            return run
+        return None
+
+    def so_far(self) -> int | None:
+        """How long the current run has lasted, to its last speech (None: between
+        runs)."""
+        return None if self.start is None else self.last_speech - self.start
+
+    def reset(self) -> None:
+        """Forget the current run (after a gap in the audio)."""
+        self.start = None

@@ -19,7 +19,7 @@ import dataclasses
 import numpy as np
 
 from retrotread.voice import VOICE_COMMANDS
-from retrotread.voice.activity import SileroActivity
+from retrotread.voice.activity import SileroActivity, SpeechRuns
 from retrotread.voice.asr import AsrVerifier, Hears
 from retrotread.voice.spotter import (
     END_SILENCE_S,
@@ -64,9 +64,7 @@ class RunSpotter:
         self._raw = np.zeros(0, dtype=np.int16)  # the last ``_keep`` samples, as they came
         self._cleaned = np.zeros(0, dtype=np.int16)  # the same, noise-suppressed (if used)
         self._kept_end = 0  # the end of ``_raw``, in samples since the start
-        self._judged_end = 0  # samples the voice activity has judged so far
-        self._start: int | None = None  # where the current run of speech began
-        self._last_speech = 0
+        self.runs = SpeechRuns(self.end_silence)
         self.fed_samples = 0
         self.candidates = 0
         """Short runs of speech the recognizer transcribed."""
@@ -95,15 +93,9 @@ class RunSpotter:
         found: list[Spotted] = []
         chunk = SileroActivity.CHUNK
         for speech in self.activity.process(raw):
-            self._judged_end += chunk
-            if speech:
-                if self._start is None:
-                    self._start = self._judged_end - chunk
-                self._last_speech = self._judged_end
-            elif self._start is not None and \
-                    self._judged_end - self._last_speech >= self.end_silence:
-                found += self._judge(self._start, self._last_speech)
-                self._start = None
+            ended = self.runs.step(speech, chunk)
+            if ended is not None:
+                found += self._judge(*ended)
         return found[:1]
 
     def _judge(self, start: int, end: int) -> list[Spotted]:
@@ -134,5 +126,5 @@ class RunSpotter:
 
     def reset(self) -> None:
         """Forget the current run (after a gap in the audio)."""
-        self._start = None
+        self.runs.reset()
         self.activity.reset()

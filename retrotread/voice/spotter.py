@@ -48,7 +48,7 @@ import numpy as np
 from retrotread.errors import VoiceUnavailableError
 from retrotread.events import UserCommand
 from retrotread.voice import EXTRA_HINT, VOICE_COMMANDS, stopnet
-from retrotread.voice.activity import Activity, Chunker, SileroActivity
+from retrotread.voice.activity import Activity, Chunker, SileroActivity, SpeechRuns
 from retrotread.voice.asr import AsrVerifier, Hears
 
 NOISE_SUPPRESSION = 4
@@ -239,9 +239,7 @@ class UtteranceGate:
         self.no_speech = 0
         self.max_samples = round(max_utterance_s * rate_hz)
         self.end_silence = round(end_silence_s * rate_hz)
-        self.position = 0
-        self.start: int | None = None
-        self.last_speech = 0
+        self.runs = SpeechRuns(self.end_silence)
         self.pending: list[Spotted] = []
         self.rejected = 0
         self._last_run: tuple[int, int] | None = None  # (length, end) of the last run
@@ -251,28 +249,28 @@ class UtteranceGate:
         released: list[Spotted] = []
         self._chunk = chunk
         for speech in flags:
-            self.position += chunk
-            if speech:
-                if self.start is None:
-                    self.start = self.position - chunk
-                self.last_speech = self.position
-                if self.release_after is not None:
-                    self._speech_ends.append(self.position)
-                    self._forget_old_speech()
-            elif self.start is not None and self.position - self.last_speech >= self.end_silence:
-                released += self._end_run()
+            ended = self.runs.step(speech, chunk)
+            if speech and self.release_after is not None:
+                self._speech_ends.append(self.runs.position)
+                self._forget_old_speech()
+            if ended is not None:
+                released += self._end_run(*ended)
             if self.pending and self.release_after is not None:
                 released += self._early()
-        if self.start is not None and self.pending and \
-                self.last_speech - self.start > self.max_samples:
+        if self.pending and self._too_long():
             self.rejected += len(self.pending)
             self.pending = []
         return released
 
+    def _too_long(self) -> bool:
+        """Whether the current run is already longer than a command."""
+        so_far = self.runs.so_far()
+        return so_far is not None and so_far > self.max_samples
+
     def _forget_old_speech(self) -> None:
         """Keep only the speech of the last 2 x ``max_utterance_s`` (bounded memory on a
         stream that never ends, whether or not a detection is held)."""
-        horizon = self.position - 2 * self.max_samples
+        horizon = self.runs.position - 2 * self.max_samples
         while self._speech_ends and self._speech_ends[0] < horizon:
             self._speech_ends.popleft()
 
@@ -281,51 +279,50 @@ class UtteranceGate:
         speech since, if the run so far is short."""
         assert self.release_after is not None
         self._forget_old_speech()
-        if self.start is not None and self.last_speech - self.start > self.max_samples:
+        if self._too_long():
             return []
+        position = self.runs.position
         for held in self.pending:
             word_end = held.word_start_sample + round(held.duration_s * self.rate_hz)
-            if self.position - word_end < self.release_after:
+            if position - word_end < self.release_after:
                 continue
             extra = self._chunk * sum(1 for end in self._speech_ends
                                       if end - self._chunk >= word_end)
             if extra <= self.max_extra_speech:
                 self.pending = []
-                return [replace(held, end_sample=self.position)]
+                return [replace(held, end_sample=position)]
         return []
 
-    def _end_run(self) -> list[Spotted]:
-        assert self.start is not None
-        length = self.last_speech - self.start
-        self._last_run = (length, self.position)
-        self.start = None
+    def _end_run(self, start: int, end: int) -> list[Spotted]:
+        length = end - start
+        self._last_run = (length, self.runs.position)
         pending, self.pending = self.pending, []
         if length > self.max_samples:
             self.rejected += len(pending)
             return []
-        return [replace(s, end_sample=self.position) for s in pending[:1]]
+        return [replace(s, end_sample=self.runs.position) for s in pending[:1]]
 
     def spotted(self, hits: list[Spotted]) -> list[Spotted]:
         """Detections from the recognizer: held until their run ends."""
         if not hits:
             return []
-        if self.start is not None:
+        if self.runs.start is not None:
             self.pending += hits
             return self._early() if self.release_after is not None else []
         # The run already ended (the recognizer reports a word up to ~0.8 s late), or voice
         # activity missed the word.
-        last = self._last_run
-        if (last is not None and self.position - last[1] <= 2 * self.end_silence
+        last, position = self._last_run, self.runs.position
+        if (last is not None and position - last[1] <= 2 * self.end_silence
                 and last[0] > self.max_samples):
             self.rejected += len(hits)
             return []
-        if self.require_speech and (last is None or self.position - last[1] > self.late):
+        if self.require_speech and (last is None or position - last[1] > self.late):
             self.no_speech += len(hits)
             return []
-        return [replace(s, end_sample=self.position) for s in hits[:1]]
+        return [replace(s, end_sample=position) for s in hits[:1]]
 
     def reset(self) -> None:
-        self.start = None
+        self.runs.reset()
         self.pending = []
         self._last_run = None
         self._speech_ends.clear()
@@ -703,13 +700,13 @@ class NetSpotter:
         """Without waiting for the run to end: taken if the run so far is short, or if
         the last run ended a moment ago and was short."""
         gate = self.gate
-        if gate.start is not None:
-            if gate.last_speech - gate.start <= gate.max_samples:
+        if gate.runs.start is not None:
+            if not gate._too_long():
                 return hits[:1]
             gate.rejected += 1
             return []
         last = gate._last_run
-        if last is not None and gate.position - last[1] <= gate.late \
+        if last is not None and gate.runs.position - last[1] <= gate.late \
                 and last[0] <= gate.max_samples:
             return hits[:1]
         gate.no_speech += 1
