@@ -42,6 +42,44 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
+Z95 = 1.959963984540054
+"""The two-sided 95 % point of the normal distribution."""
+
+
+def wilson_95(hits: int, trials: int) -> tuple[float, float]:
+    """The Wilson score 95 % interval for a proportion of ``hits`` in ``trials``."""
+    if trials <= 0:
+        return (math.nan, math.nan)
+    p, z2 = hits / trials, Z95 * Z95
+    centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)
+    half = Z95 * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / (1 + z2 / trials)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def poisson_cdf(k: int, mean: float) -> float:
+    """P(X <= k) for X Poisson with ``mean``."""
+    term = total = math.exp(-mean)
+    for i in range(1, k + 1):
+        term *= mean / i
+        total += term
+    return total
+
+
+def poisson_95(count: int) -> tuple[float, float]:
+    """The exact (Garwood) 95 % interval for the mean of a Poisson count: the means under
+    which seeing ``count`` or more, or ``count`` or fewer, has probability 2.5 %."""
+
+    def solve(below: float, k: int) -> float:  # the mean where P(X <= k) falls to ``below``
+        lo, hi = 0.0, 10.0 + 10.0 * k
+        for _ in range(200):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if poisson_cdf(k, mid) > below else (lo, mid)
+        return (lo + hi) / 2
+
+    lower = 0.0 if count == 0 else solve(0.975, count - 1)
+    return (lower, solve(0.025, count))
+
+
 # One backward segment: each watchdog trial starts a fresh workout on it.
 REACTION_PROFILE = """\
 name: Benchmark reaction

@@ -298,3 +298,34 @@ def test_with_two_windows_the_second_is_decoded_only_when_the_first_has_no_stop(
     assert verifier.last_confidence is not None and verifier.last_confidence > 0.5
     assert not verifier.keep(None, silence, silence) and len(decoded) == 5
     assert (verifier.checked, verifier.refused) == (3, 1)
+
+
+class Canned:
+    """Stands in for Moonshine's decoder to test the rule that judges its transcripts:
+    each window's "audio" is its index into ``said``."""
+
+    def __init__(self, *said: asr.Transcript) -> None:
+        self.said = said
+
+    def decode(self, audio: np.ndarray) -> asr.Transcript:
+        return self.said[int(audio[0])]
+
+
+@pytest.mark.parametrize(("text", "stop_p", "kept"), [
+    ("Stop the machine", 0.9, True),        # said: any length within the cap
+    ("Please stop the belt now", 0.9, False),  # 5 words: over the cap of 4
+    ("Top gear", 0.1, True),                # a near miss in 2 words
+    ("Start right here", 0.1, True),        # ... in 3
+    ("Tap over the panel", 0.1, False),     # ... in 4: too long for a near miss
+    ("", 0.1, False),                       # ... in none: no word to have misheard
+    ("Top gear", 0.01, False),              # not near enough
+])
+def test_a_near_miss_counts_only_in_a_short_transcript(
+        text: str, stop_p: float, kept: bool) -> None:
+    canned = Canned(asr.Transcript(text, stop_p))
+    verifier = asr.AsrVerifier(hears=asr.Hears.RAW, min_stop_p=0.05, max_words=4,
+                               near_max_words=3, transcriber=canned)  # type: ignore[arg-type]
+    assert verifier.keep(None, np.zeros(1, np.int16)) is kept
+    verifier.near_max_words = None  # without the rule: any near miss the cap allows
+    assert verifier.keep(None, np.zeros(1, np.int16)) is (
+        kept or (stop_p >= 0.05 and len(asr.WORD.findall(text)) <= 4))

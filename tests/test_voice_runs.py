@@ -120,6 +120,13 @@ def test_a_near_miss_counts_only_when_asked_for() -> None:
     assert RunSpotter(va.RATE_HZ).verifier.min_stop_p is None  # type: ignore[union-attr]
     near = RunSpotter(va.RATE_HZ, min_stop_p=0.1)
     assert near.verifier is not None and near.verifier.min_stop_p == 0.1
+    assert near.verifier.near_max_words is None
+    from benchmarks.voice import parse_config
+    short = parse_config("runs:either:p0.03:w4:n3")
+    assert (short.asr_min_stop_p, short.asr_max_words, short.asr_near_max_words) == (0.03, 4, 3)
+    spotter = short.spotter()
+    assert isinstance(spotter, RunSpotter) and spotter.verifier is not None
+    assert spotter.verifier.near_max_words == 3 and spotter.verifier.min_stop_p == 0.03
 
 
 def test_the_benchmark_judges_silero_s_runs_once_for_all_its_run_rows(

@@ -1,5 +1,6 @@
 """The voice benchmark's splits (benchmarks/voice.py): every voice is the voice it names,
-and the splits share no voice, stop phrase, non-stop text or noise seed range."""
+and the splits (training, validation and three held-out sets) share no voice, stop
+phrase, non-stop text or noise seed range."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from benchmarks import voice as bv
 from tests import voice_audio as va
 from tests.test_voice import synth  # noqa: F401  (the session's espeak-ng fixture)
 
-SPLITS = (bv.TRAINING, bv.VALIDATION, bv.HELD_OUT, bv.FRESH)
+SPLITS = (bv.TRAINING, bv.VALIDATION, bv.HELD_OUT, bv.FRESH, bv.THIRD)
 
 
 def test_every_variant_changes_the_voice(synth: va.Synth) -> None:  # noqa: F811
@@ -41,6 +42,8 @@ def test_the_splits_share_no_voice_phrase_text_or_seed() -> None:
             assert not set(bv.nonstop_texts(announcements, a)) & set(
                 bv.nonstop_texts(announcements, b)), pair
             assert abs(a.seed_base - b.seed_base) >= 100_000, pair
-    fresh = bv.nonstop_texts(announcements, bv.FRESH)
-    assert fresh == list(bv.FRESH_TEXTS) and len(fresh) >= 40
-    assert all(p in bv.FRESH.phrases for p in bv.FRESH.ends_with_stop)
+    for split, texts in ((bv.FRESH, bv.FRESH_TEXTS), (bv.THIRD, bv.THIRD_TEXTS)):
+        own = bv.nonstop_texts(announcements, split)
+        assert own == list(texts) and len(own) >= 40, split.name
+        assert all(p in split.phrases for p in split.ends_with_stop), split.name
+        assert all(p.endswith("stop") for p in split.ends_with_stop), split.name

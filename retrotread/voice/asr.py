@@ -243,7 +243,9 @@ class AsrVerifier:
 
     def __init__(self, *, before_s: float = 0.3, min_stop_p: float | None = None,
                  hears: Hears = Hears.CLEANED, max_words: int | None = None,
-                 model_dir: Path | None = None) -> None:
+                 near_max_words: int | None = None,
+                 model_dir: Path | None = None,
+                 transcriber: Transcriber | None = None) -> None:
         self.before_s = float(before_s)
         """How much audio before the aligned word it hears."""
         self.hears = hears
@@ -254,7 +256,11 @@ class AsrVerifier:
         self.max_words = max_words
         """A transcript of more words than this is not a command, "stop" or not (a
         command is a short phrase; None: any length)."""
-        self.transcriber = Transcriber(model_dir)
+        self.near_max_words = near_max_words
+        """A near miss (``min_stop_p``) counts only in a transcript of 1 to this many
+        words (None: any the word cap allows)."""
+        self.transcriber = transcriber or Transcriber(model_dir)
+        """Moonshine (``model_dir``'s, or the bundled model), unless one is given."""
         self.checked = 0
         self.refused = 0
         self.last_text = ""
@@ -270,11 +276,17 @@ class AsrVerifier:
             transcript = self.transcriber.decode(window)
             self.last_text = transcript.text
             self.last_confidence = max(self.last_confidence, transcript.stop_p)
-            if self.max_words is not None and \
-                    len(WORD.findall(transcript.text)) > self.max_words:
+            words = len(WORD.findall(transcript.text))
+            if self.max_words is not None and words > self.max_words:
                 continue
-            if STOP_WORD.search(transcript.text) or (
-                    self.min_stop_p is not None and transcript.stop_p >= self.min_stop_p):
+            if STOP_WORD.search(transcript.text) or self._near_miss(transcript, words):
                 return True
         self.refused += 1
         return False
+
+    def _near_miss(self, transcript: Transcript, words: int) -> bool:
+        """Whether the decoder nearly said "stop" in a transcript short enough for that to
+        count."""
+        if self.min_stop_p is None or transcript.stop_p < self.min_stop_p:
+            return False
+        return self.near_max_words is None or 1 <= words <= self.near_max_words

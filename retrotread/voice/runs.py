@@ -43,7 +43,7 @@ class RunSpotter:
 
     def __init__(self, sample_rate_hz: int, *, hears: Hears = Hears.RAW,
                  min_stop_p: float | None = None, max_words: int | None = None,
-                 verify: bool = True,
+                 near_max_words: int | None = None, verify: bool = True,
                  max_utterance_s: float = MAX_UTTERANCE_S,
                  end_silence_s: float = END_SILENCE_S,
                  noise_suppression: int = NOISE_SUPPRESSION) -> None:
@@ -53,7 +53,8 @@ class RunSpotter:
         (Silero hears the raw audio either way)."""
         self.activity = SileroActivity()
         self.verifier = self.make_verifier(hears=hears, min_stop_p=min_stop_p,
-                                           max_words=max_words) if verify else None
+                                           max_words=max_words,
+                                           near_max_words=near_max_words) if verify else None
         """Moonshine, judging each short run; None (``verify=False``): every short run is
         a candidate, for a caller that judges them itself (``windows``)."""
         self.max_samples = round(max_utterance_s * sample_rate_hz)
@@ -74,11 +75,12 @@ class RunSpotter:
 
     @staticmethod
     def make_verifier(*, hears: Hears = Hears.RAW, min_stop_p: float | None = None,
-                      max_words: int | None = None) -> AsrVerifier:
+                      max_words: int | None = None,
+                      near_max_words: int | None = None) -> AsrVerifier:
         """Moonshine as this spotter uses it: it hears each run with ``PAD_S`` either
         side."""
         return AsrVerifier(before_s=PAD_S, hears=hears, min_stop_p=min_stop_p,
-                           max_words=max_words)
+                           max_words=max_words, near_max_words=near_max_words)
 
     def feed(self, samples: np.ndarray) -> list[Spotted]:
         block = np.ascontiguousarray(samples, dtype=np.int16)
