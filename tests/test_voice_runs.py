@@ -78,11 +78,13 @@ def test_the_benchmark_s_default_is_what_voice_stop_listens_with() -> None:
     assert DEFAULT.runs and DEFAULT.asr_hears is default.RUNS_HEAR
     assert DEFAULT.asr_min_stop_p == default.RUNS_MIN_STOP_P
     assert DEFAULT.asr_max_words == default.RUNS_MAX_WORDS
+    assert DEFAULT.asr_near_max_words == default.RUNS_NEAR_MAX_WORDS
     listening = default.default_spotter(va.RATE_HZ)
     assert isinstance(listening, RunSpotter) and listening.verifier is not None
     assert listening.verifier.hears is default.RUNS_HEAR
     assert listening.verifier.min_stop_p == default.RUNS_MIN_STOP_P
     assert listening.verifier.max_words == default.RUNS_MAX_WORDS
+    assert listening.verifier.near_max_words == default.RUNS_NEAR_MAX_WORDS
 
 
 
