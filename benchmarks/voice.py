@@ -1136,8 +1136,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also report the current default (DEFAULT) on the held-out "
                         "set, and its latency (never used for the choice)")
     parser.add_argument("--held-out", choices=sorted(HELD_OUT_SETS), default="held-out",
-                        help="the set to report on: the held-out split, or FRESH (made "
-                        "after the tenth choice; no choice has heard it)")
+                        help="the set to report on: the first held-out split; FRESH (made "
+                        "after the tenth choice, judged on by the twelfth); or THIRD (made "
+                        "after the twelfth, judged on by the thirteenth)")
     parser.add_argument("--chosen", type=parse_config, default=None,
                         help="skip the validation run and report this configuration (only "
                         "when an earlier run's validation table, under the same rules, "

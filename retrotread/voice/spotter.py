@@ -257,12 +257,12 @@ class UtteranceGate:
                 released += self._end_run(*ended)
             if self.pending and self.release_after is not None:
                 released += self._early()
-        if self.pending and self._too_long():
+        if self.pending and self.run_too_long():
             self.rejected += len(self.pending)
             self.pending = []
         return released
 
-    def _too_long(self) -> bool:
+    def run_too_long(self) -> bool:
         """Whether the current run is already longer than a command."""
         so_far = self.runs.so_far()
         return so_far is not None and so_far > self.max_samples
@@ -279,7 +279,7 @@ class UtteranceGate:
         speech since, if the run so far is short."""
         assert self.release_after is not None
         self._forget_old_speech()
-        if self._too_long():
+        if self.run_too_long():
             return []
         position = self.runs.position
         for held in self.pending:
@@ -701,7 +701,7 @@ class NetSpotter:
         the last run ended a moment ago and was short."""
         gate = self.gate
         if gate.runs.start is not None:
-            if not gate._too_long():
+            if not gate.run_too_long():
                 return hits[:1]
             gate.rejected += 1
             return []
